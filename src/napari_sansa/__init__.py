@@ -1,0 +1,43 @@
+"""napari-sansa: label a few images, and SANSA (SAM2 + adapters) labels the rest.
+
+Importing this package is cheap: torch and sam2 load only when a model is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .engine import Box, Image, Mask, Points, Reference, SansaConfig, SansaError, Scribble
+
+try:
+    from ._version import version as __version__
+except ImportError:  # pragma: no cover - running from a source tree without a build
+    __version__ = "0.0.0"
+
+if TYPE_CHECKING:
+    from .engine.model import ModelInfo, Prediction, Sansa
+
+_LAZY = {"Sansa": "model", "Prediction": "model", "ModelInfo": "model"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".engine.{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "Box",
+    "Image",
+    "Mask",
+    "ModelInfo",
+    "Points",
+    "Prediction",
+    "Reference",
+    "Sansa",
+    "SansaConfig",
+    "SansaError",
+    "Scribble",
+]

@@ -1,0 +1,71 @@
+"""Run settings shared by the Python API, the CLI and the widget."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import SansaError
+
+Precision = Literal["fp32", "bf16"]
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class SansaConfig:
+    """How a model runs.
+
+    Parameters
+    ----------
+    device
+        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision
+        ``"fp32"`` or ``"bf16"`` (autocast where the hardware supports it).
+    image_size
+        Side of the square model input; SAM2 and SANSA were trained at 1024.
+    threshold
+        A pixel belongs to a class where its logit is above this.
+    cache_bytes
+        Byte budget of the in-memory feature cache (``None``: no limit).
+    """
+
+    device: str = "auto"
+    precision: Precision = "fp32"
+    image_size: int = 1024
+    threshold: float = 0.0
+    cache_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.device.split(":")[0] not in DEVICES:
+            raise SansaError(f"Unknown device {self.device!r}: use one of {', '.join(DEVICES)}.")
+        if self.precision not in PRECISIONS:
+            raise SansaError(f"Unknown precision {self.precision!r}: use fp32 or bf16.")
+
+
+def resolve_device(name: str):
+    """The torch device for a device name, checking that it exists."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SansaError("device='cuda' was asked for, but PyTorch sees no CUDA GPU; use 'cpu' or 'auto'.")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise SansaError("device='mps' was asked for, but Apple MPS is not available; use 'cpu' or 'auto'.")
+    return torch.device(name)
+
+
+def autocast(device, precision: Precision):
+    """bf16 autocast on devices that support it; a no-op for fp32."""
+    import torch
+
+    if precision != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
