@@ -64,10 +64,9 @@ def infer_sam2_size(state_dict: Mapping[str, object], source: str) -> Sam2Size:
 
 def build_sam2(size: Sam2Size, image_size: int = 1024):
     """A SAM2Base with random weights, configured as SANSA configures it."""
+    import sam2
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
-
-    import sam2
 
     if image_size % 32 != 0 or image_size < 64:
         raise SansaError(f"The model input size must be a multiple of 32 and at least 64, got {image_size}.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def read_state_dict(path: str | os.PathLike, role: str) -> dict[str, torch.Tenso
                 "weights, and loading it could run code. Use the official checkpoint."
             ) from None
         raise SansaError(f"The {role} file {path} is not a PyTorch checkpoint ({exc}).") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # garbage bytes raise anything from IndexError to RuntimeError
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SansaError(
             f"The {role} file {path} cannot be read as a PyTorch checkpoint: it may be "
@@ -65,7 +64,7 @@ def read_state_dict(path: str | os.PathLike, role: str) -> dict[str, torch.Tenso
 def sam2_weights(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
     """The SAM2 tensors of a checkpoint, after checking that it is one."""
     state = _strip_prefix(state_dict, "sam.")
-    has_trunk = any(key.startswith(TRUNK_PREFIX) for key in state)
+    has_trunk = any(key.startswith(TRUNK_PREFIX) and ".adapter." not in key for key in state)
     if not has_trunk and adapter_tensors(state_dict):
         raise SansaError(
             f"{source} holds SANSA adapter weights only. Give it as the adapter checkpoint, "
@@ -99,7 +98,9 @@ def load_sam2_weights(sam: torch.nn.Module, state_dict: Mapping[str, torch.Tenso
         log.info("%s: ignored %d weights SANSA does not use, e.g. %s", source, len(unknown), unknown[0])
 
 
-def adapter_weights(state_dict: Mapping[str, torch.Tensor], source: str) -> dict[int, dict[str, torch.Tensor]]:
+def adapter_weights(
+    state_dict: Mapping[str, torch.Tensor], source: str
+) -> dict[int, dict[str, torch.Tensor]]:
     """The adapter tensors of an adapter checkpoint, grouped by Hiera block."""
     grouped = adapter_tensors(state_dict)
     if not grouped:

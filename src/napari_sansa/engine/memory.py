@@ -48,7 +48,9 @@ def _heads(sam, pix_feat, feats: ImageFeatures, multimask: bool, **prompt) -> De
     return Decoded(low, high, float(ious.max()), obj_ptr)
 
 
-def encode_memory(sam, feats: ImageFeatures, high_res_logits: torch.Tensor, obj_ptr: torch.Tensor) -> MemoryEntry:
+def encode_memory(
+    sam, feats: ImageFeatures, high_res_logits: torch.Tensor, obj_ptr: torch.Tensor
+) -> MemoryEntry:
     """Encode a frame's mask logits into memory, as SAM2 does after each frame."""
     h, w = feats.top.shape[-2:]
     features, pos = sam._encode_new_memory(
@@ -66,7 +68,9 @@ def decode_mask_prompt(sam, feats: ImageFeatures, mask: torch.Tensor) -> Decoded
     mask = mask.float()
     logits = mask * MASK_LOGIT_SCALE + MASK_LOGIT_BIAS
     size = logits.shape[-1]
-    low = F.interpolate(logits, size=(size // 4, size // 4), mode="bilinear", align_corners=False, antialias=True)
+    low = F.interpolate(
+        logits, size=(size // 4, size // 4), mode="bilinear", align_corners=False, antialias=True
+    )
     # The memory sees the mask after its round trip through low resolution.
     high = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
     pointer = _heads(sam, feats.top, feats, False, mask_inputs=sam.mask_downsample(mask)).obj_ptr
@@ -124,7 +128,9 @@ def condition_on_memory(
     return conditioned.permute(1, 2, 0).reshape(feats.top.shape)
 
 
-def decode_target(sam, feats: ImageFeatures, pos: torch.Tensor, frame: int, bank: Mapping[int, MemoryEntry]) -> Decoded:
+def decode_target(
+    sam, feats: ImageFeatures, pos: torch.Tensor, frame: int, bank: Mapping[int, MemoryEntry]
+) -> Decoded:
     """Segment a target frame from memory alone (multimask output, best predicted IoU)."""
     pix_feat = condition_on_memory(sam, feats, pos, frame, bank)
     return _heads(sam, pix_feat, feats, True)

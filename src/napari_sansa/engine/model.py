@@ -106,7 +106,9 @@ class Sansa:
     row/column pixels, as in napari.
     """
 
-    def __init__(self, sam: torch.nn.Module, config: SansaConfig | None = None, info: ModelInfo | None = None) -> None:
+    def __init__(
+        self, sam: torch.nn.Module, config: SansaConfig | None = None, info: ModelInfo | None = None
+    ) -> None:
         self.config = config or SansaConfig()
         self.device = resolve_device(self.config.device)
         self.sam = sam.to(self.device).eval()
@@ -235,7 +237,9 @@ class Sansa:
                 decoded = decode_mask_prompt(self.sam, feats, mask)
             else:
                 inputs = sam_point_inputs(prompt, prepared.hw, self.image_size)
-                decoded = decode_point_prompt(self.sam, feats, {k: v.to(self.device) for k, v in inputs.items()})
+                decoded = decode_point_prompt(
+                    self.sam, feats, {k: v.to(self.device) for k, v in inputs.items()}
+                )
             entry = encode_memory(self.sam, feats, decoded.high_res, decoded.obj_ptr)
         self._memories[key] = entry
         return entry
@@ -250,19 +254,30 @@ class Sansa:
         prepared = [self._prepare(ref.image) for ref in references]
         banks: dict[int, dict[int, MemoryEntry]] = {}
         for class_id in sorted({c for prompts in resolved for c in prompts}):
-            shots = [(prep, prompts[class_id]) for prep, prompts in zip(prepared, resolved) if class_id in prompts]
+            shots = [
+                (prep, prompts[class_id]) for prep, prompts in zip(prepared, resolved) if class_id in prompts
+            ]
             if len(shots) > self.sam.num_maskmem:
                 log.warning(
                     "Class %d has %d references; SAM2's memory holds %d frames, so only the first "
                     "and the last %d references give spatial memory.",
-                    class_id, len(shots), self.sam.num_maskmem, self.sam.num_maskmem - 1,
+                    class_id,
+                    len(shots),
+                    self.sam.num_maskmem,
+                    self.sam.num_maskmem - 1,
                 )
-            banks[class_id] = {i: self._reference_memory(prep, prompt) for i, (prep, prompt) in enumerate(shots)}
+            banks[class_id] = {
+                i: self._reference_memory(prep, prompt) for i, (prep, prompt) in enumerate(shots)
+            }
         return banks
 
     # ----------------------------------------------------------------- targets
     def _predict(
-        self, prepared: _Prepared, banks: Mapping[int, dict[int, MemoryEntry]], frames: Mapping[int, int], remember: bool
+        self,
+        prepared: _Prepared,
+        banks: Mapping[int, dict[int, MemoryEntry]],
+        frames: Mapping[int, int],
+        remember: bool,
     ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, float]]:
         feats = self._features(prepared)
         threshold = self.config.threshold
@@ -277,9 +292,13 @@ class Sansa:
                     window = max(self.sam.num_maskmem, self.sam.max_obj_ptrs_in_encoder)
                     for old in [k for k in bank if 0 < k <= frame - window]:
                         del bank[old]
-                full = F.interpolate(decoded.low_res.float(), size=prepared.hw, mode="bilinear", align_corners=False)
+                full = F.interpolate(
+                    decoded.low_res.float(), size=prepared.hw, mode="bilinear", align_corners=False
+                )
                 logits[class_id] = full[0, 0].cpu().numpy()
-                scores[class_id] = float(np.clip(decoded.iou * _stability(decoded.low_res.float(), threshold), 0, 1))
+                scores[class_id] = float(
+                    np.clip(decoded.iou * _stability(decoded.low_res.float(), threshold), 0, 1)
+                )
         class_ids = list(logits)
         stacked = np.stack([logits[c] for c in class_ids])
         best = stacked.argmax(axis=0)
@@ -333,7 +352,9 @@ class Sansa:
         progress: Progress = None,
     ) -> list[Prediction]:
         """:meth:`propagate`, collected into a list."""
-        return list(self.propagate(references, targets, sequential=sequential, cancel=cancel, progress=progress))
+        return list(
+            self.propagate(references, targets, sequential=sequential, cancel=cancel, progress=progress)
+        )
 
     def clear_cache(self) -> None:
         """Forget cached features and reference memories."""

@@ -19,6 +19,7 @@ from .errors import SansaError
 from .images import Image, image_hw
 
 POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 1, 0, 2, 3
+MIN_BOX_SIDE = 0.01  # pixels; thinner boxes are lines
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,8 +100,11 @@ def _as_points_array(values: object, what: str) -> np.ndarray:
 
 def _inside(coords: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
     h, w = hw
-    return (coords[:, 0] >= -0.5) & (coords[:, 0] <= h - 0.5) & (coords[:, 1] >= -0.5) & (
-        coords[:, 1] <= w - 0.5
+    return (
+        (coords[:, 0] >= -0.5)
+        & (coords[:, 0] <= h - 0.5)
+        & (coords[:, 1] >= -0.5)
+        & (coords[:, 1] <= w - 0.5)
     )
 
 
@@ -113,7 +117,7 @@ def _box_points(box: Box, hw: tuple[int, int], where: str) -> tuple[np.ndarray, 
     c0, c1 = sorted((values[1], values[3]))
     r0, r1 = np.clip([r0, r1], 0, h - 1)
     c0, c1 = np.clip([c0, c1], 0, w - 1)
-    if r1 <= r0 or c1 <= c0:
+    if r1 - r0 < MIN_BOX_SIDE or c1 - c0 < MIN_BOX_SIDE:
         raise SansaError(
             f"The box {where} has no area inside the {h}x{w} image "
             f"(corners {box.r0:g},{box.c0:g} and {box.r1:g},{box.c1:g}); draw a rectangle over the object."
@@ -136,9 +140,7 @@ def _point_set(points: Points, hw: tuple[int, int], where: str) -> tuple[np.ndar
     outside = ~_inside(coords, hw)
     if outside.any():
         r, c = coords[outside][0]
-        raise SansaError(
-            f"The point ({r:g}, {c:g}) {where} lies outside the {hw[0]}x{hw[1]} image."
-        )
+        raise SansaError(f"The point ({r:g}, {c:g}) {where} lies outside the {hw[0]}x{hw[1]} image.")
     return coords, labels.astype(np.int64)
 
 
@@ -179,9 +181,7 @@ def resolve_class_prompt(
     masks = [p for p in items if isinstance(p, Mask)]
     unknown = [p for p in items if not isinstance(p, (Mask, Box, Points, Scribble))]
     if unknown:
-        raise SansaError(
-            f"Unknown prompt {unknown[0]!r} {where}: use Mask, Box, Points or Scribble."
-        )
+        raise SansaError(f"Unknown prompt {unknown[0]!r} {where}: use Mask, Box, Points or Scribble.")
     if masks:
         if len(masks) != len(items):
             raise SansaError(f"A mask cannot be combined with points, boxes or scribbles {where}.")
@@ -221,7 +221,9 @@ def resolve_class_prompt(
 def resolve_reference(reference: Reference, index: int) -> dict[int, ClassPrompt]:
     """Validate a reference's class ids and prompts against its image."""
     if not isinstance(reference, Reference):
-        raise SansaError(f"Reference {index} must be a napari_sansa.Reference, not {type(reference).__name__}.")
+        raise SansaError(
+            f"Reference {index} must be a napari_sansa.Reference, not {type(reference).__name__}."
+        )
     hw = image_hw(reference.image)
     if not reference.prompts:
         raise SansaError(f"Reference {index} has no prompts: annotate at least one class on it.")

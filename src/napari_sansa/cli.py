@@ -1,0 +1,236 @@
+"""Command line: ``napari-sansa segment``, ``download`` and ``models``.
+
+User-facing problems print one line and exit with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .engine.config import DEVICES, PRECISIONS, SansaConfig
+from .engine.errors import SansaError
+
+SAM2_ENV = "NAPARI_SANSA_SAM2_CHECKPOINT"
+ADAPTER_ENV = "NAPARI_SANSA_ADAPTER_CHECKPOINT"
+EXIT_USAGE = 2
+
+
+def _split_reference(value: str) -> tuple[Path, Path]:
+    image, sep, mask = value.rpartition(":")
+    if not sep or not image or not mask:
+        raise SansaError(f"--reference {value!r} must be IMAGE:MASK (an image file and its label image).")
+    return Path(image), Path(mask)
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=None, help="published model name (default: universal)")
+    group.add_argument("--sam2", type=Path, default=None, help=f"local SAM2 checkpoint (or ${SAM2_ENV})")
+    group.add_argument(
+        "--adapter", type=Path, default=None, help=f"local SANSA adapter checkpoint (or ${ADAPTER_ENV})"
+    )
+    group.add_argument("--cache-dir", type=Path, default=None, help="where published models are kept")
+    group.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default: auto)")
+    group.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    group.add_argument(
+        "--image-size", type=int, default=1024, help="model input side (default 1024, as trained)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="napari-sansa", description="Few-shot segmentation with SANSA (SAM2 + adapters)."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    segment = commands.add_parser("segment", help="label target images like the annotated references")
+    segment.add_argument(
+        "--reference",
+        "-r",
+        action="append",
+        required=True,
+        metavar="IMAGE:MASK",
+        help="a reference image and its label image (each nonzero value is a class); repeat for k shots",
+    )
+    segment.add_argument("targets", nargs="+", type=Path, help="target image files or folders")
+    segment.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
+    segment.add_argument(
+        "--sequential", action="store_true", help="targets are a time series: remember each prediction"
+    )
+    segment.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
+    _add_model_options(segment)
+
+    download = commands.add_parser("download", help="download a published model ahead of time")
+    download.add_argument("name", nargs="?", default="universal")
+    download.add_argument("--cache-dir", type=Path, default=None)
+
+    commands.add_parser("models", help="list the published models and where their files go")
+
+    sample = commands.add_parser("sample-data", help="write generated sample images and a reference mask")
+    sample.add_argument("folder", type=Path)
+    sample.add_argument("--count", type=int, default=6)
+
+    test_weights = commands.add_parser(
+        "make-test-weights",
+        help="write random-weight SAM2-tiny + adapter files (to try the plumbing offline)",
+    )
+    test_weights.add_argument("folder", type=Path)
+    return parser
+
+
+def load_model(args: argparse.Namespace):
+    """The model the options ask for: local files, else a published model."""
+    from .engine.model import Sansa
+
+    config = SansaConfig(device=args.device, precision=args.precision, image_size=args.image_size)
+    sam2 = args.sam2 or (Path(os.environ[SAM2_ENV]) if os.environ.get(SAM2_ENV) else None)
+    adapter = args.adapter or (Path(os.environ[ADAPTER_ENV]) if os.environ.get(ADAPTER_ENV) else None)
+    if args.model is None and (sam2 or adapter):
+        if not (sam2 and adapter):
+            raise SansaError("Give both --sam2 and --adapter (or neither, to use a published model).")
+        return Sansa.from_checkpoints(sam2, adapter, config=config)
+    return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .engine.prompts import Mask, Reference
+    from .files import (
+        ensure_writable_folder,
+        expand_image_paths,
+        labels_suffix,
+        mask_to_classes,
+        read_image,
+        write_labels,
+    )
+
+    pairs = [_split_reference(value) for value in args.reference]
+    references = []
+    for image_path, mask_path in pairs:
+        image = read_image(image_path)
+        classes = mask_to_classes(read_image(mask_path), f"Mask {mask_path}")
+        references.append(Reference(image, {c: Mask(m) for c, m in classes.items()}))
+    skip = {p.resolve() for pair in pairs for p in pair}
+    targets = [p for p in expand_image_paths(args.targets) if p.resolve() not in skip]
+    if not targets:
+        raise SansaError("No target images: give image files or folders besides the references.")
+    out = ensure_writable_folder(args.out)
+    planned = {}
+    for path in targets:
+        preferred = ".png" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") else ".tif"
+        planned[path] = preferred
+    model = load_model(args)
+
+    failures: list[str] = []
+    readable: list[Path] = []
+
+    def images():
+        for path in targets:
+            try:
+                image = read_image(path)
+            except SansaError as exc:
+                failures.append(str(exc))
+                continue
+            readable.append(path)
+            yield image
+
+    bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
+    try:
+        for prediction in model.propagate(references, images()):
+            path = readable[prediction.index]
+            suffix = labels_suffix(prediction.labels, planned[path])
+            write_labels(out / f"{path.stem}_labels{suffix}", prediction.labels, overwrite=args.overwrite)
+            bar.update(1)
+    finally:
+        bar.close()
+    for message in failures:
+        print(f"napari-sansa: skipped: {message}", file=sys.stderr)
+    print(f"Wrote {len(readable)} label image(s) to {out}", file=sys.stderr)
+    return EXIT_USAGE if failures else 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .engine.weights import fetch_model
+
+    sam2, adapter = fetch_model(args.name, cache_dir=args.cache_dir, progress=True)
+    print(f"{args.name}: {sam2}\n{' ' * len(args.name)}  {adapter}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .engine.weights import PUBLISHED, expected_paths
+
+    for name, model in PUBLISHED.items():
+        sam2, adapter = expected_paths(name)
+        state = "downloaded" if sam2.is_file() and adapter.is_file() else "not downloaded"
+        print(f"{name:11s} {model.description} [{state}]")
+        print(f"{'':11s}   {model.sam2.page}\n{'':11s}     -> {sam2}")
+        print(f"{'':11s}   {model.adapter.page}\n{'':11s}     -> {adapter}")
+    return 0
+
+
+def _sample_data(args: argparse.Namespace) -> int:
+    from .files import ensure_writable_folder, write_labels
+    from .samples import cells
+
+    folder = ensure_writable_folder(args.folder)
+    (folder / "images").mkdir(exist_ok=True)
+    import imageio.v3 as iio
+
+    for i, (image, labels) in enumerate(cells(max(args.count, 2))):
+        iio.imwrite(folder / "images" / f"cells_{i:02d}.png", image)
+        if i == 0:
+            write_labels(folder / "cells_00_mask.png", labels, overwrite=True)
+    print(
+        f"Wrote {max(args.count, 2)} images to {folder / 'images'} and the reference mask {folder / 'cells_00_mask.png'}"
+    )
+    return 0
+
+
+def _make_test_weights(args: argparse.Namespace) -> int:
+    from .engine.random_weights import write_random_checkpoints
+
+    sam2, adapter = write_random_checkpoints(args.folder)
+    print(f"{sam2}\n{adapter}\nRandom weights: they exercise the software but segment nothing meaningful.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``napari-sansa`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="napari-sansa: %(message)s")
+    handler = {
+        "segment": _segment,
+        "download": _download,
+        "models": _models,
+        "sample-data": _sample_data,
+        "make-test-weights": _make_test_weights,
+    }[args.command]
+    try:
+        return handler(args)
+    except SansaError as exc:
+        print(f"napari-sansa: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("napari-sansa: interrupted; label images written so far are kept.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"napari-sansa: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

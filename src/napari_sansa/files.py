@@ -1,0 +1,119 @@
+"""Reading images and writing label images, safely: nothing is overwritten unless asked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .engine.errors import SansaError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as an array (TIFF through tifffile, the rest through imageio)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SansaError(f"Image file {path} does not exist.")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+    except Exception as exc:  # readers raise many types for bad files
+        raise SansaError(f"Cannot read image {path}: {exc}") from None
+    return np.asarray(data)
+
+
+def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files as given, and the image files inside folders (sorted by name)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise SansaError(f"Folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SansaError(f"{path} does not exist.")
+    return found
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create the output folder if needed and check that files can be written in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sansa-write-test-"):
+            pass
+    except OSError as exc:
+        raise SansaError(f"Cannot write to the output folder {folder}: {exc.strerror or exc}.") from None
+    return folder
+
+
+def labels_suffix(labels: np.ndarray, preferred: str = ".tif") -> str:
+    """PNG only where the labels fit in it; TIFF otherwise."""
+    if preferred == ".png" and labels.dtype in (np.uint8, np.uint16) and labels.ndim == 2:
+        return ".png"
+    return ".tif"
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a label image atomically (temporary file, then rename); refuse to overwrite."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            tifffile.imwrite(tmp_name, labels, compression="zlib")
+        else:
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp_name, labels, extension=path.suffix)
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        raise SansaError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def mask_to_classes(mask: np.ndarray, source: str) -> dict[int, np.ndarray]:
+    """Class id -> boolean mask from a label image (a 0/255 binary mask counts as class 1)."""
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        if not (np.all(mask[..., 0] == mask[..., 1]) and np.all(mask[..., 0] == mask[..., 2])):
+            raise SansaError(f"{source} is a colour image; a mask must be a grayscale or label image.")
+        mask = mask[..., 0]
+    if mask.ndim != 2:
+        raise SansaError(f"{source} has shape {mask.shape}; a mask must be a 2D label image.")
+    if mask.dtype.kind == "f":
+        if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
+            raise SansaError(f"{source} holds fractional values; a mask must hold whole class ids.")
+        mask = mask.astype(np.int64)
+    if mask.dtype.kind == "b":
+        mask = mask.astype(np.uint8)
+    values = [int(v) for v in np.unique(mask) if v != 0]
+    if not values:
+        raise SansaError(f"{source} is empty: it marks no object.")
+    if any(v < 0 for v in values):
+        raise SansaError(f"{source} holds negative values; class ids are 1, 2, 3, ...")
+    if values == [255]:
+        return {1: mask == 255}
+    return {v: mask == v for v in values}

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny random-weight SAM2 + adapter checkpoints in the official formats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_sansa.samples import cells
+
+TEST_IMAGE_SIZE = 256  # model input side for tests: 16x fewer pixels than 1024, same code paths
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """(sam2 path, adapter path) of a random-weight SAM2-tiny with SANSA adapters on stages 2-3."""
+    from napari_sansa.engine.random_weights import write_random_checkpoints
+
+    return write_random_checkpoints(tmp_path_factory.mktemp("weights"), size="tiny")
+
+
+@pytest.fixture(scope="session")
+def config():
+    from napari_sansa import SansaConfig
+
+    return SansaConfig(device="cpu", image_size=TEST_IMAGE_SIZE)
+
+
+@pytest.fixture(scope="session")
+def model(checkpoints, config):
+    """A model shared by tests that do not count encoder passes."""
+    from napari_sansa import Sansa
+
+    return Sansa.from_checkpoints(*checkpoints, config=config)
+
+
+@pytest.fixture
+def fresh_model(checkpoints, config):
+    """A model with an empty cache."""
+    from napari_sansa import Sansa
+
+    return Sansa.from_checkpoints(*checkpoints, config=config)
+
+
+@pytest.fixture(scope="session")
+def samples():
+    """Six (image, labels) pairs of synthetic cells."""
+    return cells(6, seed=3)
+
+
+@pytest.fixture
+def encoder_calls(request):
+    """Count image-encoder forward passes of a model: ``calls = encoder_calls(model)``."""
+    handles = []
+
+    def attach(model):
+        calls = []
+        handles.append(model.sam.image_encoder.register_forward_hook(lambda *_: calls.append(1)))
+        return calls
+
+    yield attach
+    for handle in handles:
+        handle.remove()
+
+
+def disk_mask(shape, center, radius):
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    return (rr - center[0]) ** 2 + (cc - center[1]) ** 2 <= radius**2

@@ -1,0 +1,157 @@
+"""The command line end to end, on files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_sansa.cli import main
+
+
+@pytest.fixture
+def dataset(tmp_path, samples):
+    """A reference image + mask and a folder of targets, as files."""
+    import imageio.v3 as iio
+
+    ref_dir, target_dir = tmp_path / "refs", tmp_path / "targets"
+    ref_dir.mkdir()
+    target_dir.mkdir()
+    iio.imwrite(ref_dir / "ref.png", samples[0][0])
+    iio.imwrite(ref_dir / "ref_mask.png", samples[0][1])
+    for i, (image, _) in enumerate(samples[1:3]):
+        iio.imwrite(target_dir / f"cell{i}.png", image)
+    tifffile.imwrite(target_dir / "stack16.tif", (samples[3][0][..., 0].astype(np.uint16) * 40))
+    return ref_dir, target_dir
+
+
+def run(args, capsys):
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def model_args(checkpoints):
+    sam2, adapter = checkpoints
+    return ["--sam2", str(sam2), "--adapter", str(adapter), "--device", "cpu", "--image-size", "256"]
+
+
+def test_segment_writes_one_label_image_per_target(dataset, checkpoints, tmp_path, capsys):
+    ref_dir, target_dir = dataset
+    out = tmp_path / "out"
+    code, err = run(
+        [
+            "segment",
+            "-r",
+            f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+            str(target_dir),
+            "--out",
+            str(out),
+        ]
+        + model_args(checkpoints),
+        capsys,
+    )
+    assert code == 0, err
+    written = sorted(p.name for p in out.iterdir())
+    assert written == ["cell0_labels.png", "cell1_labels.png", "stack16_labels.tif"]
+    labels = tifffile.imread(out / "stack16_labels.tif")
+    assert labels.shape == (256, 320) and labels.dtype == np.uint8
+    assert set(np.unique(labels)) <= {0, 1, 2}  # the sample mask has classes 1 and 2
+    assert "Wrote 3 label image(s)" in err
+
+
+def test_existing_results_are_not_overwritten(dataset, checkpoints, tmp_path, capsys):
+    ref_dir, target_dir = dataset
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cell0_labels.png").write_bytes(b"my corrected labels")
+    code, err = run(
+        [
+            "segment",
+            "-r",
+            f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+            str(target_dir / "cell0.png"),
+            "--out",
+            str(out),
+        ]
+        + model_args(checkpoints),
+        capsys,
+    )
+    assert code == 2
+    assert "already exists" in err and "Traceback" not in err
+    assert (out / "cell0_labels.png").read_bytes() == b"my corrected labels"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-r", "nocolon.png"], "must be IMAGE:MASK"),
+        (["-r", "missing.png:missing_mask.png"], "does not exist"),
+        (["-r", "{ref}:{img}"], "colour image"),
+    ],
+    ids=["no-mask", "missing-files", "colour-mask"],
+)
+def test_bad_input_exits_2_with_one_line(dataset, checkpoints, tmp_path, capsys, args, message):
+    ref_dir, target_dir = dataset
+    args = [a.format(ref=ref_dir / "ref.png", img=ref_dir / "ref.png") for a in args]
+    code, err = run(
+        ["segment", *args, str(target_dir), "--out", str(tmp_path / "o")] + model_args(checkpoints), capsys
+    )
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_unreadable_target_is_reported_and_the_others_finish(dataset, checkpoints, tmp_path, capsys):
+    ref_dir, target_dir = dataset
+    (target_dir / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    code, err = run(
+        [
+            "segment",
+            "-r",
+            f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+            str(target_dir),
+            "--out",
+            str(out),
+        ]
+        + model_args(checkpoints),
+        capsys,
+    )
+    assert code == 2
+    assert "skipped: Cannot read image" in err and "broken.png" in err
+    assert len(list(out.iterdir())) == 3
+
+
+def test_unwritable_output_folder_is_reported(dataset, checkpoints, tmp_path, capsys):
+    ref_dir, target_dir = dataset
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = run(
+        [
+            "segment",
+            "-r",
+            f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+            str(target_dir),
+            "--out",
+            str(blocker / "sub"),
+        ]
+        + model_args(checkpoints),
+        capsys,
+    )
+    assert code == 2 and "Cannot write to the output folder" in err
+
+
+def test_offline_without_weights_says_what_to_download_and_where(tmp_path, capsys, monkeypatch):
+    from napari_sansa.engine import weights
+
+    def offline(remote, destination, progress):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(weights, "default_transport", offline)
+    code, err = run(["download", "universal", "--cache-dir", str(tmp_path)], capsys)
+    assert code == 2
+    assert "https://dl.fbaipublicfiles.com/segment_anything_2/072824/sam2_hiera_large.pt" in err
+    assert str(tmp_path / "sam2_hiera_large.pt") in err
+    assert str(tmp_path / "adapter_universal.pth") in err
+    assert "drive.google.com" in err
