@@ -1,0 +1,1 @@
+"""The napari plugin: a thin layer over :mod:`napari_sansa.engine`."""

@@ -1,0 +1,43 @@
+"""The work a run does in its background thread, as a generator of events (no Qt).
+
+The widget wraps :func:`run_job` in napari's ``thread_worker`` and handles each event on the
+main thread; tests and scripts can drain it directly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .session import Job, TargetKey
+
+if TYPE_CHECKING:  # torch loads in the worker, not when napari starts
+    from ..engine.model import Prediction, Sansa
+
+
+@dataclass(frozen=True)
+class ModelReady:
+    model: Sansa
+
+
+@dataclass(frozen=True)
+class Started:
+    total: int
+
+
+@dataclass(frozen=True)
+class TargetDone:
+    key: TargetKey
+    prediction: Prediction
+
+
+def run_job(get_model: Callable[[], Sansa], job: Job, cancel: threading.Event) -> Iterator[object]:
+    """Load the model if needed, then segment the job's targets one at a time."""
+    model = get_model()
+    yield ModelReady(model)
+    yield Started(len(job.targets))
+    keys = [key for key, _ in job.targets]
+    for prediction in model.propagate(job.references, job.target_images(), cancel=cancel):
+        yield TargetDone(keys[prediction.index], prediction)

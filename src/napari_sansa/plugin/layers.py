@@ -1,0 +1,174 @@
+"""The napari side of the plugin: which layers are images, prompts and results, tied by ids.
+
+Prompt and result layers remember their image by a stable id in ``layer.metadata``, so that
+renaming a layer never breaks the tie.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pandas as pd
+
+from .prompt_layers import (
+    CLASS,
+    NEGATIVE,
+    POSITIVE,
+    SIGN,
+    PlanePrompts,
+    labels_prompts,
+    merge,
+    points_prompts,
+    shapes_prompts,
+)
+from .session import ImageSource
+
+ID, PROMPTS_FOR, RESULT_OF = "sansa_id", "sansa_prompts_for", "sansa_result_of"
+RESULT_SUFFIX = " [SANSA]"
+POINT_COLORS = {POSITIVE: "lime", NEGATIVE: "red"}
+
+
+def layer_id(layer) -> str:
+    """A layer's stable id, given to it on first use."""
+    if ID not in layer.metadata:
+        layer.metadata[ID] = uuid.uuid4().hex
+    return layer.metadata[ID]
+
+
+def _plane_axes(layer) -> int:
+    return layer.ndim - 2
+
+
+def image_layers(viewer) -> list:
+    from napari.layers import Image
+
+    return [layer for layer in viewer.layers if isinstance(layer, Image)]
+
+
+def image_source(layer) -> ImageSource:
+    """Snapshot of an image layer: its (possibly lazy) data and display settings."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    limits = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits is not None else None
+    return ImageSource(layer_id(layer), layer.name, data, _plane_axes(layer), bool(layer.rgb), limits)
+
+
+def find_image(viewer, image_id: str):
+    return next((layer for layer in image_layers(viewer) if layer.metadata.get(ID) == image_id), None)
+
+
+def prompt_layers(viewer, image_id: str) -> list:
+    return [layer for layer in viewer.layers if layer.metadata.get(PROMPTS_FOR) == image_id]
+
+
+def result_layer(viewer, image_id: str):
+    return next((layer for layer in viewer.layers if layer.metadata.get(RESULT_OF) == image_id), None)
+
+
+def prompts_of(viewer, source: ImageSource, default_class: int = 1) -> PlanePrompts:
+    """All prompts drawn for an image, read from copies of its prompt layers' data."""
+    from napari.layers import Labels, Points, Shapes
+
+    parts = []
+    for layer in prompt_layers(viewer, source.image_id):
+        if isinstance(layer, Labels):
+            parts.append(labels_prompts(np.asarray(layer.data), source.lead))
+        elif isinstance(layer, Points) and len(layer.data):
+            parts.append(
+                points_prompts(np.array(layer.data), layer.features.copy(), source.lead, default_class)
+            )
+        elif isinstance(layer, Shapes) and layer.nshapes:
+            data = [np.array(d) for d in layer.data]
+            parts.append(
+                shapes_prompts(
+                    data, list(layer.shape_type), layer.features.copy(), source.lead, source.hw, default_class
+                )
+            )
+    return merge(*parts)
+
+
+def _placement(image_layer) -> dict:
+    return {"scale": image_layer.scale, "translate": image_layer.translate}
+
+
+def add_prompt_layer(viewer, image_layer, kind: str, class_id: int = 1):
+    """A new Labels, Points or Shapes layer for drawing prompts on an image."""
+    image_id = layer_id(image_layer)
+    source = image_source(image_layer)
+    meta = {PROMPTS_FOR: image_id}
+    name = f"{image_layer.name} prompts"
+    if kind == "labels":
+        layer = viewer.add_labels(
+            np.zeros(source.plane_shape + source.hw, np.uint8),
+            name=name,
+            metadata=meta,
+            **_placement(image_layer),
+        )
+        layer.selected_label = class_id
+        layer.mode = "paint"
+    elif kind == "points":
+        layer = viewer.add_points(
+            np.empty((0, image_layer.ndim)),
+            name=name,
+            metadata=meta,
+            ndim=image_layer.ndim,
+            features=pd.DataFrame(
+                {CLASS: pd.Series([], dtype=int), SIGN: pd.Categorical([], categories=[POSITIVE, NEGATIVE])}
+            ),
+            face_color=SIGN,
+            face_color_cycle=POINT_COLORS,
+            size=max(3, min(source.hw) // 40),
+            **_placement(image_layer),
+        )
+        layer.feature_defaults = {CLASS: class_id, SIGN: POSITIVE}
+        layer.mode = "add"
+    elif kind == "shapes":
+        layer = viewer.add_shapes(
+            ndim=image_layer.ndim,
+            name=name,
+            metadata=meta,
+            features={CLASS: np.empty(0, int)},
+            edge_width=max(1, min(source.hw) // 150),
+            edge_color="yellow",
+            face_color="transparent",
+            **_placement(image_layer),
+        )
+        layer.feature_defaults = {CLASS: class_id}
+        layer.mode = "add_rectangle"
+    else:
+        raise ValueError(kind)
+    return layer
+
+
+def toggle_point_sign(layer) -> str:
+    """Switch the sign of the next clicks between positive and negative (in select mode: of the selected clicks)."""
+    current = str(layer.feature_defaults[SIGN].iloc[0]) if SIGN in layer.feature_defaults else POSITIVE
+    new = NEGATIVE if current == POSITIVE else POSITIVE
+    layer.feature_defaults = {
+        **{k: layer.feature_defaults[k].iloc[0] for k in layer.feature_defaults},
+        SIGN: new,
+    }
+    if str(layer.mode) == "select" and layer.selected_data:
+        features = layer.features.copy()
+        features.loc[list(layer.selected_data), SIGN] = new
+        layer.features = features
+        layer.refresh_colors()
+    return new
+
+
+def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype):
+    """The image's result layer, created empty (all background) the first time."""
+    layer = result_layer(viewer, source.image_id)
+    shape = source.plane_shape + source.hw
+    if layer is not None and layer.data.shape == shape and np.can_cast(dtype, layer.data.dtype):
+        return layer, False
+    data = np.zeros(shape, dtype=np.result_type(dtype, layer.data.dtype) if layer is not None else dtype)
+    if layer is not None:  # widen the dtype (more classes), keeping what was there
+        data[...] = layer.data
+        layer.data = data
+        return layer, False
+    image = find_image(viewer, source.image_id)
+    layer = viewer.add_labels(
+        data, name=source.name + RESULT_SUFFIX, metadata={RESULT_OF: source.image_id}, **_placement(image)
+    )
+    return layer, True

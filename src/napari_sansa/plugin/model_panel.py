@@ -1,0 +1,98 @@
+"""The model section of the widget: which weights, on which device, at which precision."""
+
+from __future__ import annotations
+
+import os
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
+
+from ..cli import ADAPTER_ENV, SAM2_ENV
+from ..engine.config import DEVICES, PRECISIONS
+from ..engine.weights import PUBLISHED
+from .settings import WidgetSettings
+
+LOCAL = "local files"
+
+
+class _FileRow(QWidget):
+    def __init__(self, placeholder: str) -> None:
+        super().__init__()
+        self.edit = QLineEdit(placeholderText=placeholder)
+        browse = QPushButton("…")
+        browse.setMaximumWidth(30)
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit)
+        row.addWidget(browse)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a checkpoint", "", "PyTorch checkpoints (*.pt *.pth);;All files (*)"
+        )
+        if path:
+            self.edit.setText(path)
+
+
+class ModelPanel(QGroupBox):
+    """Published model or local files; device, precision and input size."""
+
+    def __init__(self) -> None:
+        super().__init__("Model")
+        form = QFormLayout(self)
+        self.model_choice = QComboBox()
+        self.model_choice.addItems([*PUBLISHED, LOCAL])
+        self.model_choice.setToolTip("\n".join(f"{n}: {m.description}" for n, m in PUBLISHED.items()))
+        self.sam2_file, self.adapter_file = (
+            _FileRow("SAM2 checkpoint (.pt)"),
+            _FileRow("SANSA adapter (.pth)"),
+        )
+        self.device, self.precision = QComboBox(), QComboBox()
+        self.device.addItems(DEVICES)
+        self.precision.addItems(PRECISIONS)
+        self.image_size = QSpinBox(minimum=128, maximum=2048, singleStep=64, value=1024, suffix=" px")
+        self.image_size.setToolTip(
+            "Model input size: SAM2 was trained at 1024; smaller is faster on a CPU, less accurate"
+        )
+        form.addRow("Model", self.model_choice)
+        form.addRow("SAM2 file", self.sam2_file)
+        form.addRow("Adapter file", self.adapter_file)
+        form.addRow("Device", self.device)
+        form.addRow("Precision", self.precision)
+        form.addRow("Input size", self.image_size)
+        self.model_choice.currentTextChanged.connect(self._choice_changed)
+
+    def _choice_changed(self, choice: str) -> None:
+        self.sam2_file.setEnabled(choice == LOCAL)
+        self.adapter_file.setEnabled(choice == LOCAL)
+
+    def restore(self, settings: WidgetSettings) -> None:
+        """Show saved settings; the checkpoint environment variables take precedence."""
+        self.sam2_file.edit.setText(os.environ.get(SAM2_ENV) or settings.sam2_checkpoint)
+        self.adapter_file.edit.setText(os.environ.get(ADAPTER_ENV) or settings.adapter_checkpoint)
+        model = LOCAL if os.environ.get(SAM2_ENV) else settings.model
+        self.model_choice.setCurrentText(model if model in [*PUBLISHED, LOCAL] else "universal")
+        self.device.setCurrentText(settings.device if settings.device in DEVICES else "auto")
+        self.precision.setCurrentText(settings.precision if settings.precision in PRECISIONS else "fp32")
+        self.image_size.setValue(settings.image_size)
+        self._choice_changed(self.model_choice.currentText())
+
+    def settings(self) -> WidgetSettings:
+        return WidgetSettings(
+            self.model_choice.currentText(),
+            self.sam2_file.edit.text().strip(),
+            self.adapter_file.edit.text().strip(),
+            self.device.currentText(),
+            self.precision.currentText(),
+            self.image_size.value(),
+        )

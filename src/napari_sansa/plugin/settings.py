@@ -1,0 +1,61 @@
+"""The widget's last choices, remembered between napari sessions in a small JSON file."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+CONFIG_ENV = "NAPARI_SANSA_CONFIG_DIR"
+
+
+@dataclass
+class WidgetSettings:
+    """Model choice and run settings as the user last left them."""
+
+    model: str = "universal"  # a published name or "local files"
+    sam2_checkpoint: str = ""
+    adapter_checkpoint: str = ""
+    device: str = "auto"
+    precision: str = "fp32"
+    image_size: int = 1024
+
+
+def settings_path() -> Path:
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]) / "settings.json"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("napari-sansa", appauthor=False)) / "settings.json"
+
+
+def load_settings() -> WidgetSettings:
+    """Saved settings, or defaults when there are none or the file is damaged."""
+    try:
+        raw = json.loads(settings_path().read_text())
+    except (OSError, ValueError):
+        return WidgetSettings()
+    if not isinstance(raw, dict):
+        return WidgetSettings()
+    known = {f.name for f in fields(WidgetSettings)}
+    values = {
+        k: v for k, v in raw.items() if k in known and isinstance(v, (str, int)) and not isinstance(v, bool)
+    }
+    try:
+        settings = WidgetSettings(**values)
+        settings.image_size = int(settings.image_size)
+    except (TypeError, ValueError):
+        return WidgetSettings()
+    return settings
+
+
+def save_settings(settings: WidgetSettings) -> None:
+    path = settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(settings), indent=2))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # remembering choices is a convenience, never a reason to fail

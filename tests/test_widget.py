@@ -1,0 +1,234 @@
+"""The napari widget, driven as a user would, with a tiny random-weight model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_sansa.plugin import layers as L
+from napari_sansa.plugin import widget as widget_module
+from napari_sansa.samples import cells
+
+WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widget shows as error notifications."""
+    shown = []
+    monkeypatch.setattr(widget_module, "_notify_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path):
+    """A viewer with the sample cells and the widget docked (local random weights preselected)."""
+    monkeypatch.setenv("NAPARI_SANSA_SAM2_CHECKPOINT", str(checkpoints[0]))
+    monkeypatch.setenv("NAPARI_SANSA_ADAPTER_CHECKPOINT", str(checkpoints[1]))
+    monkeypatch.setenv("NAPARI_SANSA_CONFIG_DIR", str(tmp_path / "config"))
+
+    def make(sample="cells"):
+        viewer = make_napari_viewer()
+        viewer.open_sample("napari-sansa", sample)
+        _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+        widget.image_size.setValue(256)
+        widget.device.setCurrentText("cpu")
+        return viewer, widget
+
+    return make
+
+
+def run_and_wait(widget, qtbot, timeout=120_000):
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+    return worker
+
+
+def draw_labels_reference(widget, image_name="cells 0", classes=(1, 2)):
+    widget.prompt_image.setCurrentText(image_name)
+    layer = widget.add_prompt_layer("labels")
+    truth = cells(6)[0][1]
+    for c in classes:
+        layer.data[truth == c] = c
+    layer.refresh()
+    return layer
+
+
+def result(viewer, name):
+    return viewer.layers[f"{name} [SANSA]"]
+
+
+def test_napari_starts_without_importing_torch():
+    code = "import sys, napari_sansa, napari_sansa.plugin.widget; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_labels_reference_with_two_classes_labels_every_other_image(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    run_and_wait(widget, qtbot)
+    for i in range(1, 6):
+        layer = result(viewer, f"cells {i}")
+        assert layer.data.shape == (256, 320) and layer.data.dtype == np.uint8
+        assert set(np.unique(layer.data)) <= {0, 1, 2}
+    assert "cells 0 [SANSA]" not in [lyr.name for lyr in viewer.layers]  # the reference is no target
+    assert "5 of 5 images segmented" in widget.status.text()
+    assert widget.model is not None and widget.model.info.sam2_size == "tiny"
+
+
+def test_points_with_a_negative_click_and_shapes_are_references(open_widget, qtbot):
+    viewer, widget = open_widget()
+    widget.prompt_image.setCurrentText("cells 0")
+    points = widget.add_prompt_layer("points")
+    points.add([[100, 120]])
+    L.toggle_point_sign(points)  # what the N key does
+    points.add([[10, 10]])
+    assert list(points.features["sign"]) == ["positive", "negative"]
+    widget.prompt_image.setCurrentText("cells 1")
+    widget.class_id.setValue(2)
+    shapes = widget.add_prompt_layer("shapes")
+    shapes.add([[50, 60], [120, 160]], shape_type="rectangle")
+    shapes.add([[30, 30], [60, 90], [40, 150]], shape_type="path")
+    job = widget._plan()
+    assert len(job.references) == 2 and job.classes == [1, 2]
+    clicks = job.references[0].prompts[1][0]
+    assert list(clicks.labels) == [1, 0]
+    run_and_wait(widget, qtbot)
+    assert {f"cells {i} [SANSA]" for i in range(2, 6)} <= {lyr.name for lyr in viewer.layers}
+
+
+def test_a_stack_is_labelled_plane_by_plane_in_one_layer(open_widget, qtbot):
+    viewer, widget = open_widget("cells_stack")
+    widget.prompt_image.setCurrentText("cells stack")
+    layer = widget.add_prompt_layer("labels")
+    layer.data[3, 100:140, 100:150] = 1
+    layer.refresh()
+    run_and_wait(widget, qtbot)
+    out = result(viewer, "cells stack")
+    assert out.data.shape == (8, 256, 320)
+    assert sorted(k.plane for k in widget.scores) == [(p,) for p in range(8) if p != 3]
+    assert not out.data[3].any()  # the reference plane is not overwritten
+
+
+def test_cancel_keeps_the_finished_images(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    worker = widget.run()
+    worker.yielded.connect(lambda event: widget.cancel() if type(event).__name__ == "TargetDone" else None)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    results = [lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]")]
+    assert 1 <= len(results) < 5
+    assert len(widget.scores) == len(results)
+    assert "cancelled" in widget.status.text()
+
+
+def test_edited_and_accepted_targets_are_never_overwritten(open_widget, qtbot):
+    viewer, widget = open_widget()
+    reference = draw_labels_reference(widget, classes=(1,))
+    run_and_wait(widget, qtbot)
+    edited = result(viewer, "cells 1")
+    edited.paint((5, 5), 2)  # the user corrects a pixel: the target is now locked
+    before_edit = edited.data.copy()
+    key_2 = next(k for k in widget.scores if widget._names[k.image_id] == "cells 2")
+    widget.accept(key_2)
+    accepted = result(viewer, "cells 2").data.copy()
+    unlocked_before = result(viewer, "cells 3").data.copy()
+
+    reference.data[...] = 0
+    reference.data[20:60, 20:60] = 1  # a different reference changes the other results
+    reference.refresh()
+    run_and_wait(widget, qtbot)
+    np.testing.assert_array_equal(result(viewer, "cells 1").data, before_edit)
+    np.testing.assert_array_equal(result(viewer, "cells 2").data, accepted)
+    assert not np.array_equal(result(viewer, "cells 3").data, unlocked_before)
+    assert "3 of 3 images segmented" in widget.status.text()
+
+
+def test_use_as_reference_adds_a_shot(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, classes=(1,))
+    run_and_wait(widget, qtbot)
+    assert len(widget._plan().references) == 1
+    corrected = result(viewer, "cells 1")
+    corrected.data[...] = cells(6)[1][1] == 1  # the user fixes the result
+    key = next(k for k in widget.scores if widget._names[k.image_id] == "cells 1")
+    widget.use_as_reference(key)
+    job = widget._plan()
+    assert len(job.references) == 2
+    assert all(widget._names[k.image_id] != "cells 1" for k, _ in job.targets)
+
+
+def test_review_queue_lists_least_confident_first_and_shows_the_target(open_widget, qtbot):
+    viewer, widget = open_widget("cells_stack")
+    widget.prompt_image.setCurrentText("cells stack")
+    layer = widget.add_prompt_layer("labels")
+    layer.data[0, 100:140, 100:150] = 1
+    layer.refresh()
+    run_and_wait(widget, qtbot)
+    order = widget.review_order()
+    scores = [widget.scores[k] for k in order]
+    assert scores == sorted(scores) and widget.review.count() == 7
+    widget.review.setCurrentRow(3)
+    assert viewer.layers.selection.active.name == "cells stack [SANSA]"
+    assert viewer.dims.current_step[0] == order[3].plane[0]
+
+
+def test_export_writes_labels_and_a_run_record_that_loads_back(open_widget, qtbot, tmp_path):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    widget.prompt_image.setCurrentText("cells 1")
+    points = widget.add_prompt_layer("points")
+    points.add([[60, 60]])
+    run_and_wait(widget, qtbot)
+    written = widget.export(tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert names == ["cells 2.png", "cells 3.png", "cells 4.png", "cells 5.png", "sansa_run.json"]
+    import imageio.v3 as iio
+
+    np.testing.assert_array_equal(
+        iio.imread(tmp_path / "out" / "cells 2.png"), result(viewer, "cells 2").data
+    )
+    record = json.loads((tmp_path / "out" / "sansa_run.json").read_text())
+    assert record["model"]["sam2_size"] == "tiny" and record["settings"]["image_size"] == 256
+    assert len(record["references"]) == 2
+
+    from napari_sansa.engine.errors import SansaError
+
+    with pytest.raises(SansaError, match="already exist"):
+        widget.export(tmp_path / "out")
+
+    viewer2, widget2 = open_widget()
+    assert widget2.load_run(tmp_path / "out" / "sansa_run.json") == 2
+    job = widget2._plan()
+    assert len(job.references) == 2 and job.classes == [1, 2]
+    np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, cells(6)[0][1] == 1)
+
+
+def test_problems_are_notifications_not_tracebacks(open_widget, qtbot, errors):
+    viewer, widget = open_widget()
+    assert widget.run() is None
+    assert "No references" in errors[-1]
+    draw_labels_reference(widget)
+    widget.model_choice.setCurrentText("local files")
+    widget.sam2_file.edit.setText("/nowhere/sam2.pt")
+    run_and_wait(widget, qtbot)
+    assert "does not exist" in errors[-1] and "/nowhere/sam2.pt" in errors[-1]
+    assert widget.run_button.isEnabled()
+
+
+def test_choices_are_remembered_between_sessions(open_widget, qtbot, monkeypatch):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    widget.precision.setCurrentText("bf16")
+    run_and_wait(widget, qtbot)
+    monkeypatch.delenv("NAPARI_SANSA_SAM2_CHECKPOINT")
+    _, again = open_widget()
+    assert again.precision.currentText() == "bf16"
+    assert again.image_size.value() == 256
+    assert again.model_choice.currentText() == "local files"
