@@ -72,6 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the published models and where their files go")
 
+    gui = commands.add_parser("gui", help="open napari with the SANSA widget (and sample images)")
+    gui.add_argument("--sample", choices=["cells", "cells_stack", "none"], default="cells")
+    gui.add_argument("files", nargs="*", type=Path, help="images to open")
+
     sample = commands.add_parser("sample-data", help="write generated sample images and a reference mask")
     sample.add_argument("folder", type=Path)
     sample.add_argument("--count", type=int, default=6)
@@ -194,6 +198,19 @@ def _sample_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gui(args: argparse.Namespace) -> int:
+    import napari
+
+    viewer = napari.Viewer()
+    if args.files:
+        viewer.open([str(f) for f in args.files])
+    if args.sample != "none":
+        viewer.open_sample("napari-sansa", args.sample)
+    viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    napari.run()
+    return 0
+
+
 def _make_test_weights(args: argparse.Namespace) -> int:
     from .engine.random_weights import write_random_checkpoints
 
@@ -212,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "download": _download,
         "models": _models,
         "sample-data": _sample_data,
+        "gui": _gui,
         "make-test-weights": _make_test_weights,
     }[args.command]
     try:

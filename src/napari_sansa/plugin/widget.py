@@ -183,7 +183,7 @@ class SansaWidget(QWidget):
             image_id = L.layer_id(layer)
             item = QListWidgetItem(
                 layer.name
-                + ("  (has prompts: its other planes are targets)" if image_id in annotated else "")
+                + ("  (reference)" if image_id in annotated else "")
             )
             item.setData(Qt.UserRole, image_id)
             item.setCheckState(Qt.Unchecked if image_id in unchecked else Qt.Checked)

@@ -1,0 +1,75 @@
+"""Regenerate the screenshots in docs/images from a real napari viewer.
+
+Run under a (virtual) display: ``xvfb-run -a .venv/bin/python docs/screenshots.py``.
+Uses random test weights unless NAPARI_SANSA_SAM2_CHECKPOINT/ADAPTER are set, so the masks
+in the pictures show the plumbing, not SANSA's quality.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import napari
+from qtpy.QtWidgets import QApplication
+
+from napari_sansa.engine.random_weights import write_random_checkpoints
+from napari_sansa.samples import cells
+
+OUT = Path(__file__).parent / "images"
+
+
+def wait(widget, seconds=600):
+    app = QApplication.instance()
+    start = time.time()
+    while widget.worker is not None and time.time() - start < seconds:
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        app.processEvents()
+
+
+def main() -> int:
+    OUT.mkdir(exist_ok=True)
+    if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
+        sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
+        os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
+    os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 950)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    widget.prompt_image.setCurrentText("cells 0")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.data[...] = cells(6)[0][1]
+    prompts.refresh()
+    widget.prompt_image.setCurrentText("cells 1")
+    points = widget.add_prompt_layer("points")
+    points.add([[60, 80]])
+    widget.run()
+    wait(widget)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 2", "cells 2 [SANSA]")
+    viewer.layers["cells 2 [SANSA]"].opacity = 0.5
+    widget.review.setCurrentRow(0)
+    viewer.layers.selection.active = viewer.layers["cells 2 [SANSA]"]
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
+
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 0", "cells 0 prompts")
+    viewer.layers.selection.active = viewer.layers["cells 0 prompts"]
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "reference.png"), canvas_only=False)
+    viewer.close()
+    print(f"wrote {OUT / 'widget.png'} and {OUT / 'reference.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
