@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from qtpy.QtCore import Qt
 
 from napari_sansa.plugin import layers as L
 from napari_sansa.plugin import widget as widget_module
@@ -232,3 +233,50 @@ def test_choices_are_remembered_between_sessions(open_widget, qtbot, monkeypatch
     assert again.precision.currentText() == "bf16"
     assert again.image_size.value() == 256
     assert again.model_choice.currentText() == "local files"
+
+
+def test_a_dask_stack_is_read_plane_by_plane(open_widget, qtbot):
+    import dask.array as da
+
+    viewer, widget = open_widget("cells")
+    planes = np.stack([image[..., 2] for image, _ in cells(4, seed=9)])
+    reads = []
+
+    def load(block_info=None):
+        z = block_info[None]["chunk-location"][0]
+        reads.append(z)
+        return planes[z][None]
+
+    lazy = da.map_blocks(
+        load, dtype=planes.dtype, chunks=((1,) * 4, (256,), (320,)), meta=np.array((), planes.dtype)
+    )
+    viewer.add_image(lazy, name="lazy stack")
+    widget._refresh_layers()
+    widget.prompt_image.setCurrentText("lazy stack")
+    layer = widget.add_prompt_layer("labels")
+    layer.data[1, 80:120, 90:140] = 1
+    reads.clear()
+    for i in range(widget.targets.count()):  # only the stack this time
+        item = widget.targets.item(i)
+        item.setCheckState(Qt.Checked if item.text().startswith("lazy") else Qt.Unchecked)
+    run_and_wait(widget, qtbot)
+    assert result(viewer, "lazy stack").data.shape == (4, 256, 320)
+    assert sorted(k.plane for k in widget.scores) == [(0,), (2,), (3,)]
+    assert (
+        all(isinstance(r, int) for r in reads) and len(reads) <= 12
+    )  # planes, never the whole stack at once
+
+
+def test_sample_data_and_labels_writer_from_the_manifest(tmp_path):
+    from napari_sansa.plugin.contributions import sample_cells, sample_cells_stack, write_labels_layer
+
+    layers = sample_cells()
+    assert len(layers) == 6 and all(kind == "image" for _, _, kind in layers)
+    assert sample_cells_stack()[0][0].shape == (8, 256, 320)
+    labels = np.zeros((4, 5, 6), np.uint16)
+    labels[1, 2, 3] = 300
+    written = write_labels_layer(str(tmp_path / "out.png"), labels, {})
+    assert written == [str(tmp_path / "out.tif")]  # a stack cannot be a PNG
+    import tifffile
+
+    np.testing.assert_array_equal(tifffile.imread(written[0]), labels)

@@ -181,10 +181,7 @@ class SansaWidget(QWidget):
         }
         for layer in images:
             image_id = L.layer_id(layer)
-            item = QListWidgetItem(
-                layer.name
-                + ("  (reference)" if image_id in annotated else "")
-            )
+            item = QListWidgetItem(layer.name + ("  (reference)" if image_id in annotated else ""))
             item.setData(Qt.UserRole, image_id)
             item.setCheckState(Qt.Unchecked if image_id in unchecked else Qt.Checked)
             self.targets.addItem(item)
