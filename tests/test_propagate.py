@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 import napari_sansa as ns
 from conftest import disk_mask
@@ -236,3 +237,32 @@ def test_a_bad_target_raises_a_clear_error(model, samples):
     image, labels = samples[0]
     with pytest.raises(ns.SansaError, match="stack"):
         model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], [np.zeros((8, 50, 50))])
+
+
+def test_a_failing_target_is_reported_and_skipped_when_asked(model, samples, targets):
+    image, labels = samples[0]
+    refs = [ns.Reference(image, {1: ns.Mask(labels == 1)})]
+    bad = [targets[0], np.zeros((12, 40, 40)), targets[1]]
+    with pytest.raises(ns.SansaError):
+        model.segment(refs, bad)
+    failures = []
+    preds = model.segment(refs, bad, on_error=lambda i, e: failures.append((i, str(e))))
+    assert [p.index for p in preds] == [0, 2]
+    assert failures[0][0] == 1 and "stack of 12 planes" in failures[0][1]
+
+
+def test_running_out_of_memory_says_what_to_change(fresh_model, samples, targets, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    image, labels = samples[0]
+    monkeypatch.setattr(fresh_model, "_predict", oom)
+    with pytest.raises(ns.SansaError, match="Out of CPU memory.*bf16.*smaller input size"):
+        fresh_model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], targets[:1])
+
+
+def test_a_very_large_image_is_downsampled_for_the_model_and_labelled_at_full_size(model, samples):
+    image, labels = samples[0]
+    big = np.kron(samples[1][0][..., 0], np.ones((10, 10), np.uint8)).astype(np.int32)  # 2560 x 3200
+    pred = model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], [big])[0]
+    assert pred.labels.shape == big.shape and pred.logits[1].shape == big.shape

@@ -280,3 +280,109 @@ def test_sample_data_and_labels_writer_from_the_manifest(tmp_path):
     import tifffile
 
     np.testing.assert_array_equal(tifffile.imread(written[0]), labels)
+
+
+def test_layers_removed_renamed_or_painted_during_a_run_lose_nothing(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, classes=(1,))
+    seen = []
+
+    def meddle(event):
+        if type(event).__name__ != "TargetDone":
+            return
+        seen.append(event)
+        if len(seen) == 1:
+            painted = next(lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]"))
+            painted.paint((3, 3), 7)  # the user corrects the first result while the run goes on
+            viewer.layers["cells 4"].name = "renamed"
+            viewer.layers.remove("cells 5")
+
+    widget.run().yielded.connect(meddle)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    names = [lyr.name for lyr in viewer.layers]
+    assert "renamed [SANSA]" not in names or "cells 4 [SANSA]" in names
+    assert "cells 5 [SANSA]" not in names  # its image was closed: nothing written for it
+    first = next(lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]"))
+    assert first.data[3, 3] == 7
+    assert any(k for k in widget.locked)
+
+
+def test_closing_napari_during_a_run_stops_it_cleanly(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, classes=(1,))
+    worker = widget.run()
+    finished = []
+    worker.finished.connect(lambda: finished.append(True))
+    qtbot.waitUntil(lambda: any(lyr.name.endswith("[SANSA]") for lyr in viewer.layers), timeout=120_000)
+    viewer.close()
+    qtbot.waitUntil(lambda: bool(finished), timeout=120_000)
+
+
+def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbot, errors, monkeypatch):
+    from napari_sansa.engine.errors import SansaError
+    from napari_sansa.engine.model import Sansa
+
+    original, calls = Sansa._predict, []
+
+    def fail_second(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SansaError("this image is broken")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Sansa, "_predict", fail_second)
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, classes=(1,))
+    run_and_wait(widget, qtbot)
+    assert errors == ["Skipped cells 2: this image is broken"]
+    assert "4 of 5 images segmented, 1 skipped" in widget.status.text()
+    names = [lyr.name for lyr in viewer.layers]
+    assert "cells 2 [SANSA]" not in names and "cells 5 [SANSA]" in names
+
+
+def test_a_run_record_cannot_point_outside_its_folder(tmp_path):
+    from napari_sansa.engine.errors import SansaError
+    from napari_sansa.plugin.record import FORMAT, read_record
+
+    (tmp_path / "secret.tif").write_bytes(b"x")
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for file in ("../secret.tif", str(tmp_path / "secret.tif")):
+        record = {
+            "format": FORMAT,
+            "model": {},
+            "settings": {},
+            "references": [
+                {"image": "cells 0", "plane": [], "prompts": {"1": [{"type": "mask", "file": file}]}}
+            ],
+        }
+        (folder / "sansa_run.json").write_text(json.dumps(record))
+        with pytest.raises(SansaError, match="outside its folder"):
+            read_record(folder / "sansa_run.json")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "not valid JSON"),
+        ('{"format": "something else"}', "not a napari-sansa run record"),
+        ('{"format": "napari-sansa run", "references": [{"image": "a", "prompts": {"0": []}}]}', "bad class"),
+        (
+            '{"format": "napari-sansa run", "references": [{"image": "a", "prompts": {"1": [{"type": "box", "corners": [1, 2]}]}}]}',
+            "box corners",
+        ),
+        (
+            '{"format": "napari-sansa run", "references": [{"image": "a", "prompts": {"1": [{"type": "exec"}]}}]}',
+            "unknown prompt",
+        ),
+    ],
+    ids=["not-json", "other-format", "class-0", "short-box", "unknown-type"],
+)
+def test_damaged_run_records_are_refused_with_a_reason(tmp_path, content, message):
+    from napari_sansa.engine.errors import SansaError
+    from napari_sansa.plugin.record import read_record
+
+    path = tmp_path / "sansa_run.json"
+    path.write_text(content)
+    with pytest.raises(SansaError, match=message):
+        read_record(path)

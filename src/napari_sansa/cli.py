@@ -147,7 +147,12 @@ def _segment(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
     try:
-        for prediction in model.propagate(references, images()):
+
+        def skip(index: int, error: SansaError) -> None:
+            failures.append(f"{readable[index].name}: {error}")
+            bar.update(1)
+
+        for prediction in model.propagate(references, images(), on_error=skip):
             path = readable[prediction.index]
             suffix = labels_suffix(prediction.labels, planned[path])
             write_labels(out / f"{path.stem}_labels{suffix}", prediction.labels, overwrite=args.overwrite)

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 ImageLike = Image | np.ndarray
 Cancel = Callable[[], bool] | threading.Event | None
 Progress = Callable[[int, int | None], None] | None
+OnError = Callable[[int, SansaError], None] | None
+OOM_ADVICE = "choose precision bf16, a smaller input size, or device cpu"
 
 
 @dataclass(frozen=True)
@@ -315,13 +317,16 @@ class Sansa:
         sequential: bool = False,
         cancel: Cancel = None,
         progress: Progress = None,
+        on_error: OnError = None,
     ) -> Iterator[Prediction]:
         """Segment each target with the classes annotated on the references, one at a time.
 
         Targets are independent unless ``sequential``, where each target's prediction also
         becomes memory for the next (as SAM2 tracks video). Stop early by breaking out of the
         loop or with ``cancel`` (an Event or a callable), checked between targets;
-        ``progress(done, total)`` is called after each target.
+        ``progress(done, total)`` is called after each target. A target that cannot be
+        segmented (bad data, out of memory) raises a :class:`SansaError`, or, with
+        ``on_error(index, error)``, is reported there and skipped while the others go on.
         """
         total = len(targets) if hasattr(targets, "__len__") else None
         with self._lock:
@@ -335,12 +340,41 @@ class Sansa:
             if _is_cancelled(cancel):
                 return
             frames = {c: shots[c] + (index if sequential else 0) for c in banks}
-            with self._lock:
-                prepared = self._prepare(target)
-                labels, logits, scores = self._predict(prepared, banks, frames, remember=sequential)
+            try:
+                with self._lock:
+                    prepared = self._prepare(target)
+                    labels, logits, scores = self._predict_or_explain(prepared, banks, frames, sequential)
+            except SansaError as exc:
+                if on_error is None:
+                    raise
+                on_error(index, exc)
+                if progress is not None:
+                    progress(index + 1, total)
+                continue
             if progress is not None:
                 progress(index + 1, total)
             yield Prediction(index, labels, logits, scores)
+
+    def _predict_or_explain(self, prepared, banks, frames, remember):
+        """Predict; after running out of GPU memory, free the cache and try once more."""
+        for attempt in (1, 2):
+            try:
+                return self._predict(prepared, banks, frames, remember=remember)
+            except torch.OutOfMemoryError:
+                if self.device.type == "cuda" and attempt == 1:
+                    self.features.clear()
+                    torch.cuda.empty_cache()
+                    continue
+                raise SansaError(
+                    f"Out of {self.device.type.upper()} memory on an image of {prepared.hw[0]}x{prepared.hw[1]}: {OOM_ADVICE}."
+                ) from None
+            except RuntimeError as exc:
+                if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
+                    raise
+                raise SansaError(
+                    f"Out of memory on an image of {prepared.hw[0]}x{prepared.hw[1]}: {OOM_ADVICE}."
+                ) from None
+        raise AssertionError("unreachable")
 
     def segment(
         self,
@@ -350,11 +384,11 @@ class Sansa:
         sequential: bool = False,
         cancel: Cancel = None,
         progress: Progress = None,
+        on_error: OnError = None,
     ) -> list[Prediction]:
         """:meth:`propagate`, collected into a list."""
-        return list(
-            self.propagate(references, targets, sequential=sequential, cancel=cancel, progress=progress)
-        )
+        options = {"sequential": sequential, "cancel": cancel, "progress": progress, "on_error": on_error}
+        return list(self.propagate(references, targets, **options))
 
     def clear_cache(self) -> None:
         """Forget cached features and reference memories."""

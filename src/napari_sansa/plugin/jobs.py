@@ -33,11 +33,26 @@ class TargetDone:
     prediction: Prediction
 
 
+@dataclass(frozen=True)
+class TargetFailed:
+    key: TargetKey
+    message: str
+
+
 def run_job(get_model: Callable[[], Sansa], job: Job, cancel: threading.Event) -> Iterator[object]:
     """Load the model if needed, then segment the job's targets one at a time."""
     model = get_model()
     yield ModelReady(model)
     yield Started(len(job.targets))
     keys = [key for key, _ in job.targets]
-    for prediction in model.propagate(job.references, job.target_images(), cancel=cancel):
+    failed: list[TargetFailed] = []
+    report = lambda index, error: failed.append(TargetFailed(keys[index], str(error)))  # noqa: E731
+    for prediction in model.propagate(job.references, job.target_images(), cancel=cancel, on_error=report):
+        yield from _drain(failed)
         yield TargetDone(keys[prediction.index], prediction)
+    yield from _drain(failed)
+
+
+def _drain(failed: list) -> Iterator[object]:
+    while failed:
+        yield failed.pop(0)

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 from ..engine.errors import SansaError
 from ..engine.weights import PUBLISHED
 from . import layers as L
-from .jobs import ModelReady, Started, TargetDone, run_job
+from .jobs import ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_panel import LOCAL, ModelPanel
 from .record import RecordedReference, export_labels, read_record, write_record
 from .runs import recreate_reference
@@ -41,6 +41,18 @@ from .session import Job, TargetKey, plan_job
 from .settings import WidgetSettings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
+
+
+def _deleted(widget: QWidget) -> bool:
+    """Whether Qt has already destroyed the widget (napari was closed during a run)."""
+    try:
+        from qtpy import sip
+
+        return sip.isdeleted(widget)
+    except ImportError:  # PySide
+        import shiboken6
+
+        return not shiboken6.isValid(widget)
 
 
 def _notify_error(message: str) -> None:
@@ -71,9 +83,11 @@ class SansaWidget(QWidget):
         self._total = 0
         self.locked: set[TargetKey] = set()
         self.scores: dict[TargetKey, float] = {}
+        self.failures: list[str] = []
         self._names: dict[str, str] = {}
         self._last_job: Job | None = None
         self._build()
+        self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
         self._restore(load_settings())
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
@@ -295,7 +309,8 @@ class SansaWidget(QWidget):
         save_settings(settings)
         key, get_model = self._model_loader(settings)
         self._last_job = job
-        self._cancel = threading.Event()
+        self.failures = []
+        self._cancel.clear()
         handlers = {
             "yielded": partial(self._on_event, key),
             "errored": self._on_error,
@@ -320,6 +335,8 @@ class SansaWidget(QWidget):
             self.status.setText("Cancelling after the current image…")
 
     def _on_event(self, key, event) -> None:
+        if _deleted(self):
+            return
         from napari.utils import progress
 
         if isinstance(event, ModelReady):
@@ -328,6 +345,11 @@ class SansaWidget(QWidget):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
             self._progress = progress(total=event.total, desc="SANSA")
             self.status.setText(f"0 / {event.total} images")
+        elif isinstance(event, TargetFailed):
+            self.failures.append(
+                f"{event.key.describe(self._names.get(event.key.image_id, '?'))}: {event.message}"
+            )
+            _notify_error(f"Skipped {self.failures[-1]}")
         elif isinstance(event, TargetDone):
             self._write(event.key, event.prediction)
             self._done += 1
@@ -361,6 +383,8 @@ class SansaWidget(QWidget):
         self._refresh_review()
 
     def _on_error(self, exc: Exception) -> None:
+        if _deleted(self):
+            return
         if isinstance(exc, SansaError):
             _notify_error(str(exc))
         else:
@@ -368,6 +392,8 @@ class SansaWidget(QWidget):
             _notify_error(f"The run failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
+        if _deleted(self):
+            return
         if self._progress is not None:
             self._progress.close()
             self._progress = None
@@ -382,6 +408,8 @@ class SansaWidget(QWidget):
             self.status.setText(running)
             return
         done = f"{self._done} of {self._total} images segmented"
+        if self.failures:
+            done += f", {len(self.failures)} skipped"
         self.status.setText(done + (" (cancelled; finished images kept)." if self._cancel.is_set() else "."))
 
     # ------------------------------------------------------------------ review

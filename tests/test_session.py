@@ -1,0 +1,46 @@
+"""Which planes a run treats as references and targets."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_sansa.engine.prompts import Box, Mask, Points
+from napari_sansa.plugin.session import ImageSource, TargetKey, plan_job
+
+
+def sources():
+    return [
+        ImageSource("a", "a", np.zeros((20, 30), np.uint8), 0),
+        ImageSource("b", "b", np.zeros((20, 30), np.uint8), 0),
+        ImageSource("s", "stack", np.zeros((4, 20, 30), np.uint16), 1),
+    ]
+
+
+def test_prompted_planes_are_references_and_all_other_planes_targets():
+    prompts = {"a": {(): {1: [Box(1, 1, 10, 10)]}}, "s": {(2,): {2: [Points([[5, 5]])]}}}
+    job = plan_job(sources(), prompts, checked={"a", "b", "s"}, locked=set())
+    assert job.reference_keys == [TargetKey("a"), TargetKey("s", (2,))]
+    assert [k for k, _ in job.targets] == [
+        TargetKey("b"),
+        TargetKey("s", (0,)),
+        TargetKey("s", (1,)),
+        TargetKey("s", (3,)),
+    ]
+    assert job.classes == [1, 2]
+
+
+def test_locked_and_unchecked_images_are_never_targets():
+    prompts = {"a": {(): {1: [Box(1, 1, 10, 10)]}}}
+    locked = {TargetKey("s", (1,)), TargetKey("b")}
+    job = plan_job(sources(), prompts, checked={"b", "s"}, locked=locked)
+    assert [k for k, _ in job.targets] == [TargetKey("s", (0,)), TargetKey("s", (2,)), TargetKey("s", (3,))]
+    job = plan_job(sources(), prompts, checked=set(), locked=set())
+    assert job.targets == []
+
+
+def test_a_mask_wins_over_clicks_of_the_same_class_on_the_same_plane():
+    mask = np.zeros((20, 30), bool)
+    mask[2:5, 2:5] = True
+    prompts = {"a": {(): {1: [Points([[1, 1]]), Mask(mask)]}}}
+    job = plan_job(sources(), prompts, checked=set(), locked=set())
+    assert [type(p).__name__ for p in job.references[0].prompts[1]] == ["Mask"]
