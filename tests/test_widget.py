@@ -386,3 +386,30 @@ def test_damaged_run_records_are_refused_with_a_reason(tmp_path, content, messag
     path.write_text(content)
     with pytest.raises(SansaError, match=message):
         read_record(path)
+
+
+def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, monkeypatch):
+    from napari_sansa.engine.errors import SansaError
+    from napari_sansa.engine.model import Sansa
+
+    viewer, widget = open_widget()
+    reference = draw_labels_reference(widget, classes=(1,))
+    run_and_wait(widget, qtbot)
+    mine = result(viewer, "cells 1")
+    mine.paint((10, 10), 5)
+    kept = mine.data.copy()
+    reference.data[:40] = 1  # new prompts: every unlocked target would change
+    reference.refresh()
+
+    worker = widget.run()  # cancelled re-run
+    worker.yielded.connect(lambda e: widget.cancel() if type(e).__name__ == "TargetDone" else None)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
+
+    def broken(self, *args, **kwargs):
+        raise SansaError("simulated failure")
+
+    monkeypatch.setattr(Sansa, "_predict", broken)  # failing re-run
+    run_and_wait(widget, qtbot)
+    assert "skipped" in widget.status.text()
+    np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
