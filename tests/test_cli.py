@@ -58,6 +58,7 @@ def test_segment_writes_one_label_image_per_target(dataset, checkpoints, tmp_pat
     assert labels.shape == (256, 320) and labels.dtype == np.uint8
     assert set(np.unique(labels)) <= {0, 1, 2}  # the sample mask has classes 1 and 2
     assert "Wrote 3 label image(s)" in err
+    assert "Estimate: about" in err
 
 
 def test_existing_results_are_not_overwritten(dataset, checkpoints, tmp_path, capsys):

@@ -266,3 +266,26 @@ def test_a_very_large_image_is_downsampled_for_the_model_and_labelled_at_full_si
     big = np.kron(samples[1][0][..., 0], np.ones((10, 10), np.uint8)).astype(np.int32)  # 2560 x 3200
     pred = model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], [big])[0]
     assert pred.labels.shape == big.shape and pred.logits[1].shape == big.shape
+
+
+def test_an_estimate_costs_no_extra_encoder_pass_and_scales_with_targets(fresh_model, encoder_calls, samples):
+    calls = encoder_calls(fresh_model)
+    image, labels = samples[0]
+    refs = [ns.Reference(image, {1: ns.Mask(labels == 1), 2: ns.Mask(labels == 2)})]
+    ten, hundred = fresh_model.estimate(refs, 10), fresh_model.estimate(refs, 100)
+    assert len(calls) == 1  # the reference, which the run needs anyway
+    assert hundred.seconds == pytest.approx(100 * hundred.seconds_per_target)
+    assert ten.memory_bytes < hundred.memory_bytes
+    assert ten.seconds_per_target > 0 and ten.feature_bytes_per_image == fresh_model.encode(image).nbytes
+    assert "100 image(s)" in str(hundred)
+
+
+def test_the_feature_cache_has_a_byte_budget(checkpoints, samples):
+    image_bytes = None
+    cfg = ns.SansaConfig(device="cpu", image_size=256, cache_bytes=1)
+    model = ns.Sansa.from_checkpoints(*checkpoints, config=cfg)
+    for image, _ in samples[:3]:
+        image_bytes = model.encode(image).nbytes
+    assert len(model.features) == 1 and model.features.nbytes == image_bytes
+    default = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
+    assert 0 < default.features.max_bytes <= 4 * 2**30

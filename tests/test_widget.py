@@ -80,6 +80,7 @@ def test_labels_reference_with_two_classes_labels_every_other_image(open_widget,
         assert set(np.unique(layer.data)) <= {0, 1, 2}
     assert "cells 0 [SANSA]" not in [lyr.name for lyr in viewer.layers]  # the reference is no target
     assert "5 of 5 images segmented" in widget.status.text()
+    assert "for 5 image(s)" in widget.estimate
     assert widget.model is not None and widget.model.info.sam2_size == "tiny"
 
 

@@ -145,6 +145,7 @@ def _segment(args: argparse.Namespace) -> int:
             readable.append(path)
             yield image
 
+    print(f"Estimate: {model.estimate(references, len(targets))}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
     try:
 

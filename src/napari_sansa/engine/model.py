@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +74,46 @@ class Prediction:
         return min(self.scores.values()) if self.scores else 1.0
 
 
+@dataclass(frozen=True)
+class Estimate:
+    """What a run of ``n_targets`` images will cost, from timings measured on this machine."""
+
+    n_targets: int
+    seconds_per_target: float
+    feature_bytes_per_image: int
+    cache_bytes: int
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_per_target * self.n_targets
+
+    @property
+    def memory_bytes(self) -> int:
+        """Feature memory the run may hold (bounded by the cache budget)."""
+        return min(self.feature_bytes_per_image * self.n_targets, self.cache_bytes)
+
+    def __str__(self) -> str:
+        minutes = self.seconds / 60
+        when = f"{self.seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min"
+        return (
+            f"about {when} for {self.n_targets} image(s) ({self.seconds_per_target:.1f} s each), "
+            f"up to {self.memory_bytes / 2**30:.1f} GiB of cached features"
+        )
+
+
+def default_cache_bytes(device: torch.device) -> int:
+    """A quarter of the device's memory, at most 4 GiB: enough to re-run without re-encoding."""
+    total = 8 * 2**30
+    try:
+        if device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+        else:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass
+    return int(min(total // 4, 4 * 2**30))
+
+
 @dataclass(eq=False)
 class _Prepared:
     key: bytes
@@ -118,8 +160,14 @@ class Sansa:
             parameter.requires_grad_(False)
         self.image_size = int(self.sam.image_size)
         self.info = info or ModelInfo("unknown", (), 0.0)
-        self.features = FeatureCache(self.config.cache_bytes)
+        budget = (
+            self.config.cache_bytes
+            if self.config.cache_bytes is not None
+            else default_cache_bytes(self.device)
+        )
+        self.features = FeatureCache(budget)
         self.encoder_passes = 0
+        self._encoder_seconds: list[float] = []
         self._memories: dict[bytes, MemoryEntry] = {}
         self._position: torch.Tensor | None = None
         self._lock = threading.RLock()
@@ -211,8 +259,11 @@ class Sansa:
         cached = self.features.get(prepared.key)
         if cached is not None:
             return cached
+        start = time.perf_counter()
         with torch.inference_mode(), self._autocast():
             out = self.sam.forward_image(prepared.tensor.to(self.device))
+        self._sync()
+        self._encoder_seconds.append(time.perf_counter() - start)
         self.encoder_passes += 1
         fpn = out["backbone_fpn"]
         if self._position is None:
@@ -220,6 +271,26 @@ class Sansa:
         features = ImageFeatures((fpn[0], fpn[1]), fpn[2])
         self.features.put(prepared.key, features)
         return features
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def estimate(self, references: Sequence[Reference] | Reference, n_targets: int) -> Estimate:
+        """Time and memory for ``n_targets`` targets, measured on the references (no extra encoder pass)."""
+        with self._lock:
+            banks = self._class_banks(references)
+            refs = [references] if isinstance(references, Reference) else list(references)
+            feats = self._features(self._prepare(refs[0].image))
+            bank = next(iter(banks.values()))
+            start = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                decode_target(self.sam, feats, self._position, len(bank), bank)
+            self._sync()
+            heads = time.perf_counter() - start
+        encoder = statistics.median(self._encoder_seconds)
+        per_target = encoder + heads * len(banks)
+        return Estimate(n_targets, per_target, feats.nbytes, self.features.max_bytes or 0)
 
     def encode(self, image: ImageLike) -> ImageFeatures:
         """Encode an image now (or take it from the cache), e.g. to prepare targets ahead."""

@@ -26,6 +26,34 @@ def adapted_blocks(sam: torch.nn.Module, stages: Sequence[int]) -> list[int]:
     return [i for s in stages for i in range(starts[s], ends[s] + 1)]
 
 
+def random_adapters(
+    sam: torch.nn.Module, stages: Sequence[int] = (2, 3), channel_factor: float = 0.3
+) -> dict:
+    """Adapter tensors in the published checkpoint's key format, with non-zero up-projections."""
+    adapters = {}
+    blocks = sam.image_encoder.trunk.blocks
+    for index in adapted_blocks(sam, stages):
+        block = blocks[index]
+        adapter = Adapter(block.dim_out, int(block.dim * channel_factor))
+        torch.nn.init.normal_(adapter.up_proj.weight, std=0.05)  # published adapters are not zero
+        for name, tensor in adapter.state_dict().items():
+            adapters[ADAPTER_PREFIX.format(index) + name] = tensor
+    return adapters
+
+
+def random_sansa_module(size: str = "tiny", image_size: int = 1024, seed: int = 0) -> torch.nn.Module:
+    """A random-weight SAM2 with SANSA adapters attached, built in memory (for benchmarks)."""
+    from .adapters import adapter_modules, adapter_tensors, attach_adapters, infer_layout
+
+    torch.manual_seed(seed)
+    sam = build_sam2(SAM2_SIZES[size], image_size)
+    grouped = adapter_tensors(random_adapters(sam))
+    attach_adapters(sam, infer_layout(grouped, "random"), size, "random")
+    for index, adapter in adapter_modules(sam).items():
+        adapter.load_state_dict(grouped[index])
+    return sam
+
+
 def write_random_checkpoints(
     directory: str | os.PathLike,
     size: str = "tiny",
@@ -40,15 +68,6 @@ def write_random_checkpoints(
     sam = build_sam2(SAM2_SIZES[size])
     sam2_path = directory / f"sam2_hiera_{size}_random.pt"
     torch.save({"model": sam.state_dict()}, sam2_path)
-
-    adapters = {}
-    blocks = sam.image_encoder.trunk.blocks
-    for index in adapted_blocks(sam, stages):
-        block = blocks[index]
-        adapter = Adapter(block.dim_out, int(block.dim * channel_factor))
-        torch.nn.init.normal_(adapter.up_proj.weight, std=0.05)  # published adapters are not zero
-        for name, tensor in adapter.state_dict().items():
-            adapters[ADAPTER_PREFIX.format(index) + name] = tensor
     adapter_path = directory / f"adapter_{size}_random.pth"
-    torch.save({"model": adapters}, adapter_path)
+    torch.save({"model": random_adapters(sam, stages, channel_factor)}, adapter_path)
     return sam2_path, adapter_path

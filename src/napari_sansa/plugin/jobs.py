@@ -28,6 +28,11 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Estimated:
+    text: str
+
+
+@dataclass(frozen=True)
 class TargetDone:
     key: TargetKey
     prediction: Prediction
@@ -43,6 +48,7 @@ def run_job(get_model: Callable[[], Sansa], job: Job, cancel: threading.Event) -
     """Load the model if needed, then segment the job's targets one at a time."""
     model = get_model()
     yield ModelReady(model)
+    yield Estimated(str(model.estimate(job.references, len(job.targets))))
     yield Started(len(job.targets))
     keys = [key for key, _ in job.targets]
     failed: list[TargetFailed] = []

@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 from ..engine.errors import SansaError
 from ..engine.weights import PUBLISHED
 from . import layers as L
-from .jobs import ModelReady, Started, TargetDone, TargetFailed, run_job
+from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_panel import LOCAL, ModelPanel
 from .record import RecordedReference, export_labels, read_record, write_record
 from .runs import recreate_reference
@@ -84,6 +84,7 @@ class SansaWidget(QWidget):
         self.locked: set[TargetKey] = set()
         self.scores: dict[TargetKey, float] = {}
         self.failures: list[str] = []
+        self.estimate = ""
         self._names: dict[str, str] = {}
         self._last_job: Job | None = None
         self._build()
@@ -341,6 +342,9 @@ class SansaWidget(QWidget):
 
         if isinstance(event, ModelReady):
             self.model, self._model_key = event.model, key
+        elif isinstance(event, Estimated):
+            self.estimate = event.text
+            self.status.setText(f"Estimate: {event.text}")
         elif isinstance(event, Started):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
             self._progress = progress(total=event.total, desc="SANSA")
@@ -356,7 +360,9 @@ class SansaWidget(QWidget):
             if self._progress is not None:
                 self._progress.update(1)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
-            self._show_status(f"{self._done} / {self._total} images, about {left:.0f} s left")
+            self._show_status(
+                f"{self._done} / {self._total} images, about {left:.0f} s left (estimate: {self.estimate})"
+            )
 
     def _write(self, key: TargetKey, prediction) -> None:
         source = next((s for k, s in (self._last_job.targets if self._last_job else []) if k == key), None)
