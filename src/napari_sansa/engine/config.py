@@ -28,8 +28,8 @@ class SansaConfig:
     threshold
         A pixel belongs to a class where its logit is above this.
     cache_bytes
-        Byte budget of the in-memory feature cache (``None``: a quarter of the device's
-        memory, at most 4 GiB). Features beyond it are dropped, oldest first, and recomputed
+        Byte budget of the in-memory feature cache (``None``: an eighth of the device's
+        memory, at most 1.5 GiB). Features beyond it are dropped, oldest first, and recomputed
         if needed again.
     """
 
