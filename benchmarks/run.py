@@ -66,7 +66,7 @@ def encoder_times(sizes, repeats):
             imgs = images(repeats + 1, seed=1)
             m.encode(imgs[0])  # warm-up
             rows[(size, precision)] = statistics.median(
-                timed(lambda im=im: m.encode(im))[0] for im in imgs[1:]
+                timed(lambda im=im, m=m: m.encode(im))[0] for im in imgs[1:]
             )
         ref = [ns.Reference(images(1, 7)[0], {1: ns.Mask(mask())})]
         targets = images(2, 8)
@@ -85,7 +85,7 @@ def per_target_ratios(size, repeats):
     refs_img = images(3, 11)
     rows = {}
     m.encode(refs_img[0])
-    encode = statistics.median(timed(lambda im=im: m.encode(im))[0] for im in images(repeats, 12))
+    encode = statistics.median(timed(lambda im=im, m=m: m.encode(im))[0] for im in images(repeats, 12))
     configs = {
         "1 class x 1 shot": [ns.Reference(refs_img[0], {1: ns.Mask(mask())})],
         "1 class x 3 shots": [ns.Reference(im, {1: ns.Mask(mask())}) for im in refs_img],
@@ -97,7 +97,7 @@ def per_target_ratios(size, repeats):
     }
     for name, refs in configs.items():
         m.segment(refs, images(1, 13))  # references encoded and their memories cached
-        per = [timed(lambda t=t: m.segment(refs, [t]))[0] for t in images(repeats, 14 + len(name))]
+        per = [timed(lambda t=t, refs=refs: m.segment(refs, [t]))[0] for t in images(repeats, 14 + len(name))]
         rows[name] = statistics.median(per) / encode
     rows["encoder s"] = encode
     return rows

@@ -96,3 +96,19 @@ class ModelPanel(QGroupBox):
             self.precision.currentText(),
             self.image_size.value(),
         )
+
+    def apply_record(self, model: dict, settings: dict) -> None:
+        """Show the model and settings a run record names (values already validated)."""
+        if model.get("name") in [*PUBLISHED, LOCAL]:
+            self.model_choice.setCurrentText(model["name"])
+        for field, edit in (
+            ("sam2_checkpoint", self.sam2_file.edit),
+            ("adapter_checkpoint", self.adapter_file.edit),
+        ):
+            if model.get(field):
+                edit.setText(str(model[field]))
+        for field, combo in (("device", self.device), ("precision", self.precision)):
+            if settings.get(field) in [combo.itemText(i) for i in range(combo.count())]:
+                combo.setCurrentText(settings[field])
+        if isinstance(settings.get("image_size"), int):
+            self.image_size.setValue(settings["image_size"])

@@ -31,12 +31,11 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import SansaError
-from ..engine.weights import PUBLISHED
 from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_panel import LOCAL, ModelPanel
-from .record import RecordedReference, export_labels, read_record, write_record
-from .runs import recreate_reference
+from .record import export_labels, read_record, write_record
+from .runs import record_parts, recreate_reference
 from .session import Job, TargetKey, plan_job
 from .settings import WidgetSettings, load_settings, save_settings
 
@@ -322,9 +321,17 @@ class SansaWidget(QWidget):
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.status.setText(
-            "Loading the model…" if self.model is None or self._model_key != key else "Starting…"
-        )
+        if self.model is None or self._model_key != key:
+            from napari.utils import progress
+
+            first_use = settings.model != LOCAL
+            message = "Loading the SANSA model" + (
+                " (the first use downloads about 1 GB)" if first_use else ""
+            )
+            self._progress = progress(total=0, desc=message)  # indeterminate until the model is ready
+            self.status.setText(message + "…")
+        else:
+            self.status.setText("Starting…")
         self.worker.start()
         return self.worker
 
@@ -342,6 +349,9 @@ class SansaWidget(QWidget):
 
         if isinstance(event, ModelReady):
             self.model, self._model_key = event.model, key
+            if self._progress is not None:
+                self._progress.close()
+                self._progress = None
         elif isinstance(event, Estimated):
             self.estimate = event.text
             self.status.setText(f"Estimate: {event.text}")
@@ -504,34 +514,10 @@ class SansaWidget(QWidget):
             raise SansaError("There is nothing to export yet: run SANSA first.")
         written = export_labels(results, folder, overwrite=overwrite)
         job = self._plan()
-        names = self._names
-        refs = [
-            RecordedReference(names[k.image_id], k.plane, {c: list(p) for c, p in ref.prompts.items()})
-            for k, ref in zip(job.reference_keys, job.references)
-        ]
         info = self.model.info if self.model is not None else None
-        settings = self._settings()
-        model = {"name": settings.model}
-        if info is not None:
-            model.update(
-                sam2_checkpoint=info.sam2_checkpoint,
-                adapter_checkpoint=info.adapter_checkpoint,
-                sam2_size=info.sam2_size,
-            )
-        targets = [
-            {
-                "image": names.get(k.image_id, "?"),
-                "plane": list(k.plane),
-                "score": round(s, 4),
-                "locked": k in self.locked,
-            }
-            for k, s in self.scores.items()
-        ]
-        run_settings = {
-            "device": settings.device,
-            "precision": settings.precision,
-            "image_size": settings.image_size,
-        }
+        model, run_settings, refs, targets = record_parts(
+            job, self._names, info, self._settings(), self.scores, self.locked
+        )
         written.append(write_record(folder, model, run_settings, refs, targets))
         return written
 
@@ -542,20 +528,7 @@ class SansaWidget(QWidget):
         missing = sorted({r.image for r in record.references if r.image not in images})
         if missing:
             raise SansaError(f"Open these images first (by the same layer names): {', '.join(missing)}.")
-        name = record.model.get("name")
-        if name in [*PUBLISHED, LOCAL]:
-            self.model_choice.setCurrentText(name)
-        for field, edit in (
-            ("sam2_checkpoint", self.sam2_file.edit),
-            ("adapter_checkpoint", self.adapter_file.edit),
-        ):
-            if record.model.get(field):
-                edit.setText(str(record.model[field]))
-        for field, combo in (("device", self.device), ("precision", self.precision)):
-            if record.settings.get(field) in [combo.itemText(i) for i in range(combo.count())]:
-                combo.setCurrentText(record.settings[field])
-        if isinstance(record.settings.get("image_size"), int):
-            self.image_size.setValue(record.settings["image_size"])
+        self.model_panel.apply_record(record.model, record.settings)
         for ref in record.references:
             recreate_reference(images[ref.image], ref, self.add_prompt_layer)
         self._describe_references()
