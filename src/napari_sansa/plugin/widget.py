@@ -85,7 +85,8 @@ class SansaWidget(QWidget):
         self.failures: list[str] = []
         self.estimate = ""
         self._names: dict[str, str] = {}
-        self._last_job: Job | None = None
+        self._sources: dict[TargetKey, object] = {}
+        self._review_shown = 0.0
         self._build()
         self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
         self._restore(load_settings())
@@ -308,7 +309,7 @@ class SansaWidget(QWidget):
         settings = self._settings()
         save_settings(settings)
         key, get_model = self._model_loader(settings)
-        self._last_job = job
+        self._sources = dict(job.targets)
         self.failures = []
         self._cancel.clear()
         handlers = {
@@ -375,7 +376,7 @@ class SansaWidget(QWidget):
             )
 
     def _write(self, key: TargetKey, prediction) -> None:
-        source = next((s for k, s in (self._last_job.targets if self._last_job else []) if k == key), None)
+        source = self._sources.get(key)
         if source is None or key in self.locked:
             return  # locked while the run was going: the user's labels win
         if L.find_image(self.viewer, key.image_id) is None:
@@ -386,7 +387,8 @@ class SansaWidget(QWidget):
         layer.data[key.plane if key.plane else ...] = prediction.labels
         layer.refresh()
         self.scores[key] = prediction.score
-        self._refresh_review()
+        if self.worker is None or time.monotonic() - self._review_shown > 1.0:  # rebuilding the list per image is O(n^2) on stacks
+            self._refresh_review()
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         for atom in event.value:
@@ -416,6 +418,7 @@ class SansaWidget(QWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
+        self._refresh_review()
         self._show_status("")
 
     def _show_status(self, running: str) -> None:
@@ -434,6 +437,7 @@ class SansaWidget(QWidget):
         return sorted(self.scores, key=lambda k: (self.scores[k], k.image_id, k.plane))
 
     def _refresh_review(self) -> None:
+        self._review_shown = time.monotonic()
         selected = self._selected_key()
         self.review.blockSignals(True)
         self.review.clear()
