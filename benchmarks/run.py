@@ -138,9 +138,26 @@ def current_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+CACHES = {  # name: (memory budget, disk budget); None = the default
+    "unbounded": (2**62, 0),
+    "256 MiB": (256 * 2**20, None),
+    "default": (None, None),
+}
+
+
 def rss_child(n_images, image_size, cache):
     """Run in a subprocess: propagate to a stack, report the growth of resident memory."""
-    m = model("tiny", image_size=image_size, cache_bytes=256 * 2**20 if cache == "256 MiB" else 2**62)
+    import tempfile
+
+    memory, disk = CACHES[cache]
+    config = ns.SansaConfig(
+        device="cpu",
+        image_size=image_size,
+        cache_bytes=memory,
+        disk_cache_bytes=disk,
+        disk_cache_dir=tempfile.mkdtemp(),
+    )
+    m = ns.Sansa(random_sansa_module("tiny", image_size), config)
     ref = [ns.Reference(images(1, 31, (256, 256))[0], {1: ns.Mask(mask((256, 256)))})]
     rng = np.random.default_rng(32)
     stack = (rng.integers(0, 255, (256, 256, 3), dtype=np.uint8) for _ in range(n_images))
@@ -148,24 +165,37 @@ def rss_child(n_images, image_size, cache):
     base = peak = current_rss()
     for _ in m.propagate(ref, stack):
         peak = max(peak, current_rss())
+    disk = m.features.disk.nbytes if m.features.disk is not None else 0
     print(
         json.dumps(
             {
+                "images": n_images,
                 "growth": peak - base,
                 "feature_bytes": m.encode(images(1, 34, (256, 256))[0]).nbytes,
                 "budget": m.features.max_bytes,
+                "disk": disk,
             }
         )
     )
+    m.close()
+
+
+def rss_in_subprocess(n_images, image_size, cache):
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import run; "
+        f"run.rss_child({n_images}, {image_size}, {cache!r})"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def rss(n_images, image_size):
-    out = {}
-    for cache in ("unbounded", "256 MiB"):
-        code = f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import run; run.rss_child({n_images}, {image_size}, {cache!r})"
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-        out[cache] = json.loads(result.stdout.strip().splitlines()[-1])
-    return out
+    return {cache: rss_in_subprocess(n_images, image_size, cache) for cache in ("unbounded", "256 MiB")}
+
+
+def rss_long(n_images, image_size):
+    """A long stack with the default budgets: memory must stay bounded."""
+    return rss_in_subprocess(n_images, image_size, "default")
 
 
 def stall_probe(n_images, image_size):
@@ -218,95 +248,199 @@ def stall_probe(n_images, image_size):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
-    args = parser.parse_args()
-    quick = args.quick
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def run_cpu(quick: bool) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base_plus", "large"]
     ratio_size = "tiny" if quick else "large"
     repeats = 2 if quick else 3
-    results = {
-        "encoder": encoder_times(sizes, repeats),
+    encoder = encoder_times(sizes, repeats)
+    return {
+        "quick": quick,
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads",
+        "torch": torch.__version__,
+        "sizes": sizes,
+        "encoder": {"/".join(key): value for key, value in encoder.items()},
+        "ratio size": ratio_size,
         "ratios": per_target_ratios(ratio_size, repeats),
         "naive": naive_vs_engine(ratio_size, 2 if quick else 3, 2 if quick else 3),
         "rss": rss(20 if quick else 200, 512),
+        "rss 1000": rss_long(50 if quick else 1000, 512),
         "stall": stall_probe(4 if quick else 8, 512),
     }
-    write_report(args.out, results, sizes, ratio_size, quick)
+
+
+def run_cuda(quick: bool) -> dict:
+    import gpu
+
+    results = gpu.run_all(quick)
+    size = "tiny" if quick else "large"
+    results["quick"] = quick
+    results["torch"] = torch.__version__
+    results["ratio size"] = size
+    results["ratios"] = per_target_ratios(size, 3 if quick else 10)
+    results["naive"] = naive_vs_engine(size, 4 if quick else 16, 3)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller, to check the script")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the page from saved results")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if not args.report_only:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            sys.exit("--device cuda: PyTorch sees no CUDA GPU")
+        results = run_cuda(args.quick) if args.device == "cuda" else run_cpu(args.quick)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{args.device}.json").write_text(json.dumps(results, indent=1))
+    write_report(args.out)
     print(args.out.read_text())
 
 
-def write_report(path, r, sizes, ratio_size, quick):
-    device = (
-        torch.cuda.get_device_name()
-        if torch.cuda.is_available()
-        else (platform.processor() or platform.machine())
-    )
+def load(device: str) -> dict | None:
+    path = RESULTS / f"{device}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_report(path: Path) -> None:
+    cpu, cuda = load("cpu"), load("cuda")
     lines = [
         "# Benchmarks",
         "",
-        "Measured by `xvfb-run -a .venv/bin/python benchmarks/run.py"
-        + (" --quick" if quick else "")
-        + "`, which rewrites this page.",
-        f"Machine: {device}, {os.cpu_count()} CPU threads, torch {torch.__version__}; random-weight models, "
-        "input 1024x1024 unless said otherwise; medians of repeated runs.",
+        "Measured by `xvfb-run -a .venv/bin/python benchmarks/run.py` (CPU) and "
+        "`python benchmarks/run.py --device cuda` (NVIDIA GPU), which save their figures in "
+        "`benchmarks/results/` and rewrite this page. Random-weight models (speed and memory do not "
+        "depend on the weights' values), input 1024x1024 unless said otherwise; every figure is a "
+        "median over repeated runs, and each comparison is a ratio of figures measured in the same run.",
         "",
-        "## Image encoder, seconds per image",
-        "",
+    ]
+    if cpu:
+        lines += cpu_section(cpu)
+    if cuda:
+        lines += cuda_section(cuda)
+    path.write_text("\n".join(lines))
+
+
+def encoder_table(r: dict, sizes) -> list[str]:
+    lines = [
         "| SAM2 size | fp32 | bf16 | bf16 speed-up | mask IoU bf16 vs fp32 |",
         "| --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
-        f, b = r["encoder"][(size, "fp32")], r["encoder"][(size, "bf16")]
-        lines.append(f"| {size} | {f:.2f} | {b:.2f} | {f / b:.2f}x | {r['encoder'][(size, 'iou')]:.3f} |")
-    ratios = r["ratios"]
-    lines += [
+        f, b = r[f"{size}/fp32"], r[f"{size}/bf16"]
+        lines.append(f"| {size} | {f:.3g} | {b:.3g} | {f / b:.2f}x | {r[f'{size}/iou']:.3f} |")
+    return lines
+
+
+def ratio_lines(r: dict, precision_note: str) -> list[str]:
+    ratios, size, n = r["ratios"], r["ratio size"], r["naive"]
+    lines = [
+        f"### Cost of one target with references cached (SAM2 {size}, {precision_note})",
         "",
-        f"## Cost of one target with references cached (SAM2 {ratio_size}, fp32)",
-        "",
-        f"One encoder pass: {ratios['encoder s']:.2f} s. A target costs its own encoder pass plus, per class, "
+        f"One encoder pass: {ratios['encoder s']:.3g} s. A target costs its own encoder pass plus, per class, "
         "memory attention and the mask decoder.",
         "",
         "| job | per-target time / one encoder pass |",
         "| --- | --- |",
     ]
     lines += [f"| {name} | {value:.2f}x |" for name, value in ratios.items() if name != "encoder s"]
-    n = r["naive"]
     lines += [
         "",
-        f"## Against re-encoding the references for every target (SAM2 {ratio_size})",
+        f"### Against re-encoding the references for every target (SAM2 {size})",
         "",
-        f"The reference implementation's evaluation loop encodes the k references again with every target "
+        "The reference implementation's evaluation loop encodes the k references again with every target "
         f"({n['naive passes']} encoder passes here); the engine encodes each image once ({n['engine passes']}).",
         "",
-        f"Naive {n['naive s']:.1f} s, engine {n['engine s']:.1f} s: **{n['speed-up']:.2f}x faster**.",
+        f"Naive {n['naive s']:.3g} s, engine {n['engine s']:.3g} s: **{n['speed-up']:.2f}x faster**.",
         "",
-        "## Memory while propagating to a stack (SAM2 tiny, input 512)",
-        "",
-        "| feature cache | images | feature bytes per image | peak RSS growth |",
-        "| --- | --- | --- | --- |",
     ]
-    count = 20 if quick else 200
-    for cache, row in r["rss"].items():
-        label = "budget 256 MiB" if cache == "256 MiB" else "no budget"
+    return lines
+
+
+def cpu_section(r: dict) -> list[str]:
+    quick = " (quick run)" if r.get("quick") else ""
+    lines = [
+        f"## CPU{quick}",
+        "",
+        f"Machine: {r['machine']}, torch {r['torch']}.",
+        "",
+        "### Image encoder, seconds per image",
+        "",
+    ]
+    lines += encoder_table(r["encoder"], r["sizes"])
+    lines += [""] + ratio_lines(r, "fp32")
+    lines += [
+        "### Memory while propagating to a stack (SAM2 tiny, input 512)",
+        "",
+        "| memory budget | images | feature bytes per image | peak RSS growth | on disk at the end |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    rows = list(r["rss"].items()) + [("default", r["rss 1000"])]
+    for cache, row in rows:
+        label = {"unbounded": "none", "256 MiB": "256 MiB"}.get(
+            cache, f"default ({row['budget'] / 2**30:.1f} GiB)"
+        )
         lines.append(
-            f"| {label} | {count} | {row['feature_bytes'] / 2**20:.1f} MiB | {row['growth'] / 2**20:.0f} MiB |"
+            f"| {label} | {row['images']} | {row['feature_bytes'] / 2**20:.1f} MiB | "
+            f"{row['growth'] / 2**20:.0f} MiB | {row.get('disk', 0) / 2**20:.0f} MiB |"
         )
     s = r["stall"]
     lines += [
         "",
-        "At input 1024 an image's features take 4x more (16 MiB in fp32). The default budget is an eighth "
-        "of RAM, at most 1.5 GiB; features beyond it are dropped, oldest first, and recomputed if needed.",
+        "At input 1024 an image's features take 4x more (16 MiB in fp32). The default memory budget is an "
+        "eighth of RAM, at most 1.5 GiB; features beyond it go to the disk cache in fp16 (a quarter of the "
+        "free disk, at most 16 GiB) and are read back instead of encoding the image again.",
         "",
-        "## napari event loop during a run (QTimer probe every 10 ms)",
+        "### napari event loop during a run (QTimer probe every 10 ms)",
         "",
         f"Delay beyond the timer's 10 ms over {s['ticks']} ticks: median {s['median ms']:.1f} ms, "
         f"99th percentile {s['p99 ms']:.1f} ms, longest {s['max ms']:.0f} ms.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    return lines
+
+
+def cuda_section(r: dict) -> list[str]:
+    quick = " (quick run)" if r.get("quick") else ""
+    size = r["throughput size"]
+    lines = [
+        f"## CUDA{quick}",
+        "",
+        f"Machine: {r['device name']}, torch {r['torch']}.",
+        "",
+        f"Same job on CUDA (fp32, batches of 8) and on the CPU (SAM2 tiny, 8 targets): median mask IoU "
+        f"{r['check']['iou']:.4f}, largest logit difference {r['check']['max logit gap']:.2g}.",
+        "",
+        "### Image encoder, seconds per image (batch 1)",
+        "",
+    ]
+    lines += encoder_table(r["encoder"], [k.split("/")[0] for k in r["encoder"] if k.endswith("/fp32")])
+    lines += [
+        "",
+        f"### Throughput, SAM2 {size}, images per second",
+        "",
+        "Encoder alone: random inputs already on the GPU. Propagation: `Sansa.segment` from 1024x1024 uint8 "
+        "RGB arrays in host memory to labels and logits in host memory (1 class, 1 shot), pre-processing in "
+        "worker threads.",
+        "",
+        "| batch | encoder bf16 | encoder fp32 | propagation bf16 | propagation fp32 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    enc, prop = r["encoder images/s"], r["propagate images/s"]
+    for batch in enc["bf16"]:
+        cells = [
+            enc["bf16"].get(batch),
+            enc["fp32"].get(batch),
+            prop["bf16"].get(batch),
+            prop["fp32"].get(batch),
+        ]
+        lines.append(f"| {batch} | " + " | ".join("" if c is None else f"{c:.1f}" for c in cells) + " |")
+    lines += [""] + ratio_lines(r, "fp32")
+    return lines
 
 
 if __name__ == "__main__":

@@ -10,6 +10,20 @@ from napari_sansa.samples import cells
 TEST_IMAGE_SIZE = 256  # model input side for tests: 16x fewer pixels than 1024, same code paths
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory):
+    """Weights and spilled features go to a temporary folder, never the user's cache."""
+    import os
+
+    old = os.environ.get("NAPARI_SANSA_CACHE_DIR")
+    os.environ["NAPARI_SANSA_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("NAPARI_SANSA_CACHE_DIR", None)
+    else:
+        os.environ["NAPARI_SANSA_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """(sam2 path, adapter path) of a random-weight SAM2-tiny with SANSA adapters on stages 2-3."""

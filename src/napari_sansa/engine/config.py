@@ -29,8 +29,16 @@ class SansaConfig:
         A pixel belongs to a class where its logit is above this.
     cache_bytes
         Byte budget of the in-memory feature cache (``None``: an eighth of the device's
-        memory, at most 1.5 GiB). Features beyond it are dropped, oldest first, and recomputed
-        if needed again.
+        memory, at most 1.5 GiB). Features beyond it move to the disk cache, oldest first.
+    disk_cache_bytes
+        Byte budget of the disk cache for features beyond ``cache_bytes``, kept in fp16
+        (``None``: a quarter of the free disk space, at most 16 GiB; ``0``: no disk cache, such
+        features are recomputed if needed again).
+    disk_cache_dir
+        Where the disk cache lives (``None``: ``features`` in the weights' cache directory).
+    batch_size
+        Targets encoded and decoded together (``None``: 8 on CUDA, 1 elsewhere, where batches
+        bring no speed and delay the first result).
     """
 
     device: str = "auto"
@@ -38,8 +46,13 @@ class SansaConfig:
     image_size: int = 1024
     threshold: float = 0.0
     cache_bytes: int | None = None
+    disk_cache_bytes: int | None = None
+    disk_cache_dir: str | None = None
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SansaError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.device.split(":")[0] not in DEVICES:
             raise SansaError(f"Unknown device {self.device!r}: use one of {', '.join(DEVICES)}.")
         if self.precision not in PRECISIONS:

@@ -30,12 +30,15 @@ class MemoryEntry:
 
 @dataclass(eq=False)
 class Decoded:
-    """SAM heads' output for one frame, best mask chosen by predicted IoU."""
+    """SAM heads' output for a batch of frames, best mask chosen by predicted IoU.
 
-    low_res: torch.Tensor  # (1, 1, S/4, S/4) logits
-    high_res: torch.Tensor  # (1, 1, S, S) logits
-    iou: float
-    obj_ptr: torch.Tensor
+    Everything stays on the device (no host round trip until the caller reads the results).
+    """
+
+    low_res: torch.Tensor  # (B, 1, S/4, S/4) logits
+    high_res: torch.Tensor  # (B, 1, S, S) logits
+    iou: torch.Tensor  # (B,) predicted IoU of the chosen mask
+    obj_ptr: torch.Tensor  # (B, hidden_dim)
 
 
 def _heads(sam, pix_feat, feats: ImageFeatures, multimask: bool, **prompt) -> Decoded:
@@ -45,7 +48,7 @@ def _heads(sam, pix_feat, feats: ImageFeatures, multimask: bool, **prompt) -> De
         multimask_output=multimask,
         **prompt,
     )
-    return Decoded(low, high, float(ious.max()), obj_ptr)
+    return Decoded(low, high, ious.amax(dim=-1), obj_ptr)
 
 
 def encode_memory(
@@ -74,7 +77,7 @@ def decode_mask_prompt(sam, feats: ImageFeatures, mask: torch.Tensor) -> Decoded
     # The memory sees the mask after its round trip through low resolution.
     high = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
     pointer = _heads(sam, feats.top, feats, False, mask_inputs=sam.mask_downsample(mask)).obj_ptr
-    return Decoded(low, high, 1.0, pointer)
+    return Decoded(low, high, torch.ones(1, device=low.device), pointer)
 
 
 def decode_point_prompt(sam, feats: ImageFeatures, point_inputs: Mapping[str, torch.Tensor]) -> Decoded:
@@ -86,8 +89,9 @@ def decode_point_prompt(sam, feats: ImageFeatures, point_inputs: Mapping[str, to
 def condition_on_memory(
     sam, feats: ImageFeatures, pos: torch.Tensor, frame: int, bank: Mapping[int, MemoryEntry]
 ) -> torch.Tensor:
-    """The frame's top-level features after attending to the memories it may see.
+    """The frames' top-level features after attending to the memories they may see.
 
+    ``feats`` may hold a batch of frames that share the frame number and the memory bank.
     ``bank[0]`` is the conditioning frame; other keys are earlier frames. Spatial memories come
     from the conditioning frame and the ``num_maskmem - 1`` frames just before ``frame``; object
     pointers from the conditioning frame and up to ``max_obj_ptrs_in_encoder - 1`` frames before.
@@ -118,11 +122,12 @@ def condition_on_memory(
     memory.append(obj_ptrs)
     memory_pos.append(obj_ptrs.new_zeros(obj_ptrs.shape[0], 1, mem_dim))
 
+    batch = feats.top.shape[0]
     conditioned = sam.memory_attention(
         curr=[feats.top_tokens()],
-        curr_pos=[pos.flatten(2).permute(2, 0, 1)],
-        memory=torch.cat(memory, dim=0),
-        memory_pos=torch.cat(memory_pos, dim=0),
+        curr_pos=[pos.flatten(2).permute(2, 0, 1).expand(-1, batch, -1)],
+        memory=torch.cat(memory, dim=0).expand(-1, batch, -1),
+        memory_pos=torch.cat(memory_pos, dim=0).expand(-1, batch, -1),
         num_obj_ptr_tokens=obj_ptrs.shape[0],
     )
     return conditioned.permute(1, 2, 0).reshape(feats.top.shape)
@@ -131,6 +136,6 @@ def condition_on_memory(
 def decode_target(
     sam, feats: ImageFeatures, pos: torch.Tensor, frame: int, bank: Mapping[int, MemoryEntry]
 ) -> Decoded:
-    """Segment a target frame from memory alone (multimask output, best predicted IoU)."""
+    """Segment target frames from memory alone (multimask output, best predicted IoU)."""
     pix_feat = condition_on_memory(sam, feats, pos, frame, bank)
     return _heads(sam, pix_feat, feats, True)

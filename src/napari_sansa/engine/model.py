@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +19,12 @@ from . import checkpoints
 from .adapters import adapter_modules, attach_adapters, block_input_widths, infer_layout
 from .architecture import build_sam2, infer_sam2_size
 from .config import SansaConfig, autocast, resolve_device
+from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
-from .features import FeatureCache, ImageFeatures, content_key
+from .features import FeatureCache, ImageFeatures, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
 from .memory import MemoryEntry, decode_mask_prompt, decode_point_prompt, decode_target, encode_memory
+from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
     DensePrompt,
@@ -119,7 +121,8 @@ def default_cache_bytes(device: torch.device) -> int:
 class _Prepared:
     key: bytes
     hw: tuple[int, int]
-    tensor: torch.Tensor
+    image: Image
+    tensor: torch.Tensor | None = None  # the model input, made only if the encoder needs it
 
 
 def _label_dtype(max_class: int) -> np.dtype:
@@ -129,11 +132,11 @@ def _label_dtype(max_class: int) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _stability(low_res: torch.Tensor, threshold: float, offset: float = 1.0) -> float:
-    """IoU of the mask at threshold +/- offset: 1 for a clear-cut mask, low for a hesitant one."""
-    inner = (low_res > threshold + offset).sum()
-    outer = (low_res > threshold - offset).sum()
-    return 1.0 if int(outer) == 0 else float(inner) / float(outer)
+def _stability(low_res: torch.Tensor, threshold: float, offset: float = 1.0) -> torch.Tensor:
+    """Per image, IoU of the mask at threshold +/- offset: 1 for a clear-cut mask, low for a hesitant one."""
+    inner = (low_res > threshold + offset).flatten(1).sum(1)
+    outer = (low_res > threshold - offset).flatten(1).sum(1)
+    return torch.where(outer == 0, 1.0, inner.double() / outer.clamp(min=1).double())
 
 
 def _is_cancelled(cancel: Cancel) -> bool:
@@ -166,7 +169,7 @@ class Sansa:
             if self.config.cache_bytes is not None
             else default_cache_bytes(self.device)
         )
-        self.features = FeatureCache(budget)
+        self.features = FeatureCache(budget, self._disk_cache())
         self.encoder_passes = 0
         self._encoder_seconds: list[float] = []
         self._memories: dict[bytes, MemoryEntry] = {}
@@ -188,13 +191,7 @@ class Sansa:
         """Load the official SAM2 file and a SANSA adapter file; sizes are read from the files."""
         config = config or SansaConfig()
         if device is not None or precision is not None:
-            config = SansaConfig(
-                device=device or config.device,
-                precision=precision or config.precision,
-                image_size=config.image_size,
-                threshold=config.threshold,
-                cache_bytes=config.cache_bytes,
-            )
+            config = replace(config, device=device or config.device, precision=precision or config.precision)
         sam2_source = f"SAM2 checkpoint {Path(sam2_checkpoint).name}"
         adapter_source = f"adapter checkpoint {Path(adapter_checkpoint).name}"
         sam2_state = checkpoints.sam2_weights(
@@ -250,28 +247,73 @@ class Sansa:
     def _autocast(self):
         return autocast(self.device, self.config.precision)
 
-    def _prepare(self, image: ImageLike) -> _Prepared:
+    def _disk_cache(self) -> DiskFeatureCache | None:
+        if self.config.disk_cache_bytes == 0:
+            return None
+        if self.config.disk_cache_dir is not None:
+            root = Path(self.config.disk_cache_dir).expanduser()
+        else:
+            from .weights import cache_dir
+
+            root = cache_dir() / "features"
+        budget = self.config.disk_cache_bytes
+        budget = default_disk_bytes(root) if budget is None else budget
+        return DiskFeatureCache(root, budget) if budget > 0 else None
+
+    @property
+    def batch_size(self) -> int:
+        """Targets encoded together: the configured number, else 8 on CUDA and 1 elsewhere."""
+        if self.config.batch_size is not None:
+            return self.config.batch_size
+        return 8 if self.device.type == "cuda" else 1
+
+    def _prepare(self, image: ImageLike, *, load: bool = False) -> _Prepared:
+        """Check an image and key it; with ``load``, also make its model input unless it is cached."""
         image = as_image(image)
         hw = image_hw(image)
-        tensor = model_input(to_rgb01(image), self.image_size)
-        return _Prepared(content_key(tensor), hw, tensor)
+        prepared = _Prepared(image_key(image, self.image_size), hw, image)
+        if load and prepared.key not in self.features:
+            self._input(prepared)
+        return prepared
+
+    def _input(self, prepared: _Prepared) -> torch.Tensor:
+        if prepared.tensor is None:
+            prepared.tensor = model_input(to_rgb01(prepared.image), self.image_size)
+        return prepared.tensor
 
     def _features(self, prepared: _Prepared) -> ImageFeatures:
-        cached = self.features.get(prepared.key)
-        if cached is not None:
-            return cached
-        start = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            out = self.sam.forward_image(prepared.tensor.to(self.device))
-        self._sync()
-        self._encoder_seconds.append(time.perf_counter() - start)
-        self.encoder_passes += 1
-        fpn = out["backbone_fpn"]
-        if self._position is None:
-            self._position = out["vision_pos_enc"][-1][:1]
-        features = ImageFeatures((fpn[0], fpn[1]), fpn[2])
-        self.features.put(prepared.key, features)
-        return features
+        return self._features_many([prepared])[0]
+
+    def _features_many(self, prepared: Sequence[_Prepared]) -> list[ImageFeatures]:
+        """Features of each image, from the cache or from one encoder pass over the missing ones."""
+        found: dict[bytes, ImageFeatures] = {}
+        missing: dict[bytes, _Prepared] = {}
+        for item in prepared:
+            if item.key in found or item.key in missing:
+                continue
+            cached = self.features.get(item.key, self.device)
+            if cached is not None:
+                found[item.key] = cached
+            else:
+                missing[item.key] = item
+        if missing:
+            inputs = torch.cat([self._input(item) for item in missing.values()]).to(self.device)
+            single = len(missing) == 1
+            start = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                out = self.sam.forward_image(inputs)
+            if single:  # timed for estimates; batches run on without waiting for the GPU
+                self._sync()
+                self._encoder_seconds.append(time.perf_counter() - start)
+            self.encoder_passes += len(missing)
+            fpn = out["backbone_fpn"]
+            if self._position is None:
+                self._position = out["vision_pos_enc"][-1][:1]
+            batch = ImageFeatures((fpn[0], fpn[1]), fpn[2])
+            for index, key in enumerate(missing):
+                found[key] = batch if single else batch.item(index)
+                self.features.put(key, found[key])
+        return [found[item.key] for item in prepared]
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -346,17 +388,21 @@ class Sansa:
         return banks
 
     # ----------------------------------------------------------------- targets
-    def _predict(
+    def _predict_many(
         self,
-        prepared: _Prepared,
+        prepared: Sequence[_Prepared],
         banks: Mapping[int, dict[int, MemoryEntry]],
         frames: Mapping[int, int],
         remember: bool,
-    ) -> tuple[np.ndarray, dict[int, np.ndarray], dict[int, float]]:
-        feats = self._features(prepared)
+    ) -> list[tuple[np.ndarray, dict[int, np.ndarray], dict[int, float]]]:
+        """Labels, logits and scores of a batch of targets; the batch stays on the device
+        from the encoder to the labels, and only the results come back to the host."""
+        if remember and len(prepared) != 1:
+            raise ValueError("sequential targets are predicted one at a time")
+        feats = ImageFeatures.stack(self._features_many(prepared))
         threshold = self.config.threshold
-        logits: dict[int, np.ndarray] = {}
-        scores: dict[int, float] = {}
+        low_res: dict[int, torch.Tensor] = {}
+        scores: dict[int, torch.Tensor] = {}
         with torch.inference_mode(), self._autocast():
             for class_id, bank in banks.items():
                 frame = frames[class_id]
@@ -366,20 +412,42 @@ class Sansa:
                     window = max(self.sam.num_maskmem, self.sam.max_obj_ptrs_in_encoder)
                     for old in [k for k in bank if 0 < k <= frame - window]:
                         del bank[old]
-                full = F.interpolate(
-                    decoded.low_res.float(), size=prepared.hw, mode="bilinear", align_corners=False
+                low_res[class_id] = decoded.low_res.float()
+                stability = _stability(low_res[class_id], threshold)
+                scores[class_id] = (decoded.iou.double() * stability).clamp(0, 1)
+        class_ids = list(banks)
+        dtype = _label_dtype(max(class_ids))
+        lookup = torch.tensor(class_ids, device=self.device)
+        on_device = []
+        with torch.inference_mode():
+            for index, item in enumerate(prepared):
+                full = torch.cat(
+                    [
+                        F.interpolate(
+                            low_res[c][index : index + 1], size=item.hw, mode="bilinear", align_corners=False
+                        )
+                        for c in class_ids
+                    ],
+                    dim=1,
+                )[0]
+                best = full.argmax(dim=0)
+                labels = torch.where(full.amax(dim=0) > threshold, lookup[best], 0)
+                on_device.append((labels, full))
+        results = []
+        for index, (labels, full) in enumerate(on_device):
+            full = full.cpu().numpy()
+            results.append(
+                (
+                    labels.cpu().numpy().astype(dtype),
+                    {c: full[k] for k, c in enumerate(class_ids)},
+                    {c: float(scores[c][index]) for c in class_ids},
                 )
-                logits[class_id] = full[0, 0].cpu().numpy()
-                scores[class_id] = float(
-                    np.clip(decoded.iou * _stability(decoded.low_res.float(), threshold), 0, 1)
-                )
-        class_ids = list(logits)
-        stacked = np.stack([logits[c] for c in class_ids])
-        best = stacked.argmax(axis=0)
-        foreground = np.take_along_axis(stacked, best[None], axis=0)[0] > threshold
-        lookup = np.asarray(class_ids, dtype=_label_dtype(max(class_ids)))
-        labels = np.where(foreground, lookup[best], 0).astype(lookup.dtype)
-        return labels, logits, scores
+            )
+        return results
+
+    def _prepare_target(self, target: ImageLike) -> _Prepared:
+        """Run in prefetch workers: check, key and pre-process a target."""
+        return self._prepare(target, load=True)
 
     def propagate(
         self,
@@ -391,13 +459,14 @@ class Sansa:
         progress: Progress = None,
         on_error: OnError = None,
     ) -> Iterator[Prediction]:
-        """Segment each target with the classes annotated on the references, one at a time.
+        """Segment each target with the classes annotated on the references, in order.
 
         Targets are independent unless ``sequential``, where each target's prediction also
-        becomes memory for the next (as SAM2 tracks video). Stop early by breaking out of the
-        loop or with ``cancel`` (an Event or a callable), checked between targets;
-        ``progress(done, total)`` is called after each target. A target that cannot be
-        segmented (bad data, out of memory) raises a :class:`SansaError`, or, with
+        becomes memory for the next (as SAM2 tracks video). Independent targets go through the
+        model in batches of :attr:`batch_size` while the next ones are pre-processed. Stop early
+        by breaking out of the loop or with ``cancel`` (an Event or a callable), checked between
+        batches; ``progress(done, total)`` is called after each target. A target that cannot
+        be segmented (bad data, out of memory) raises a :class:`SansaError`, or, with
         ``on_error(index, error)``, is reported there and skipped while the others go on.
         """
         total = len(targets) if hasattr(targets, "__len__") else None
@@ -408,44 +477,66 @@ class Sansa:
         shots = {c: len(bank) for c, bank in banks.items()}
         if sequential:  # targets extend the pseudo-video, so each class keeps its own bank
             banks = {c: dict(bank) for c, bank in banks.items()}
-        for index, target in enumerate(targets):
-            if _is_cancelled(cancel):
-                return
-            frames = {c: shots[c] + (index if sequential else 0) for c in banks}
+        batch = 1 if sequential else self.batch_size
+        workers = min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 1
+        with Prefetch(self._prepare_target, targets, ahead=2 * batch, workers=workers) as queue:
+            for chunk in queue.chunks(batch):
+                if _is_cancelled(cancel):
+                    return
+                for index, outcome in self._run_chunk(chunk, banks, shots, sequential):
+                    if isinstance(outcome, SansaError):
+                        if on_error is None:
+                            raise outcome
+                        on_error(index, outcome)
+                    if progress is not None:
+                        progress(index + 1, total)
+                    if not isinstance(outcome, SansaError):
+                        yield Prediction(index, *outcome)
+
+    def _run_chunk(self, chunk, banks, shots, sequential):
+        """(index, result or SansaError) for each target of a chunk, in order; a failing batch
+        is run again one target at a time, so that only the failing target is reported."""
+        outcomes: dict[int, object] = {}
+        ready: list[tuple[int, _Prepared]] = []
+        for index, future in chunk:
+            try:
+                ready.append((index, future.result()))
+            except SansaError as exc:
+                outcomes[index] = exc
+        groups = [ready] if ready else []
+        while groups:
+            group = groups.pop(0)
+            frames = {c: shots[c] + (group[0][0] if sequential else 0) for c in banks}
             try:
                 with self._lock:
-                    prepared = self._prepare(target)
-                    labels, logits, scores = self._predict_or_explain(prepared, banks, frames, sequential)
+                    results = self._predict_or_explain([p for _, p in group], banks, frames, sequential)
             except SansaError as exc:
-                if on_error is None:
-                    raise
-                on_error(index, exc)
-                if progress is not None:
-                    progress(index + 1, total)
+                if len(group) > 1:
+                    groups = [[item] for item in group] + groups
+                    continue
+                outcomes[group[0][0]] = exc
                 continue
-            if progress is not None:
-                progress(index + 1, total)
-            yield Prediction(index, labels, logits, scores)
+            outcomes.update({index: result for (index, _), result in zip(group, results)})
+        return sorted(outcomes.items(), key=lambda pair: pair[0])
 
     def _predict_or_explain(self, prepared, banks, frames, remember):
         """Predict; after running out of GPU memory, free the cache and try once more."""
+        hw = prepared[0].hw
         for attempt in (1, 2):
             try:
-                return self._predict(prepared, banks, frames, remember=remember)
+                return self._predict_many(prepared, banks, frames, remember=remember)
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda" and attempt == 1:
                     self.features.clear()
                     torch.cuda.empty_cache()
                     continue
                 raise SansaError(
-                    f"Out of {self.device.type.upper()} memory on an image of {prepared.hw[0]}x{prepared.hw[1]}: {OOM_ADVICE}."
+                    f"Out of {self.device.type.upper()} memory on an image of {hw[0]}x{hw[1]}: {OOM_ADVICE}."
                 ) from None
             except RuntimeError as exc:
                 if "can't allocate memory" not in str(exc) and "out of memory" not in str(exc):
                     raise
-                raise SansaError(
-                    f"Out of memory on an image of {prepared.hw[0]}x{prepared.hw[1]}: {OOM_ADVICE}."
-                ) from None
+                raise SansaError(f"Out of memory on an image of {hw[0]}x{hw[1]}: {OOM_ADVICE}.") from None
         raise AssertionError("unreachable")
 
     def segment(
@@ -463,7 +554,13 @@ class Sansa:
         return list(self.propagate(references, targets, **options))
 
     def clear_cache(self) -> None:
-        """Forget cached features and reference memories."""
+        """Forget cached features (in memory and on disk) and reference memories."""
         with self._lock:
             self.features.clear()
             self._memories.clear()
+
+    def close(self) -> None:
+        """Free the caches and delete the disk cache's folder now (also done when garbage-collected)."""
+        self.clear_cache()
+        if self.features.disk is not None:
+            self.features.disk.close()
