@@ -323,7 +323,7 @@ def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbo
     from napari_sansa.engine.errors import SansaError
     from napari_sansa.engine.model import Sansa
 
-    original, calls = Sansa._predict, []
+    original, calls = Sansa._predict_many, []
 
     def fail_second(self, *args, **kwargs):
         calls.append(1)
@@ -331,7 +331,7 @@ def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbo
             raise SansaError("this image is broken")
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Sansa, "_predict", fail_second)
+    monkeypatch.setattr(Sansa, "_predict_many", fail_second)
     viewer, widget = open_widget()
     draw_labels_reference(widget, classes=(1,))
     run_and_wait(widget, qtbot)
@@ -410,7 +410,7 @@ def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, 
     def broken(self, *args, **kwargs):
         raise SansaError("simulated failure")
 
-    monkeypatch.setattr(Sansa, "_predict", broken)  # failing re-run
+    monkeypatch.setattr(Sansa, "_predict_many", broken)  # failing re-run
     run_and_wait(widget, qtbot)
     assert "skipped" in widget.status.text()
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
