@@ -61,6 +61,19 @@ def test_segment_writes_one_label_image_per_target(dataset, checkpoints, tmp_pat
     assert "Estimate: about" in err
 
 
+def test_memory_options_give_the_same_labels(dataset, checkpoints, tmp_path, capsys):
+    ref_dir, target_dir = dataset
+    outputs = []
+    for options in ([], ["--memory-gb", "0", "--disk-cache-gb", "0", "--batch-size", "2"]):
+        out = tmp_path / f"out{len(outputs)}"
+        reference = f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"
+        args = ["segment", "-r", reference, str(target_dir), "--out", str(out), *options]
+        code, err = run(args + model_args(checkpoints), capsys)
+        assert code == 0, err
+        outputs.append(tifffile.imread(out / "stack16_labels.tif"))
+    assert (outputs[0] == outputs[1]).mean() > 0.99
+
+
 def test_existing_results_are_not_overwritten(dataset, checkpoints, tmp_path, capsys):
     ref_dir, target_dir = dataset
     out = tmp_path / "out"
@@ -89,12 +102,15 @@ def test_existing_results_are_not_overwritten(dataset, checkpoints, tmp_path, ca
         (["-r", "nocolon.png"], "must be IMAGE:MASK"),
         (["-r", "missing.png:missing_mask.png"], "does not exist"),
         (["-r", "{ref}:{img}"], "colour image"),
+        (["-r", "{ref}:{mask}", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["-r", "{ref}:{mask}", "--memory-gb", "-1"], "--memory-gb must be"),
     ],
-    ids=["no-mask", "missing-files", "colour-mask"],
+    ids=["no-mask", "missing-files", "colour-mask", "batch-0", "negative-memory"],
 )
 def test_bad_input_exits_2_with_one_line(dataset, checkpoints, tmp_path, capsys, args, message):
     ref_dir, target_dir = dataset
-    args = [a.format(ref=ref_dir / "ref.png", img=ref_dir / "ref.png") for a in args]
+    paths = {"ref": ref_dir / "ref.png", "img": ref_dir / "ref.png", "mask": ref_dir / "ref_mask.png"}
+    args = [a.format(**paths) for a in args]
     code, err = run(
         ["segment", *args, str(target_dir), "--out", str(tmp_path / "o")] + model_args(checkpoints), capsys
     )

@@ -40,6 +40,22 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--image-size", type=int, default=1024, help="model input side (default 1024, as trained)"
     )
+    group.add_argument(
+        "--memory-gb",
+        type=float,
+        default=None,
+        help="memory for cached image features (default: an eighth of RAM, at most 1.5)",
+    )
+    group.add_argument(
+        "--disk-cache-gb",
+        type=float,
+        default=None,
+        help="disk for features beyond --memory-gb, in fp16 (default: a quarter of free space, "
+        "at most 16; 0: none, recompute)",
+    )
+    group.add_argument(
+        "--batch-size", type=int, default=None, help="targets per encoder pass (default: 8 on CUDA, else 1)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,11 +104,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bytes(gigabytes: float | None, option: str) -> int | None:
+    if gigabytes is None:
+        return None
+    if not gigabytes >= 0:
+        raise SansaError(f"{option} must be a number of GB, 0 or more; got {gigabytes}.")
+    return int(gigabytes * 2**30)
+
+
 def load_model(args: argparse.Namespace):
     """The model the options ask for: local files, else a published model."""
     from .engine.model import Sansa
 
-    config = SansaConfig(device=args.device, precision=args.precision, image_size=args.image_size)
+    config = SansaConfig(
+        device=args.device,
+        precision=args.precision,
+        image_size=args.image_size,
+        cache_bytes=_bytes(args.memory_gb, "--memory-gb"),
+        disk_cache_bytes=_bytes(args.disk_cache_gb, "--disk-cache-gb"),
+        batch_size=args.batch_size,
+    )
     sam2 = args.sam2 or (Path(os.environ[SAM2_ENV]) if os.environ.get(SAM2_ENV) else None)
     adapter = args.adapter or (Path(os.environ[ADAPTER_ENV]) if os.environ.get(ADAPTER_ENV) else None)
     if args.model is None and (sam2 or adapter):
