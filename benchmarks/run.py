@@ -1,7 +1,9 @@
-"""Benchmarks of napari-sansa, written to docs/benchmarks.md.
+"""Benchmarks of napari-sansa: figures saved in benchmarks/results/, page written to docs/benchmarks.md.
 
-    xvfb-run -a .venv/bin/python benchmarks/run.py            # full run (about 15 min on 2 CPU cores)
-    xvfb-run -a .venv/bin/python benchmarks/run.py --quick    # smaller, to check the script
+    xvfb-run -a .venv/bin/python benchmarks/run.py                 # CPU, full (about 45 min on 2 cores)
+    xvfb-run -a .venv/bin/python benchmarks/run.py --quick         # smaller, to check the script
+    .venv/bin/python benchmarks/run.py --device cuda               # NVIDIA GPU (no napari needed)
+    .venv/bin/python benchmarks/run.py --report-only               # rewrite the page from saved figures
 
 Random-weight models: speed and memory do not depend on the weights' values. Every figure is a
 median over repeated runs; comparisons are ratios of figures measured in the same run.

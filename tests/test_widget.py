@@ -414,3 +414,66 @@ def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, 
     run_and_wait(widget, qtbot)
     assert "skipped" in widget.status.text()
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
+
+
+def test_a_run_leaves_the_selected_layer_and_shows_its_progress_in_the_dock(open_widget, qtbot):
+    import gc
+
+    viewer, widget = open_widget()
+    prompt = draw_labels_reference(widget)
+    viewer.layers.selection.active = prompt
+    progress = []
+    worker = widget.run()
+    worker.yielded.connect(
+        lambda e: progress.append(widget.progress.value()) if type(e).__name__ == "TargetDone" else None
+    )
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert progress == [1, 2, 3, 4, 5] and widget.progress.maximum() == 5
+    assert widget.progress.isHidden()
+    assert viewer.layers.selection.active.name == prompt.name  # adding result layers does not take it
+    assert all(result(viewer, f"cells {i}").visible for i in range(1, 6))
+    assert gc.get_freeze_count() == 0  # objects frozen for the run are collectable again
+
+
+def test_cancelling_before_the_model_loads_leaves_no_layers(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    widget.run()
+    widget.cancel()  # while the result layers are being prepared
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
+    assert not [lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]")]
+    assert widget.model is None  # stopped before loading it
+    assert "cancelled" in widget.status.text()
+
+
+def test_a_result_layer_painted_before_its_labels_arrive_is_kept(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, classes=(1,))
+
+    def paint_last_and_cancel(event):
+        if type(event).__name__ == "TargetDone" and not widget._cancel.is_set():
+            result(viewer, "cells 5").paint((3, 3), 7)  # still empty: the run has not reached it
+            widget.cancel()
+
+    widget.run().yielded.connect(paint_last_and_cancel)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert result(viewer, "cells 5").data[3, 3] == 7
+    assert not any(k for k in widget.scores if widget._names[k.image_id] == "cells 5")
+
+
+def test_the_references_summary_follows_painting(open_widget, qtbot):
+    viewer, widget = open_widget()
+    widget.prompt_image.setCurrentText("cells 0")
+    layer = widget.add_prompt_layer("labels")
+    layer.paint((100, 100), 3)
+    qtbot.waitUntil(lambda: "cells 0: class 3" in widget.references_label.text(), timeout=5_000)
+
+
+def test_only_the_plane_on_screen_needs_a_refresh(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layer = viewer.add_labels(np.zeros((4, 8, 8), np.uint8), scale=(2, 1, 1))
+    viewer.dims.set_point(0, 4.0)  # world z = 4 is data plane 2
+    assert L.shows_plane(viewer, layer, (2,)) and L.shows_plane(viewer, layer, ())
+    assert not L.shows_plane(viewer, layer, (0,)) and not L.shows_plane(viewer, layer, (3,))
+    viewer.dims.ndisplay = 3
+    assert L.shows_plane(viewer, layer, (0,))

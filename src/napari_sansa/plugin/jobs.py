@@ -44,8 +44,21 @@ class TargetFailed:
     message: str
 
 
-def run_job(get_model: Callable[[], Sansa], job: Job, cancel: threading.Event) -> Iterator[object]:
-    """Load the model if needed, then segment the job's targets one at a time."""
+def run_job(
+    get_model: Callable[[], Sansa],
+    job: Job,
+    cancel: threading.Event,
+    ready: threading.Event | None = None,
+) -> Iterator[object]:
+    """Load the model if needed, then segment the job's targets one at a time.
+
+    With ``ready``, wait for it first: the widget adds result layers meanwhile, faster with the
+    CPU to itself. A run cancelled by then stops before loading anything.
+    """
+    if ready is not None:
+        ready.wait()
+    if cancel.is_set():
+        return
     model = get_model()
     yield ModelReady(model)
     yield Estimated(str(model.estimate(job.references, len(job.targets))))

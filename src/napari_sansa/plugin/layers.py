@@ -156,12 +156,34 @@ def toggle_point_sign(layer) -> str:
     return new
 
 
-def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype):
+def fits(layer, source: ImageSource, dtype: np.dtype) -> bool:
+    """Whether a result layer takes the image's labels as it is: same shape, a wide enough dtype."""
+    return (
+        layer is not None
+        and layer.data.shape == source.plane_shape + source.hw
+        and np.can_cast(dtype, layer.data.dtype)
+    )
+
+
+def shows_plane(viewer, layer, plane: tuple[int, ...]) -> bool:
+    """Whether the canvas may show this plane of a layer, so that writing it needs a refresh.
+
+    Writing a plane that is not on screen needs none: napari reads the data again when the user
+    moves to it, and each refresh costs a full canvas redraw.
+    """
+    dims = viewer.dims
+    if not plane or dims.ndisplay != 2 or tuple(dims.order[-2:]) != (dims.ndim - 2, dims.ndim - 1):
+        return True
+    current = np.asarray(layer.world_to_data(dims.point))[: len(plane)]
+    return bool(np.all(np.abs(current - np.asarray(plane)) < 1))  # napari rounds or floors
+
+
+def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype, visible: bool = True):
     """The image's result layer, created empty (all background) the first time."""
     layer = result_layer(viewer, source.image_id)
-    shape = source.plane_shape + source.hw
-    if layer is not None and layer.data.shape == shape and np.can_cast(dtype, layer.data.dtype):
+    if fits(layer, source, dtype):
         return layer, False
+    shape = source.plane_shape + source.hw
     data = np.zeros(shape, dtype=np.result_type(dtype, layer.data.dtype) if layer is not None else dtype)
     if layer is not None:  # widen the dtype (more classes), keeping what was there
         data[...] = layer.data
@@ -169,6 +191,10 @@ def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype):
         return layer, False
     image = find_image(viewer, source.image_id)
     layer = viewer.add_labels(
-        data, name=source.name + RESULT_SUFFIX, metadata={RESULT_OF: source.image_id}, **_placement(image)
+        data,
+        name=source.name + RESULT_SUFFIX,
+        metadata={RESULT_OF: source.image_id},
+        visible=visible,
+        **_placement(image),
     )
     return layer, True

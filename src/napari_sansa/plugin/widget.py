@@ -2,6 +2,9 @@
 
 A thin layer: it snapshots layers on the main thread, runs :func:`jobs.run_job` in a napari
 ``thread_worker`` and writes each finished target into its Labels layer as it arrives.
+Main-thread handlers stay short (napari must not stall): result layers are added before the
+worker starts (:mod:`.results`), a finished target only assigns its plane, and the references
+summary is recomputed once after a burst of layer events.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -24,6 +27,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QProgressBar,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -34,12 +38,15 @@ from ..engine.errors import SansaError
 from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_panel import LOCAL, ModelPanel
+from .quiet_gc import QuietCollections
 from .record import export_labels, read_record, write_record
+from .results import RunLayers, label_dtype, target_sources
 from .runs import record_parts, recreate_reference
-from .session import Job, TargetKey, plan_job
+from .session import ImageSource, Job, TargetKey, plan_job
 from .settings import WidgetSettings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
+PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns
 
 
 def _deleted(widget: QWidget) -> bool:
@@ -76,7 +83,10 @@ class SansaWidget(QWidget):
         self._model_key: tuple | None = None
         self.worker = None
         self._cancel = threading.Event()
-        self._progress = None
+        self._ready = threading.Event()  # result layers added: the worker may start
+        self._results: RunLayers | None = None
+        self._collections = QuietCollections()
+        self._active_before = None
         self._started = 0.0
         self._done = 0
         self._total = 0
@@ -89,9 +99,12 @@ class SansaWidget(QWidget):
         self._review_shown = 0.0
         self._build()
         self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
+        self.destroyed.connect(self._ready.set)
+        self._describe_soon = QTimer(self, singleShot=True, interval=200)
+        self._describe_soon.timeout.connect(self._describe_references)
         self._restore(load_settings())
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.layers.events.inserted.connect(self._layers_changed)
+        self.viewer.layers.events.removed.connect(self._layers_changed)
         self._refresh_layers()
 
     # ------------------------------------------------------------------ UI
@@ -148,6 +161,13 @@ class SansaWidget(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)
+        self.progress = QProgressBar()  # in the dock: napari's progress bars process events on each update
+        self.progress.setFormat("%v / %m images")
+        policy = self.progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # showing it moves nothing: no relayout, no canvas resize
+        self.progress.setSizePolicy(policy)
+        self.progress.hide()
+        layout.addWidget(self.progress)
 
         review = QGroupBox("Review (least confident first)")
         box = QVBoxLayout(review)
@@ -178,6 +198,11 @@ class SansaWidget(QWidget):
     def _settings(self) -> WidgetSettings:
         return self.model_panel.settings()
 
+    def _layers_changed(self, event) -> None:
+        """Result layers come and go with runs and change neither the images nor the references."""
+        if L.RESULT_OF not in event.value.metadata:
+            self._refresh_layers()
+
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)
         current = self.prompt_image.currentText()
@@ -203,9 +228,10 @@ class SansaWidget(QWidget):
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
-        self._describe_references()
+        self._describe_later()
 
     def _describe_references(self) -> None:
+        """Summarise the prompts per image (it reads every prompt layer, so it runs debounced)."""
         parts = []
         for layer in L.image_layers(self.viewer):
             prompts = L.prompts_of(self.viewer, L.image_source(layer), self.class_id.value())
@@ -231,8 +257,14 @@ class SansaWidget(QWidget):
             layer.bind_key(
                 "n", lambda lyr: _notify(f"Next clicks: {L.toggle_point_sign(lyr)}"), overwrite=True
             )
-        layer.events.data.connect(lambda e: self._describe_references())
+        layer.events.data.connect(self._describe_later)
+        if hasattr(layer.events, "paint"):  # Labels: strokes change no `data` event
+            layer.events.paint.connect(self._describe_later)
         return layer
+
+    def _describe_later(self, event=None) -> None:
+        if not _deleted(self):
+            self._describe_soon.start()
 
     def _class_changed(self, value: int) -> None:
         layer = self.viewer.layers.selection.active
@@ -311,54 +343,81 @@ class SansaWidget(QWidget):
         key, get_model = self._model_loader(settings)
         self._sources = dict(job.targets)
         self.failures = []
+        self._done, self._total = 0, len(job.targets)
         self._cancel.clear()
+        self._ready.clear()
+        self._results = RunLayers(self.viewer, label_dtype(job.classes), target_sources(job), self._watch)
+        self._active_before = self.viewer.layers.selection.active
         handlers = {
             "yielded": partial(self._on_event, key),
             "errored": self._on_error,
             "finished": self._on_finished,
         }
         self.worker = create_worker(
-            run_job, get_model, job, self._cancel, _start_thread=False, _connect=handlers
+            run_job, get_model, job, self._cancel, self._ready, _start_thread=False, _connect=handlers
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         if self.model is None or self._model_key != key:
-            from napari.utils import progress
-
             first_use = settings.model != LOCAL
             message = "Loading the SANSA model" + (
                 " (the first use downloads about 1 GB)" if first_use else ""
             )
-            self._progress = progress(total=0, desc=message)  # indeterminate until the model is ready
-            self.status.setText(message + "…")
         else:
-            self.status.setText("Starting…")
-        self.worker.start()
+            message = "Starting"
+        self.status.setText("Preparing the result layers…")
+        self._set_progress(0, self._total)
+        self.progress.show()
+        self._collections.freeze()  # until _on_finished
+        self.worker.start()  # it waits for the result layers
+        QTimer.singleShot(1, partial(self._prepare_layers, message + "…"))
         return self.worker
+
+    def _prepare_layers(self, then: str) -> None:
+        """Add the run's result layers a few per event-loop turn, then let the worker go."""
+        if _deleted(self):
+            return  # `destroyed` has released the worker
+        more = False
+        try:
+            more = not self._cancel.is_set() and self._results.prepare(PREPARE_TURN_S)
+        finally:
+            if more:
+                QTimer.singleShot(1, partial(self._prepare_layers, then))
+            else:
+                self._ready.set()
+                self._restore_selection()
+                if not self._cancel.is_set():
+                    self.status.setText(then)
+
+    def _restore_selection(self) -> None:
+        """Adding a layer selects it; give the user back the layer they had selected."""
+        layer = self._active_before
+        if layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.selection.active = layer  # a no-op if it still is
+
+    def _watch(self, source: ImageSource, layer) -> None:
+        """Lock the targets the user paints on in a new result layer."""
+        layer.events.paint.connect(partial(self._on_paint, source.image_id, source.lead))
 
     def cancel(self) -> None:
         """Stop after the target in progress; finished targets are kept."""
         if self.worker is not None:
             self._cancel.set()
+            self._ready.set()
             self.worker.quit()
             self.status.setText("Cancelling after the current image…")
 
     def _on_event(self, key, event) -> None:
         if _deleted(self):
             return
-        from napari.utils import progress
-
         if isinstance(event, ModelReady):
             self.model, self._model_key = event.model, key
-            if self._progress is not None:
-                self._progress.close()
-                self._progress = None
         elif isinstance(event, Estimated):
             self.estimate = event.text
             self.status.setText(f"Estimate: {event.text}")
         elif isinstance(event, Started):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
-            self._progress = progress(total=event.total, desc="SANSA")
+            self._set_progress(0, event.total)
             self.status.setText(f"0 / {event.total} images")
         elif isinstance(event, TargetFailed):
             self.failures.append(
@@ -368,12 +427,19 @@ class SansaWidget(QWidget):
         elif isinstance(event, TargetDone):
             self._write(event.key, event.prediction)
             self._done += 1
-            if self._progress is not None:
-                self._progress.update(1)
+            self._set_progress(self._done, self._total)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
             self._show_status(
                 f"{self._done} / {self._total} images, about {left:.0f} s left (estimate: {self.estimate})"
             )
+
+    def _set_progress(self, done: int, total: int) -> None:
+        """Move the bar at the next paint: QProgressBar itself repaints the whole window at once."""
+        bar = self.progress
+        bar.setUpdatesEnabled(False)
+        bar.setRange(0, total)
+        bar.setValue(done)
+        bar.setUpdatesEnabled(True)  # schedules an ordinary repaint
 
     def _write(self, key: TargetKey, prediction) -> None:
         source = self._sources.get(key)
@@ -381,16 +447,21 @@ class SansaWidget(QWidget):
             return  # locked while the run was going: the user's labels win
         if L.find_image(self.viewer, key.image_id) is None:
             return  # the image was closed during the run
-        layer, created = L.ensure_result_layer(self.viewer, source, prediction.labels.dtype)
-        if created:
-            layer.events.paint.connect(partial(self._on_paint, key.image_id, source.lead))
+        layer = self._results.get(source, prediction.labels.dtype)  # prepared: only a look-up
         layer.data[key.plane if key.plane else ...] = prediction.labels
-        layer.refresh()
+        if self._results.fill(key.image_id):
+            layer.visible = True  # refreshes it
+        elif L.shows_plane(self.viewer, layer, key.plane):
+            layer.refresh()  # redraws the canvas: only when the plane is on screen
         self.scores[key] = prediction.score
-        if self.worker is None or time.monotonic() - self._review_shown > 1.0:  # rebuilding the list per image is O(n^2) on stacks
+        if (
+            self.worker is None or time.monotonic() - self._review_shown > 1.0
+        ):  # rebuilding the list per image is O(n^2) on stacks
             self._refresh_review()
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
+        if self._results is not None:
+            self._results.kept.add(image_id)  # the user's labels: keep the layer
         for atom in event.value:
             indices = atom[0]
             if lead == 0:
@@ -410,11 +481,12 @@ class SansaWidget(QWidget):
             _notify_error(f"The run failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
+        self._collections.unfreeze()
         if _deleted(self):
             return
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
+        self.progress.hide()
+        if self._results is not None:
+            self._results.remove_empty()
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
