@@ -11,7 +11,7 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_sansa.plugin import layers as L
-from napari_sansa.plugin import widget as widget_module
+from napari_sansa.plugin import notifications
 from napari_sansa.samples import cells
 
 WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
@@ -21,7 +21,7 @@ WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
 def errors(monkeypatch):
     """Messages the widget shows as error notifications."""
     shown = []
-    monkeypatch.setattr(widget_module, "_notify_error", shown.append)
+    monkeypatch.setattr(notifications, "error", shown.append)
     return shown
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .host_memory import release_freed_memory
+
 if TYPE_CHECKING:
     from .disk_cache import DiskFeatureCache
     from .images import Image
@@ -119,6 +121,20 @@ class FeatureCache:
         return None
 
     def put(self, key: bytes, features: ImageFeatures) -> None:
+        evicted = self._insert(key, features)
+        on_cpu = any(old.top.device.type == "cpu" for _, old in evicted)
+        if self.disk is not None:
+            self._spill(evicted)
+        del evicted  # the last references: now the memory is free
+        if on_cpu:
+            release_freed_memory()  # else the allocator keeps the freed megabytes
+
+    def _spill(self, evicted: list[tuple[bytes, ImageFeatures]]) -> None:
+        for key, features in evicted:
+            self.disk.put(key, features)
+
+    def _insert(self, key: bytes, features: ImageFeatures) -> list[tuple[bytes, ImageFeatures]]:
+        """Add features; the least recently used ones that no longer fit, taken out."""
         evicted = []
         with self._lock:
             if key in self._items:
@@ -129,9 +145,7 @@ class FeatureCache:
                 old_key, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
                 evicted.append((old_key, old))
-        if self.disk is not None:
-            for old_key, old in evicted:
-                self.disk.put(old_key, old)
+        return evicted
 
     def clear(self) -> None:
         with self._lock:

@@ -5,6 +5,9 @@ A thin layer: it snapshots layers on the main thread, runs :func:`jobs.run_job` 
 Main-thread handlers stay short (napari must not stall): result layers are added before the
 worker starts (:mod:`.results`), a finished target only assigns its plane, and the references
 summary is recomputed once after a burst of layer events.
+
+The sections live in their own modules: :mod:`.model_panel`, :mod:`.references_panel`,
+:mod:`.review_panel` (scores and locked targets) and :mod:`.exports` (export, load a run).
 """
 
 from __future__ import annotations
@@ -16,12 +19,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -29,48 +28,27 @@ from qtpy.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from ..engine.errors import SansaError
+from . import exports, notifications
 from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
+from .model_loading import model_loader
 from .model_panel import LOCAL, ModelPanel
+from .qt_lifetime import is_deleted
 from .quiet_gc import QuietCollections
-from .record import export_labels, read_record, write_record
+from .references_panel import ReferencesPanel
 from .results import RunLayers, label_dtype, target_sources
-from .runs import record_parts, recreate_reference
+from .review_panel import ReviewPanel
+from .runs import record_parts
 from .session import ImageSource, Job, TargetKey, plan_job
 from .settings import WidgetSettings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns
-
-
-def _deleted(widget: QWidget) -> bool:
-    """Whether Qt has already destroyed the widget (napari was closed during a run)."""
-    try:
-        from qtpy import sip
-
-        return sip.isdeleted(widget)
-    except ImportError:  # PySide
-        import shiboken6
-
-        return not shiboken6.isValid(widget)
-
-
-def _notify_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(message)
-
-
-def _notify(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
 
 
 class SansaWidget(QWidget):
@@ -90,18 +68,13 @@ class SansaWidget(QWidget):
         self._started = 0.0
         self._done = 0
         self._total = 0
-        self.locked: set[TargetKey] = set()
-        self.scores: dict[TargetKey, float] = {}
         self.failures: list[str] = []
         self.estimate = ""
         self._names: dict[str, str] = {}
         self._sources: dict[TargetKey, object] = {}
-        self._review_shown = 0.0
         self._build()
         self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self._ready.set)
-        self._describe_soon = QTimer(self, singleShot=True, interval=200)
-        self._describe_soon.timeout.connect(self._describe_references)
         self._restore(load_settings())
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
@@ -116,32 +89,11 @@ class SansaWidget(QWidget):
         self.model_choice, self.sam2_file, self.adapter_file = mp.model_choice, mp.sam2_file, mp.adapter_file
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
 
-        refs = QGroupBox("References")
-        form = QFormLayout(refs)
-        self.prompt_image = QComboBox()
-        self.prompt_kind = QComboBox()
-        self.prompt_kind.addItems(["labels", "points", "shapes"])
-        self.class_id = QSpinBox(minimum=1, maximum=65535, value=1)
-        self.class_id.valueChanged.connect(self._class_changed)
-        add = QPushButton("Add prompt layer")
-        add.setToolTip(
-            "Draw on it: Labels paint masks; Points click (N toggles negative); Shapes: rectangles = boxes, paths = scribbles, polygons = masks"
-        )
-        add.clicked.connect(self.add_prompt_layer)
-        self.toggle_sign = QPushButton("Positive / negative clicks (N)")
-        self.toggle_sign.clicked.connect(self._toggle_sign)
-        form.addRow("Image", self.prompt_image)
-        row = QHBoxLayout()
-        row.addWidget(self.prompt_kind)
-        row.addWidget(QLabel("class"))
-        row.addWidget(self.class_id)
-        form.addRow("Prompt", row)
-        form.addRow(add)
-        form.addRow(self.toggle_sign)
-        self.references_label = QLabel("No references yet.")
-        self.references_label.setWordWrap(True)
-        form.addRow(self.references_label)
-        layout.addWidget(refs)
+        self.references_panel = ReferencesPanel(self.viewer)
+        layout.addWidget(self.references_panel)
+        rp = self.references_panel
+        self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
+        self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
 
         targets = QGroupBox("Targets")
         box = QVBoxLayout(targets)
@@ -169,27 +121,12 @@ class SansaWidget(QWidget):
         self.progress.hide()
         layout.addWidget(self.progress)
 
-        review = QGroupBox("Review (least confident first)")
-        box = QVBoxLayout(review)
-        self.review = QListWidget()
-        self.review.currentItemChanged.connect(lambda item, _: self._show(item))
-        box.addWidget(self.review)
-        row = QHBoxLayout()
-        accept, as_ref = QPushButton("Accept"), QPushButton("Use as reference")
-        accept.clicked.connect(lambda: self.accept())
-        as_ref.clicked.connect(lambda: self.use_as_reference())
-        row.addWidget(accept)
-        row.addWidget(as_ref)
-        box.addLayout(row)
-        layout.addWidget(review)
-
-        row = QHBoxLayout()
-        export, load = QPushButton("Export…"), QPushButton("Load run…")
-        export.clicked.connect(self._export_clicked)
-        load.clicked.connect(self._load_clicked)
-        row.addWidget(export)
-        row.addWidget(load)
-        layout.addLayout(row)
+        self.review_panel = ReviewPanel(self.viewer, self._describe_key)
+        self.review_panel.reference_added.connect(self.references_panel.describe)
+        self.review = self.review_panel.queue
+        layout.addWidget(self.review_panel)
+        self.run_files = exports.RunFileButtons(self.export, self.load_run)
+        layout.addWidget(self.run_files)
         layout.addStretch()
 
     def _restore(self, settings: WidgetSettings) -> None:
@@ -205,11 +142,7 @@ class SansaWidget(QWidget):
 
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)
-        current = self.prompt_image.currentText()
-        self.prompt_image.clear()
-        self.prompt_image.addItems([layer.name for layer in images])
-        if current:
-            self.prompt_image.setCurrentText(current)
+        self.references_panel.set_images([layer.name for layer in images])
         unchecked = {
             self.targets.item(i).data(Qt.UserRole)
             for i in range(self.targets.count())
@@ -228,60 +161,15 @@ class SansaWidget(QWidget):
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
-        self._describe_later()
+        self.references_panel.describe_later()
 
-    def _describe_references(self) -> None:
-        """Summarise the prompts per image (it reads every prompt layer, so it runs debounced)."""
-        parts = []
-        for layer in L.image_layers(self.viewer):
-            prompts = L.prompts_of(self.viewer, L.image_source(layer), self.class_id.value())
-            for plane, classes in sorted(prompts.items()):
-                where = f"{layer.name}" + (f" plane {','.join(map(str, plane))}" if plane else "")
-                parts.append(f"{where}: class {', '.join(map(str, sorted(classes)))}")
-        self.references_label.setText(
-            "\n".join(parts) if parts else "No references yet: add a prompt layer and draw."
-        )
+    def _describe_key(self, key: TargetKey) -> str:
+        return key.describe(self._names.get(key.image_id, "?"))
 
     # ------------------------------------------------------------------ references
     def add_prompt_layer(self, kind: str | None = None, image_name: str | None = None):
         """Create a prompt layer tied to the chosen image, ready to draw on."""
-        name = image_name or self.prompt_image.currentText()
-        image = next((layer for layer in L.image_layers(self.viewer) if layer.name == name), None)
-        if image is None:
-            _notify_error("Open an image first, then add a prompt layer for it.")
-            return None
-        layer = L.add_prompt_layer(
-            self.viewer, image, kind or self.prompt_kind.currentText(), self.class_id.value()
-        )
-        if layer.__class__.__name__ == "Points":
-            layer.bind_key(
-                "n", lambda lyr: _notify(f"Next clicks: {L.toggle_point_sign(lyr)}"), overwrite=True
-            )
-        layer.events.data.connect(self._describe_later)
-        if hasattr(layer.events, "paint"):  # Labels: strokes change no `data` event
-            layer.events.paint.connect(self._describe_later)
-        return layer
-
-    def _describe_later(self, event=None) -> None:
-        if not _deleted(self):
-            self._describe_soon.start()
-
-    def _class_changed(self, value: int) -> None:
-        layer = self.viewer.layers.selection.active
-        if layer is None or L.PROMPTS_FOR not in layer.metadata:
-            return
-        if hasattr(layer, "selected_label"):
-            layer.selected_label = value
-        elif hasattr(layer, "feature_defaults"):
-            defaults = {k: layer.feature_defaults[k].iloc[0] for k in layer.feature_defaults}
-            layer.feature_defaults = {**defaults, "class": value}
-
-    def _toggle_sign(self) -> None:
-        layer = self.viewer.layers.selection.active
-        if layer is None or layer.__class__.__name__ != "Points" or L.PROMPTS_FOR not in layer.metadata:
-            _notify_error("Select a Points prompt layer first.")
-            return
-        _notify(f"Next clicks: {L.toggle_point_sign(layer)}")
+        return self.references_panel.add_prompt_layer(kind, image_name)
 
     # ------------------------------------------------------------------ run
     def _checked(self) -> set[str]:
@@ -297,50 +185,27 @@ class SansaWidget(QWidget):
         prompts = {s.image_id: L.prompts_of(self.viewer, s, self.class_id.value()) for s in sources}
         return plan_job(sources, prompts, self._checked(), self.locked)
 
-    def _model_loader(self, settings: WidgetSettings):
-        key = tuple(vars(settings).values())
-        cached, cached_key = self.model, self._model_key
-
-        def get_model():
-            from ..engine.config import SansaConfig
-            from ..engine.model import Sansa
-
-            if cached is not None and cached_key == key:
-                return cached
-            config = SansaConfig(
-                device=settings.device, precision=settings.precision, image_size=settings.image_size
-            )
-            if settings.model == LOCAL:
-                if not (settings.sam2_checkpoint and settings.adapter_checkpoint):
-                    raise SansaError(
-                        "Choose a SAM2 checkpoint and a SANSA adapter file, or a published model."
-                    )
-                return Sansa.from_checkpoints(
-                    settings.sam2_checkpoint, settings.adapter_checkpoint, config=config
-                )
-            return Sansa.from_pretrained(settings.model, config=config, progress=False)
-
-        return key, get_model
-
     def run(self):
         """Segment every target like the references (what the Run button does); returns the worker."""
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
-            _notify_error("A run is already going; cancel it or wait for it to finish.")
+            notifications.error("A run is already going; cancel it or wait for it to finish.")
             return None
         job = self._plan()
         if not job.references:
-            _notify_error(
+            notifications.error(
                 "No references: add a prompt layer for an image and draw on it (Labels, Points or Shapes)."
             )
             return None
         if not job.targets:
-            _notify_error("Nothing to segment: check some target images, or unlock results to re-run them.")
+            notifications.error(
+                "Nothing to segment: check some target images, or unlock results to re-run them."
+            )
             return None
         settings = self._settings()
         save_settings(settings)
-        key, get_model = self._model_loader(settings)
+        key, get_model = model_loader(settings, self.model, self._model_key)
         self._sources = dict(job.targets)
         self.failures = []
         self._done, self._total = 0, len(job.targets)
@@ -375,7 +240,7 @@ class SansaWidget(QWidget):
 
     def _prepare_layers(self, then: str) -> None:
         """Add the run's result layers a few per event-loop turn, then let the worker go."""
-        if _deleted(self):
+        if is_deleted(self):
             return  # `destroyed` has released the worker
         more = False
         try:
@@ -408,7 +273,7 @@ class SansaWidget(QWidget):
             self.status.setText("Cancelling after the current image…")
 
     def _on_event(self, key, event) -> None:
-        if _deleted(self):
+        if is_deleted(self):
             return
         if isinstance(event, ModelReady):
             self.model, self._model_key = event.model, key
@@ -420,10 +285,8 @@ class SansaWidget(QWidget):
             self._set_progress(0, event.total)
             self.status.setText(f"0 / {event.total} images")
         elif isinstance(event, TargetFailed):
-            self.failures.append(
-                f"{event.key.describe(self._names.get(event.key.image_id, '?'))}: {event.message}"
-            )
-            _notify_error(f"Skipped {self.failures[-1]}")
+            self.failures.append(f"{self._describe_key(event.key)}: {event.message}")
+            notifications.error(f"Skipped {self.failures[-1]}")
         elif isinstance(event, TargetDone):
             self._write(event.key, event.prediction)
             self._done += 1
@@ -453,36 +316,33 @@ class SansaWidget(QWidget):
             layer.visible = True  # refreshes it
         elif L.shows_plane(self.viewer, layer, key.plane):
             layer.refresh()  # redraws the canvas: only when the plane is on screen
-        self.scores[key] = prediction.score
-        if (
-            self.worker is None or time.monotonic() - self._review_shown > 1.0
-        ):  # rebuilding the list per image is O(n^2) on stacks
-            self._refresh_review()
+        self.review_panel.add_result(key, prediction.score, running=self.worker is not None)
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self._results is not None:
             self._results.kept.add(image_id)  # the user's labels: keep the layer
+        painted: set[TargetKey] = set()
         for atom in event.value:
             indices = atom[0]
             if lead == 0:
-                self.locked.add(TargetKey(image_id))
+                painted.add(TargetKey(image_id))
             elif len(indices[0]):
                 planes = {tuple(int(indices[a][i]) for a in range(lead)) for i in range(len(indices[0]))}
-                self.locked.update(TargetKey(image_id, p) for p in planes)
-        self._refresh_review()
+                painted.update(TargetKey(image_id, p) for p in planes)
+        self.review_panel.lock(painted)
 
     def _on_error(self, exc: Exception) -> None:
-        if _deleted(self):
+        if is_deleted(self):
             return
         if isinstance(exc, SansaError):
-            _notify_error(str(exc))
+            notifications.error(str(exc))
         else:
             log.exception("SANSA run failed", exc_info=exc)
-            _notify_error(f"The run failed: {type(exc).__name__}: {exc}")
+            notifications.error(f"The run failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
         self._collections.unfreeze()
-        if _deleted(self):
+        if is_deleted(self):
             return
         self.progress.hide()
         if self._results is not None:
@@ -490,7 +350,7 @@ class SansaWidget(QWidget):
         self.worker = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self._refresh_review()
+        self.review_panel.refresh()
         self._show_status("")
 
     def _show_status(self, running: str) -> None:
@@ -504,137 +364,40 @@ class SansaWidget(QWidget):
         self.status.setText(done + (" (cancelled; finished images kept)." if self._cancel.is_set() else "."))
 
     # ------------------------------------------------------------------ review
+    @property
+    def scores(self) -> dict[TargetKey, float]:
+        """Each target's confidence score, from the runs so far."""
+        return self.review_panel.scores
+
+    @property
+    def locked(self) -> set[TargetKey]:
+        """Targets whose labels later runs leave as they are."""
+        return self.review_panel.locked
+
     def review_order(self) -> list[TargetKey]:
         """Targets with results, least confident first."""
-        return sorted(self.scores, key=lambda k: (self.scores[k], k.image_id, k.plane))
-
-    def _refresh_review(self) -> None:
-        self._review_shown = time.monotonic()
-        selected = self._selected_key()
-        self.review.blockSignals(True)
-        self.review.clear()
-        for key in self.review_order():
-            mark = "  ✓ locked" if key in self.locked else ""
-            item = QListWidgetItem(
-                f"{self.scores[key]:.2f}  {key.describe(self._names.get(key.image_id, '?'))}{mark}"
-            )
-            item.setData(Qt.UserRole, key)
-            self.review.addItem(item)
-            if key == selected:
-                self.review.setCurrentItem(item)
-        self.review.blockSignals(False)
-
-    def _selected_key(self) -> TargetKey | None:
-        item = self.review.currentItem()
-        return item.data(Qt.UserRole) if item is not None else None
-
-    def _show(self, item) -> None:
-        if item is None:
-            return
-        key = item.data(Qt.UserRole)
-        layer = L.result_layer(self.viewer, key.image_id)
-        if layer is None:
-            return
-        self.viewer.layers.selection.active = layer
-        offset = self.viewer.dims.ndim - layer.ndim
-        for axis, value in enumerate(key.plane):
-            self.viewer.dims.set_current_step(offset + axis, value)
+        return self.review_panel.order()
 
     def accept(self, key: TargetKey | None = None) -> None:
         """Lock a target's labels: later runs leave them as they are."""
-        key = key or self._selected_key()
-        if key is not None:
-            self.locked.add(key)
-            self._refresh_review()
+        self.review_panel.accept(key)
 
     def use_as_reference(self, key: TargetKey | None = None) -> None:
         """Turn a (corrected) result into one more reference for the next run."""
-        key = key or self._selected_key()
-        image = L.find_image(self.viewer, key.image_id) if key else None
-        result = L.result_layer(self.viewer, key.image_id) if key else None
-        if image is None or result is None:
-            _notify_error("Select a result in the review list first.")
-            return
-        labels = np.asarray(result.data[key.plane] if key.plane else result.data)
-        if not labels.any():
-            _notify_error("This result is empty; paint the objects in it before using it as a reference.")
-            return
-        from napari.layers import Labels
-
-        prompt = next(
-            (lyr for lyr in L.prompt_layers(self.viewer, key.image_id) if isinstance(lyr, Labels)), None
-        )
-        if prompt is None:
-            prompt = L.add_prompt_layer(self.viewer, image, "labels")
-        target = prompt.data[key.plane] if key.plane else prompt.data
-        target[...] = (
-            labels.astype(prompt.data.dtype) if np.can_cast(labels.dtype, prompt.data.dtype) else labels
-        )
-        prompt.refresh()
-        self.locked.add(key)
-        self.scores.pop(key, None)
-        self._refresh_review()
-        self._describe_references()
+        self.review_panel.use_as_reference(key)
 
     # ------------------------------------------------------------------ export
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
         """Write every result layer (one file per image or stack) and the run record."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        results = {}
-        for layer in L.image_layers(self.viewer):
-            result = L.result_layer(self.viewer, L.layer_id(layer))
-            if result is not None:
-                results[layer.name] = np.asarray(result.data)
-        if not results:
-            raise SansaError("There is nothing to export yet: run SANSA first.")
-        written = export_labels(results, folder, overwrite=overwrite)
-        job = self._plan()
+        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite)
+
+    def _record_parts(self) -> exports.RecordParts:
+        job = self._plan()  # also names the images
         info = self.model.info if self.model is not None else None
-        model, run_settings, refs, targets = record_parts(
-            job, self._names, info, self._settings(), self.scores, self.locked
-        )
-        written.append(write_record(folder, model, run_settings, refs, targets))
-        return written
+        return record_parts(job, self._names, info, self._settings(), self.scores, self.locked)
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of an exported run; returns how many."""
-        record = read_record(path)
-        images = {layer.name: layer for layer in L.image_layers(self.viewer)}
-        missing = sorted({r.image for r in record.references if r.image not in images})
-        if missing:
-            raise SansaError(f"Open these images first (by the same layer names): {', '.join(missing)}.")
-        self.model_panel.apply_record(record.model, record.settings)
-        for ref in record.references:
-            recreate_reference(images[ref.image], ref, self.add_prompt_layer)
-        self._describe_references()
-        return len(record.references)
-
-    def _export_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export labels to")
-        if not folder:
-            return
-        try:
-            written = self.export(folder)
-        except SansaError as exc:
-            from qtpy.QtWidgets import QMessageBox
-
-            if (
-                "already exist" in str(exc)
-                and QMessageBox.question(self, "Overwrite?", f"{exc}\n\nOverwrite them?") == QMessageBox.Yes
-            ):
-                written = self.export(folder, overwrite=True)
-            else:
-                _notify_error(str(exc))
-                return
-        _notify(f"Exported {len(written) - 1} label file(s) and the run record to {folder}")
-
-    def _load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a run record", "", "Run record (*.json)")
-        if path:
-            try:
-                count = self.load_run(path)
-            except SansaError as exc:
-                _notify_error(str(exc))
-                return
-            _notify(f"Loaded {count} reference(s); press Run to repeat the run.")
+        count = exports.load_run(self.viewer, path, self.model_panel, self.add_prompt_layer)
+        self.references_panel.describe()
+        return count

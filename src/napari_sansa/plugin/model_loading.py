@@ -1,0 +1,37 @@
+"""Loading the model a run asks for: in the worker thread, reusing the loaded one if it fits.
+
+The engine (and torch) is imported only when the worker calls the loader, so napari starts
+without it. A model is reused while every widget setting it was made with stays the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..engine.errors import SansaError
+from .model_panel import LOCAL
+from .settings import WidgetSettings
+
+
+def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> tuple[tuple, Callable]:
+    """The settings' key and a function that returns their model: ``cached`` if made with that key."""
+    key = tuple(vars(settings).values())
+
+    def get_model():
+        from ..engine.config import SansaConfig
+        from ..engine.model import Sansa
+
+        if cached is not None and cached_key == key:
+            return cached
+        config = SansaConfig(
+            device=settings.device, precision=settings.precision, image_size=settings.image_size
+        )
+        if settings.model == LOCAL:
+            if not (settings.sam2_checkpoint and settings.adapter_checkpoint):
+                raise SansaError("Choose a SAM2 checkpoint and a SANSA adapter file, or a published model.")
+            return Sansa.from_checkpoints(
+                settings.sam2_checkpoint, settings.adapter_checkpoint, config=config
+            )
+        return Sansa.from_pretrained(settings.model, config=config, progress=False)
+
+    return key, get_model
