@@ -3,6 +3,7 @@
     xvfb-run -a .venv/bin/python benchmarks/run.py                 # CPU, full (about 45 min on 2 cores)
     xvfb-run -a .venv/bin/python benchmarks/run.py --quick         # smaller, to check the script
     .venv/bin/python benchmarks/run.py --device cuda               # NVIDIA GPU (no napari needed)
+    xvfb-run -a .venv/bin/python benchmarks/run.py --only rss,stall  # measure some sections again
     .venv/bin/python benchmarks/run.py --report-only               # rewrite the page from saved figures
 
 Random-weight models: speed and memory do not depend on the weights' values. Every figure is a
@@ -253,24 +254,32 @@ def stall_probe(n_images, image_size):
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def run_cpu(quick: bool) -> dict:
+CPU_SECTIONS = ("encoder", "ratios", "naive", "rss", "stall")
+
+
+def run_cpu(quick: bool, sections=CPU_SECTIONS) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base_plus", "large"]
     ratio_size = "tiny" if quick else "large"
     repeats = 2 if quick else 3
-    encoder = encoder_times(sizes, repeats)
-    return {
+    out = {
         "quick": quick,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU threads",
         "torch": torch.__version__,
         "sizes": sizes,
-        "encoder": {"/".join(key): value for key, value in encoder.items()},
         "ratio size": ratio_size,
-        "ratios": per_target_ratios(ratio_size, repeats),
-        "naive": naive_vs_engine(ratio_size, 2 if quick else 3, 2 if quick else 3),
-        "rss": rss(20 if quick else 200, 512),
-        "rss 1000": rss_long(50 if quick else 1000, 512),
-        "stall": stall_probe(4 if quick else 8, 512),
     }
+    if "encoder" in sections:
+        out["encoder"] = {"/".join(key): value for key, value in encoder_times(sizes, repeats).items()}
+    if "ratios" in sections:
+        out["ratios"] = per_target_ratios(ratio_size, repeats)
+    if "naive" in sections:
+        out["naive"] = naive_vs_engine(ratio_size, 2 if quick else 3, 2 if quick else 3)
+    if "rss" in sections:
+        out["rss"] = rss(20 if quick else 200, 512)
+        out["rss 1000"] = rss_long(50 if quick else 1000, 512)
+    if "stall" in sections:
+        out["stall"] = stall_probe(4 if quick else 8, 512)
+    return out
 
 
 def run_cuda(quick: bool) -> dict:
@@ -291,12 +300,24 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller, to check the script")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--report-only", action="store_true", help="rewrite the page from saved results")
+    parser.add_argument(
+        "--only",
+        default=",".join(CPU_SECTIONS),
+        help=f"CPU sections to measure again, the others kept from the saved results: {', '.join(CPU_SECTIONS)}",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not args.report_only:
         if args.device == "cuda" and not torch.cuda.is_available():
             sys.exit("--device cuda: PyTorch sees no CUDA GPU")
-        results = run_cuda(args.quick) if args.device == "cuda" else run_cpu(args.quick)
+        if args.device == "cuda":
+            results = run_cuda(args.quick)
+        else:
+            sections = [name.strip() for name in args.only.split(",") if name.strip()]
+            unknown = set(sections) - set(CPU_SECTIONS)
+            if unknown:
+                sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
+            results = {**(load("cpu") or {}), **run_cpu(args.quick, sections)}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.device}.json").write_text(json.dumps(results, indent=1))
     write_report(args.out)
@@ -394,7 +415,7 @@ def cpu_section(r: dict) -> list[str]:
     lines += [
         "",
         "At input 1024 an image's features take 4x more (16 MiB in fp32). The default memory budget is an "
-        "eighth of RAM, at most 1.5 GiB; features beyond it go to the disk cache in fp16 (a quarter of the "
+        "eighth of RAM, at most 1 GiB; features beyond it go to the disk cache in fp16 (a quarter of the "
         "free disk, at most 16 GiB) and are read back instead of encoding the image again.",
         "",
         "### napari event loop during a run (QTimer probe every 10 ms)",

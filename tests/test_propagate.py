@@ -288,4 +288,4 @@ def test_the_feature_cache_has_a_byte_budget(checkpoints, samples):
         image_bytes = model.encode(image).nbytes
     assert len(model.features) == 1 and model.features.nbytes == image_bytes
     default = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
-    assert 0 < default.features.max_bytes <= 1.5 * 2**30
+    assert 0 < default.features.max_bytes <= 2**30

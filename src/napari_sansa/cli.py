@@ -44,7 +44,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--memory-gb",
         type=float,
         default=None,
-        help="memory for cached image features (default: an eighth of RAM, at most 1.5)",
+        help="memory for cached image features (default: an eighth of RAM, at most 1)",
     )
     group.add_argument(
         "--disk-cache-gb",

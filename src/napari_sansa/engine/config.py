@@ -29,7 +29,7 @@ class SansaConfig:
         A pixel belongs to a class where its logit is above this.
     cache_bytes
         Byte budget of the in-memory feature cache (``None``: an eighth of the device's
-        memory, at most 1.5 GiB). Features beyond it move to the disk cache, oldest first.
+        memory, at most 1 GiB). Features beyond it move to the disk cache, oldest first.
     disk_cache_bytes
         Byte budget of the disk cache for features beyond ``cache_bytes``, kept in fp16
         (``None``: a quarter of the free disk space, at most 16 GiB; ``0``: no disk cache, such
