@@ -338,13 +338,23 @@ def write_report(path: Path) -> None:
         "`python benchmarks/run.py --device cuda` (NVIDIA GPU), which save their figures in "
         "`benchmarks/results/` and rewrite this page. Random-weight models (speed and memory do not "
         "depend on the weights' values), input 1024x1024 unless said otherwise; every figure is a "
-        "median over repeated runs, and each comparison is a ratio of figures measured in the same run.",
+        "median over repeated runs, and each comparison is a ratio of figures measured in the same run. "
+        "Sections can be measured again alone (`--only`), so different sections may come from different runs.",
         "",
     ]
     if cpu:
         lines += cpu_section(cpu)
     if cuda:
         lines += cuda_section(cuda)
+    else:
+        lines += [
+            "## CUDA",
+            "",
+            "Not measured yet: no NVIDIA GPU was available. `python benchmarks/run.py --device cuda` measures "
+            "CUDA against CPU agreement, encoder time per size in fp32 and bf16, and the throughput of "
+            "SAM2-Large in batches (encoder alone and end-to-end propagation).",
+            "",
+        ]
     path.write_text("\n".join(lines))
 
 
