@@ -31,7 +31,7 @@ _NAMES = ("high_res_0", "high_res_1", "top")
 
 
 def default_disk_bytes(folder: Path) -> int:
-    """A quarter of the free space where the cache lives, at most 16 GiB (1,000 images at 1024)."""
+    """A quarter of the free space where the cache lives, at most 16 GiB (2,000 images at 1024)."""
     try:
         free = shutil.disk_usage(_existing_parent(folder)).free
     except OSError:
@@ -95,6 +95,10 @@ class DiskFeatureCache:
 
     def put(self, key: bytes, features: ImageFeatures) -> None:
         """Write features (fp16); a full or unwritable disk only costs a later re-encoding."""
+        with self._lock:
+            if key in self._files:  # read back earlier and evicted again: the file is still good
+                self._files.move_to_end(key)
+                return
         arrays = {
             name: t.detach().float().clamp(-FP16_MAX, FP16_MAX).to(torch.float16).cpu().numpy()
             for name, t in zip(_NAMES, features.tensors)

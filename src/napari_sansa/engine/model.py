@@ -29,6 +29,7 @@ from .prompts import (
     ClassPrompt,
     DensePrompt,
     Reference,
+    label_dtype,
     mask_in_model_frame,
     prompt_digest,
     resolve_reference,
@@ -124,13 +125,6 @@ class _Prepared:
     hw: tuple[int, int]
     image: Image
     tensor: torch.Tensor | None = None  # the model input, made only if the encoder needs it
-
-
-def _label_dtype(max_class: int) -> np.dtype:
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if max_class <= np.iinfo(dtype).max:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
 
 
 def _stability(low_res: torch.Tensor, threshold: float, offset: float = 1.0) -> torch.Tensor:
@@ -417,7 +411,7 @@ class Sansa:
                 stability = _stability(low_res[class_id], threshold)
                 scores[class_id] = (decoded.iou.double() * stability).clamp(0, 1)
         class_ids = list(banks)
-        dtype = _label_dtype(max(class_ids))
+        dtype = label_dtype(class_ids)
         lookup = torch.tensor(class_ids, device=self.device)
         on_device = []
         with torch.inference_mode():

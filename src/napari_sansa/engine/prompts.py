@@ -9,7 +9,7 @@ becomes SAM's x/y in the model's square frame.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -278,3 +278,8 @@ def prompt_digest(prompt: ClassPrompt) -> bytes:
         digest.update(prompt.coords.tobytes())
         digest.update(prompt.labels.tobytes())
     return digest.digest()
+
+
+def label_dtype(class_ids: Iterable[int]) -> np.dtype:
+    """The smallest unsigned dtype that holds every class id: label layers and files stay small."""
+    return np.min_scalar_type(max(class_ids, default=1))

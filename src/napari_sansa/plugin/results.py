@@ -19,11 +19,6 @@ from . import layers as L
 from .session import ImageSource, Job
 
 
-def label_dtype(classes: list[int]) -> np.dtype:
-    """The dtype the engine gives labels of these classes: the smallest unsigned one that holds them."""
-    return np.min_scalar_type(max(classes, default=1))
-
-
 def target_sources(job: Job) -> list[ImageSource]:
     """Each target image once, in the order the run reaches them."""
     return list({source.image_id: source for _, source in job.targets}.values())

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..engine.errors import SansaError
+from ..engine.prompts import label_dtype
 from . import exports, notifications
 from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
@@ -41,7 +42,7 @@ from .model_panel import LOCAL, ModelPanel
 from .qt_lifetime import is_deleted
 from .quiet_gc import QuietCollections
 from .references_panel import ReferencesPanel
-from .results import RunLayers, label_dtype, target_sources
+from .results import RunLayers, target_sources
 from .review_panel import ReviewPanel
 from .runs import record_parts
 from .session import ImageSource, Job, TargetKey, plan_job
