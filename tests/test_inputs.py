@@ -150,3 +150,21 @@ def test_point_labels_must_match_and_be_binary():
         resolve_class_prompt(ns.Points([[1, 1], [2, 2]], labels=[1]), (10, 10))
     with pytest.raises(ns.SansaError, match="must be 1"):
         resolve_class_prompt(ns.Points([[1, 1]], labels=[5]), (10, 10))
+
+
+def test_label_files_get_the_users_umask_not_a_private_mode(tmp_path):
+    """Colleagues on a shared server can read the labels when the user's umask lets them."""
+    import os
+    import stat
+
+    from napari_sansa.files import write_labels
+
+    old = os.umask(0o022)
+    try:
+        path = write_labels(tmp_path / "a_labels.png", np.ones((8, 8), np.uint8))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.umask(0o077)
+        path = write_labels(tmp_path / "b_labels.tif", np.ones((8, 8), np.uint8))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

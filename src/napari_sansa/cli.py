@@ -133,18 +133,10 @@ def load_model(args: argparse.Namespace):
     return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
 
 
-def _segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+def reference_inputs(args: argparse.Namespace) -> tuple[list, set[Path]]:
+    """The references the options give, and the files they were read from (not targets)."""
     from .engine.prompts import Mask, Reference
-    from .files import (
-        ensure_writable_folder,
-        expand_image_paths,
-        labels_suffix,
-        mask_to_classes,
-        read_image,
-        write_labels,
-    )
+    from .files import mask_to_classes, read_image
 
     pairs = [_split_reference(value) for value in args.reference]
     references = []
@@ -152,15 +144,35 @@ def _segment(args: argparse.Namespace) -> int:
         image = read_image(image_path)
         classes = mask_to_classes(read_image(mask_path), f"Mask {mask_path}")
         references.append(Reference(image, {c: Mask(m) for c, m in classes.items()}))
-    skip = {p.resolve() for pair in pairs for p in pair}
+    return references, {p.resolve() for pair in pairs for p in pair}
+
+
+def target_paths(args: argparse.Namespace, skip: set[Path]) -> list[Path]:
+    """Target image files from the files and folders given, minus the reference files."""
+    from .files import expand_image_paths
+
     targets = [p for p in expand_image_paths(args.targets) if p.resolve() not in skip]
     if not targets:
         raise SansaError("No target images: give image files or folders besides the references.")
+    return targets
+
+
+def labels_name(path: Path, labels) -> str:
+    """``<stem>_labels.png`` where the labels fit in a PNG and the target was one, else ``.tif``."""
+    from .files import labels_suffix
+
+    preferred = ".png" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") else ".tif"
+    return f"{path.stem}_labels{labels_suffix(labels, preferred)}"
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .files import ensure_writable_folder, read_image, write_labels
+
+    references, reference_files = reference_inputs(args)
+    targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
-    planned = {}
-    for path in targets:
-        preferred = ".png" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") else ".tif"
-        planned[path] = preferred
     model = load_model(args)
 
     failures: list[str] = []
@@ -186,8 +198,7 @@ def _segment(args: argparse.Namespace) -> int:
 
         for prediction in model.propagate(references, images(), on_error=skip):
             path = readable[prediction.index]
-            suffix = labels_suffix(prediction.labels, planned[path])
-            write_labels(out / f"{path.stem}_labels{suffix}", prediction.labels, overwrite=args.overwrite)
+            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=args.overwrite)
             bar.update(1)
     finally:
         bar.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +70,41 @@ def labels_suffix(labels: np.ndarray, preferred: str = ".tif") -> str:
     return ".tif"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write a file through a temporary file beside it, then rename it into place.
+
+    ``write(tmp_name)`` writes the content. Readers never see a half-written file, and the
+    file gets the permissions of any file the user creates (their umask), not the temporary
+    file's private 0600.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        raise SansaError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a label image atomically (temporary file, then rename); refuse to overwrite."""
     path = Path(path)
     if path.exists() and not overwrite:
         raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
-    try:
+
+    def write(tmp_name: str) -> None:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
@@ -86,13 +113,8 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
             import imageio.v3 as iio
 
             iio.imwrite(tmp_name, labels, extension=path.suffix)
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        raise SansaError(f"Cannot write {path}: {exc.strerror or exc}.") from None
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return path
+
+    return atomic_write(path, write)
 
 
 def mask_to_classes(mask: np.ndarray, source: str) -> dict[int, np.ndarray]:
