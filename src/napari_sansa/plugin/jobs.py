@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .session import Job, TargetKey
+from .session import Job, Planes, StackRun, TargetKey
 
 if TYPE_CHECKING:  # torch loads in the worker, not when napari starts
     from ..engine.model import Prediction, Sansa
@@ -63,13 +63,41 @@ def run_job(
     yield ModelReady(model)
     yield Estimated(str(model.estimate(job.references, len(job.targets))))
     yield Started(len(job.targets))
-    keys = [key for key, _ in job.targets]
     failed: list[TargetFailed] = []
+    keys = [key for key, _ in job.independent()]
     report = lambda index, error: failed.append(TargetFailed(keys[index], str(error)))  # noqa: E731
-    for prediction in model.propagate(job.references, job.target_images(), cancel=cancel, on_error=report):
-        yield from _drain(failed)
-        yield TargetDone(keys[prediction.index], prediction)
+    if keys:
+        for prediction in model.propagate(
+            job.references, job.target_images(), cancel=cancel, on_error=report
+        ):
+            yield from _drain(failed)
+            yield TargetDone(keys[prediction.index], prediction)
+    for stack in job.stacks:
+        yield from _through(model, stack, cancel, failed)
     yield from _drain(failed)
+
+
+def _through(model: Sansa, stack: StackRun, cancel: threading.Event, failed: list) -> Iterator[object]:
+    """A stack's planes through SAM2's memory, from its annotated planes (or a corrected one)."""
+    if cancel.is_set():
+        return
+    image_id = stack.source.image_id
+
+    def report(index: int, error) -> None:
+        failed.append(TargetFailed(TargetKey(image_id, (index,)), str(error)))
+
+    both_ways = stack.start is None
+    for prediction in model.propagate_stack(
+        Planes(stack.source),
+        stack.annotations,
+        both_ways=both_ways,
+        start=stack.start,
+        skip=stack.skip,
+        cancel=cancel,
+        on_error=report,
+    ):
+        yield from _drain(failed)
+        yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction)
 
 
 def _drain(failed: list) -> Iterator[object]:

@@ -18,6 +18,7 @@ from .prompt_layers import (
     SIGN,
     PlanePrompts,
     labels_prompts,
+    mask_mode,
     merge,
     points_prompts,
     shapes_prompts,
@@ -58,6 +59,7 @@ def find_image(viewer, image_id: str):
 
 
 def prompt_layers(viewer, image_id: str) -> list:
+    """Layers made with the widget's button for an image (see :mod:`.reference_layers` for all)."""
     return [layer for layer in viewer.layers if layer.metadata.get(PROMPTS_FOR) == image_id]
 
 
@@ -65,20 +67,30 @@ def result_layer(viewer, image_id: str):
     return next((layer for layer in viewer.layers if layer.metadata.get(RESULT_OF) == image_id), None)
 
 
-def prompts_of(viewer, source: ImageSource, default_class: int = 1) -> PlanePrompts:
-    """All prompts drawn for an image, read from copies of its prompt layers' data."""
+def prompts_of(
+    viewer, source: ImageSource, annotating: list, default_class: int = 1, mask_classes: str = "auto"
+) -> PlanePrompts:
+    """All prompts the ``annotating`` layers hold for an image, read from copies of their data.
+
+    Labels layers made with the widget's button hold one class per value; other Labels layers
+    are read as ``mask_classes`` says (``"auto"``: many values make an instance mask, one class).
+    """
     from napari.layers import Labels, Points, Shapes
 
+    from .reference_layers import to_image_coords
+
+    image = find_image(viewer, source.image_id)
     parts = []
-    for layer in prompt_layers(viewer, source.image_id):
+    for layer in annotating:
         if isinstance(layer, Labels):
-            parts.append(labels_prompts(np.asarray(layer.data), source.lead))
+            own = layer.metadata.get(PROMPTS_FOR) == source.image_id
+            mode, _ = mask_mode(layer.data, "each" if own else mask_classes)
+            parts.append(labels_prompts(layer.data, source.lead, mode, default_class))
         elif isinstance(layer, Points) and len(layer.data):
-            parts.append(
-                points_prompts(np.array(layer.data), layer.features.copy(), source.lead, default_class)
-            )
+            coords = to_image_coords(np.array(layer.data), layer, image)
+            parts.append(points_prompts(coords, layer.features.copy(), source.lead, default_class))
         elif isinstance(layer, Shapes) and layer.nshapes:
-            data = [np.array(d) for d in layer.data]
+            data = [to_image_coords(np.array(d), layer, image) for d in layer.data]
             parts.append(
                 shapes_prompts(
                     data, list(layer.shape_type), layer.features.copy(), source.lead, source.hw, default_class
@@ -154,6 +166,19 @@ def toggle_point_sign(layer) -> str:
         layer.features = features
         layer.refresh_colors()
     return new
+
+
+def name_classes(layer, names: dict[int, str]) -> None:
+    """Class names on a result layer (napari shows them on hover), kept with earlier names."""
+    if not names:
+        return
+    known = {}
+    features = layer.features
+    if {"index", "class"} <= set(features.columns):
+        known = {int(i): str(n) for i, n in zip(features["index"], features["class"]) if int(i) > 0}
+    known.update(names)
+    ids = sorted(known)
+    layer.features = pd.DataFrame({"index": [0, *ids], "class": ["background", *(known[i] for i in ids)]})
 
 
 def fits(layer, source: ImageSource, dtype: np.dtype) -> bool:

@@ -23,16 +23,35 @@ def _add(out: PlanePrompts, plane: Plane, class_id: int, prompt: Prompt) -> None
     out.setdefault(plane, {}).setdefault(int(class_id), []).append(prompt)
 
 
-def labels_prompts(data: np.ndarray, lead: int) -> PlanePrompts:
-    """Every nonzero label value on a plane is a class, given as a mask."""
+def labels_prompts(data: np.ndarray, lead: int, mode: str = "each", class_id: int = 1) -> PlanePrompts:
+    """Masks per plane: each nonzero value a class (``"each"``), or all objects one class
+    (``"one"``: an instance mask, every object id is ``class_id``)."""
+    from ..engine.masks import classes_from_mask
+
     out: PlanePrompts = {}
     planes = np.ndindex(*data.shape[:lead]) if lead else [()]
     for plane in planes:
         plane_data = np.asarray(data[plane])
-        values = np.unique(plane_data)
-        for value in values[values > 0]:
-            _add(out, tuple(int(i) for i in plane), int(value), Mask(plane_data == value))
+        if not plane_data.any():
+            continue
+        classes = classes_from_mask(plane_data, mode, source="labels").classes
+        if mode == "one":
+            classes = {class_id: classes[1]}
+        for value, mask in classes.items():
+            _add(out, tuple(int(i) for i in plane), int(value), Mask(mask))
     return out
+
+
+def mask_mode(data: np.ndarray, mode: str) -> tuple[str, int]:
+    """How a Labels layer's values are read, decided once for all its planes: ``("each" or "one",
+    number of distinct object values)``. ``"auto"`` takes many values for an instance mask."""
+    from ..engine.masks import AUTO_MAX_CLASSES
+
+    values = np.unique(np.asarray(data))
+    count = int(np.count_nonzero(values))
+    if mode == "auto":
+        mode = "each" if count <= AUTO_MAX_CLASSES else "one"
+    return mode, count
 
 
 def _classes(features, n: int, default_class: int) -> np.ndarray:

@@ -1,20 +1,36 @@
 """The references section of the widget: prompt layers to draw on, and what they hold.
 
-It adds prompt layers tied to the chosen image, sets the class of new prompts and the sign
-of new clicks, and summarises the prompts per image. The summary reads every prompt layer,
-so it is recomputed once after a burst of layer events (debounced), not per stroke.
+It adds prompt layers tied to the chosen image, sets the class of new prompts (and names
+classes) and the sign of new clicks, shows which layer annotates which image (any Labels,
+Points or Shapes layer may) and how masks are read, and summarises the prompts per image.
+The summary reads every annotation layer, so it is recomputed once after a burst of layer
+events (debounced), not per stroke.
 """
 
 from __future__ import annotations
 
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QSpinBox
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+)
 
 from . import layers as L
 from . import notifications
+from .prompt_layers import PlanePrompts, mask_mode
 from .qt_lifetime import is_deleted
+from .reference_layers import Assignment, assign, layers_for
+from .reference_list import ReferenceList
+from .session import ImageSource
 
 DESCRIBE_AFTER_MS = 200  # quiet time after the last layer event before the summary is recomputed
+MASK_MODES = {"auto": "auto", "each value a class": "each", "one class (instance mask)": "one"}
 
 
 class ReferencesPanel(QGroupBox):
@@ -29,6 +45,17 @@ class ReferencesPanel(QGroupBox):
         self.prompt_kind.addItems(["labels", "points", "shapes"])
         self.class_id = QSpinBox(minimum=1, maximum=65535, value=1)
         self.class_id.valueChanged.connect(self._class_changed)
+        self.class_names: dict[int, str] = {}
+        self.class_name = QLineEdit(placeholderText="name (optional), e.g. nucleus")
+        self.class_name.setToolTip("The chosen class's name: shown on the results and written with exports")
+        self.class_name.textEdited.connect(self._name_edited)
+        self.mask_classes = QComboBox()
+        self.mask_classes.addItems(list(MASK_MODES))
+        self.mask_classes.setToolTip(
+            "How Labels layers not made here are read: each value a class, or all objects one class "
+            "(instance masks from cellpose, stardist, ...); auto decides from the number of values"
+        )
+        self.mask_classes.currentTextChanged.connect(self.describe_later)
         add = QPushButton("Add prompt layer")
         add.setToolTip(
             "Draw on it: Labels paint masks; Points click (N toggles negative); Shapes: rectangles = boxes, paths = scribbles, polygons = masks"
@@ -42,8 +69,13 @@ class ReferencesPanel(QGroupBox):
         row.addWidget(QLabel("class"))
         row.addWidget(self.class_id)
         form.addRow("Prompt", row)
+        form.addRow("Class name", self.class_name)
         form.addRow(add)
         form.addRow(self.toggle_sign)
+        form.addRow("Mask values", self.mask_classes)
+        self.layer_list = ReferenceList(self.describe_later)
+        form.addRow(QLabel("Layer → image it annotates:"))
+        form.addRow(self.layer_list)
         self.summary = QLabel("No references yet.")
         self.summary.setWordWrap(True)
         form.addRow(self.summary)
@@ -58,15 +90,53 @@ class ReferencesPanel(QGroupBox):
         if current:
             self.prompt_image.setCurrentText(current)
 
+    @property
+    def mask_mode(self) -> str:
+        """How Labels layers not made by the widget are read: "auto", "each" or "one"."""
+        return MASK_MODES[self.mask_classes.currentText()]
+
+    def assignments(self) -> list[Assignment]:
+        """Every annotation layer and the image it annotates, the chosen image breaking ties."""
+        return assign(self.viewer, self.prompt_image.currentText() or None)
+
+    def prompts(self, source: ImageSource, assignments: list[Assignment]) -> PlanePrompts:
+        """The prompts the layers annotating ``source`` hold, read as the panel's settings say."""
+        annotating = layers_for(assignments, source.image_id)
+        return L.prompts_of(self.viewer, source, annotating, self.class_id.value(), self.mask_mode)
+
     def describe(self) -> None:
-        """Summarise the prompts per image (it reads every prompt layer: prefer describe_later)."""
+        """Show the layer list and summarise the prompts per image (prefer describe_later)."""
+        assignments = self.assignments()
+        notes = {}
+        for a in assignments:
+            if a.image is not None and a.layer.__class__.__name__ == "Labels":
+                own = a.layer.metadata.get(L.PROMPTS_FOR) == L.layer_id(a.image)
+                mode, count = mask_mode(a.layer.data, "each" if own else self.mask_mode)
+                notes[a.layer.name] = (
+                    f"{count} object ids: one class" if mode == "one" else f"{count} class(es)"
+                )
+        self.layer_list.show_assignments(assignments, notes)
         parts = []
         for layer in L.image_layers(self.viewer):
-            prompts = L.prompts_of(self.viewer, L.image_source(layer), self.class_id.value())
+            prompts = self.prompts(L.image_source(layer), assignments)
             for plane, classes in sorted(prompts.items()):
                 where = f"{layer.name}" + (f" plane {','.join(map(str, plane))}" if plane else "")
-                parts.append(f"{where}: class {', '.join(map(str, sorted(classes)))}")
-        self.summary.setText("\n".join(parts) if parts else "No references yet: add a prompt layer and draw.")
+                named = [self._class_label(c) for c in sorted(classes)]
+                parts.append(f"{where}: class {', '.join(named)}")
+        self.summary.setText(
+            "\n".join(parts) if parts else "No references yet: add a prompt layer and draw, or open a mask."
+        )
+
+    def _class_label(self, class_id: int) -> str:
+        name = self.class_names.get(class_id)
+        return f"{class_id} ({name})" if name else str(class_id)
+
+    def _name_edited(self, text: str) -> None:
+        if text.strip():
+            self.class_names[self.class_id.value()] = text.strip()
+        else:
+            self.class_names.pop(self.class_id.value(), None)
+        self.describe_later()
 
     def describe_later(self, event=None) -> None:
         """Summarise once the layer events stop for a moment."""
@@ -96,6 +166,7 @@ class ReferencesPanel(QGroupBox):
 
     def _class_changed(self, value: int) -> None:
         """New strokes and clicks in the selected prompt layer get the chosen class."""
+        self.class_name.setText(self.class_names.get(value, ""))
         layer = self.viewer.layers.selection.active
         if layer is None or L.PROMPTS_FOR not in layer.metadata:
             return

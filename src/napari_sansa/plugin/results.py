@@ -32,6 +32,7 @@ class RunLayers:
     dtype: np.dtype
     pending: list[ImageSource]
     on_added: Callable[[ImageSource, object], None]
+    class_names: dict[int, str] = field(default_factory=dict)
     added: dict[str, object] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)
     kept: set[str] = field(default_factory=set)  # written, or painted by the user
@@ -43,8 +44,10 @@ class RunLayers:
             source = self.pending.pop(0)
             if L.find_image(self.viewer, source.image_id) is None:
                 continue  # closed since the run started
-            if not L.fits(L.result_layer(self.viewer, source.image_id), source, self.dtype):
-                self.get(source, self.dtype)
+            layer = L.result_layer(self.viewer, source.image_id)
+            if not L.fits(layer, source, self.dtype):
+                layer = self.get(source, self.dtype)
+            L.name_classes(layer, self.class_names)
         return bool(self.pending)
 
     def get(self, source: ImageSource, dtype: np.dtype):

@@ -25,6 +25,7 @@ class ReviewPanel(QGroupBox):
     """The review queue with its Accept and Use as reference buttons."""
 
     reference_added = Signal()  # a result became a reference: the references changed
+    propagate_requested = Signal(object)  # "Propagate from here" on a stack plane (a TargetKey)
 
     def __init__(self, viewer, describe: Callable[[TargetKey], str]) -> None:
         super().__init__("Review (least confident first)")
@@ -44,6 +45,13 @@ class ReviewPanel(QGroupBox):
         row.addWidget(accept)
         row.addWidget(as_ref)
         box.addLayout(row)
+        self.propagate = QPushButton("Propagate from this plane")
+        self.propagate.setToolTip(
+            "After correcting a plane of a stack: segment the planes after it again, through the stack, "
+            "with the correction in SAM2's memory (locked planes stay as they are)"
+        )
+        self.propagate.clicked.connect(lambda: self.propagate_requested.emit(self.selected_key()))
+        box.addWidget(self.propagate)
 
     def order(self) -> list[TargetKey]:
         """Targets with results, least confident first."""

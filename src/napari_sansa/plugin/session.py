@@ -2,7 +2,9 @@
 
 References are the planes that carry prompts; targets are the other planes of annotated
 stacks and every plane of the checked image layers, except the locked ones (edited or
-accepted by the user), which runs never touch.
+accepted by the user), which runs never touch. A stack run "through the stack" has its
+annotated planes seed SAM2's memory, and its masks travel plane by plane both ways
+(:class:`StackRun`); every other target is segmented on its own from the references.
 """
 
 from __future__ import annotations
@@ -65,6 +67,40 @@ class ImageSource:
         return Image(pixels, contrast_limits=limits)
 
 
+class Planes:
+    """A stack's planes as a lazy sequence of :class:`Image` (read when the engine asks)."""
+
+    def __init__(self, source: ImageSource) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return self.source.plane_shape[0]
+
+    def __getitem__(self, index: int) -> Image:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.source.image((int(index),))
+
+
+@dataclass(eq=False)
+class StackRun:
+    """A stack segmented through its planes, from its own annotated planes.
+
+    ``start``: re-propagate from this (corrected) plane onwards only.
+    """
+
+    source: ImageSource
+    annotations: dict[int, dict[int, list[Prompt]]]
+    keys: list[TargetKey]
+    start: int | None = None
+
+    @property
+    def skip(self) -> set[int]:
+        """Planes the engine passes through without a result for us (locked ones)."""
+        wanted = {key.plane[0] for key in self.keys}
+        return {z for z in range(self.source.plane_shape[0]) if z not in wanted}
+
+
 @dataclass(eq=False)
 class Job:
     """References and targets of one run."""
@@ -73,10 +109,17 @@ class Job:
     reference_keys: list[TargetKey]
     targets: list[tuple[TargetKey, ImageSource]]
     classes: list[int] = field(default_factory=list)
+    stacks: list[StackRun] = field(default_factory=list)
+    class_names: dict[int, str] = field(default_factory=dict)
+
+    def independent(self) -> list[tuple[TargetKey, ImageSource]]:
+        """Targets segmented each on its own (not through a stack)."""
+        through = {key for stack in self.stacks for key in stack.keys}
+        return [(key, source) for key, source in self.targets if key not in through]
 
     def target_images(self, on_read: Callable[[TargetKey], None] | None = None) -> Iterator[Image]:
-        """Target planes, read lazily (in the worker thread)."""
-        for key, source in self.targets:
+        """Independent target planes, read lazily (in the worker thread)."""
+        for key, source in self.independent():
             if on_read is not None:
                 on_read(key)
             yield source.image(key.plane)
@@ -96,9 +139,14 @@ def plan_job(
     prompts: dict[str, PlanePrompts],
     checked: set[str],
     locked: set[TargetKey],
+    through_stacks: bool = False,
 ) -> Job:
-    """References from prompted planes; targets from the rest, minus locked planes."""
-    references, reference_keys, targets = [], [], []
+    """References from prompted planes; targets from the rest, minus locked planes.
+
+    With ``through_stacks``, annotated stacks of one plane axis (Z or T) are segmented through
+    the stack from their own annotations.
+    """
+    references, reference_keys, targets, stacks = [], [], [], []
     classes: set[int] = set()
     for source in images:
         annotated = {plane: c for plane, c in prompts.get(source.image_id, {}).items() if c}
@@ -108,8 +156,37 @@ def plan_job(
             classes.update(plane_classes)
         if not annotated and source.image_id not in checked:
             continue
+        own = []
         for plane in source.planes():
             key = TargetKey(source.image_id, plane)
             if plane not in annotated and key not in locked:
-                targets.append((key, source))
-    return Job(references, reference_keys, targets, sorted(classes))
+                own.append((key, source))
+        targets.extend(own)
+        if through_stacks and annotated and source.lead == 1 and own:
+            seeds = {plane[0]: _engine_prompts(c) for plane, c in annotated.items()}
+            stacks.append(StackRun(source, seeds, [key for key, _ in own]))
+    return Job(references, reference_keys, targets, sorted(classes), stacks)
+
+
+def repropagation_job(
+    source: ImageSource, prompts: PlanePrompts, locked: set[TargetKey], key: TargetKey, labels: np.ndarray
+) -> Job:
+    """Segment a stack again after plane ``key`` was corrected to ``labels``: from that plane
+    onwards, through the stack, with the stack's annotations and the correction as memory."""
+    from ..engine.errors import SansaError
+
+    if source.lead != 1:
+        raise SansaError("Propagating from a plane needs a stack with one plane axis (Z or T).")
+    if not labels.any():
+        raise SansaError("This plane is empty: paint the objects on it, then propagate from it.")
+    plane = key.plane[0]
+    job = plan_job([source], {source.image_id: prompts}, set(), locked | {key}, through_stacks=True)
+    correction = {int(c): [Mask(labels == c)] for c in np.unique(labels) if c}
+    seeds = {**(job.stacks[0].annotations if job.stacks else {}), plane: correction}
+    later = [(k, s) for k, s in job.targets if k.plane[0] > plane]
+    if not later:
+        raise SansaError("There are no unlocked planes after this one to propagate to.")
+    references = job.references or [Reference(source.image(key.plane), correction)]
+    classes = sorted(set(job.classes) | set(correction))
+    stack = StackRun(source, seeds, [k for k, _ in later], start=plane)
+    return Job(references, job.reference_keys, later, classes, [stack])

@@ -19,8 +19,10 @@ import time
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
+    QComboBox,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -45,11 +47,13 @@ from .references_panel import ReferencesPanel
 from .results import RunLayers, target_sources
 from .review_panel import ReviewPanel
 from .runs import record_parts
-from .session import ImageSource, Job, TargetKey, plan_job
+from .reference_layers import annotation_layers
+from .session import ImageSource, Job, TargetKey, plan_job, repropagation_job
 from .settings import WidgetSettings, load_settings, save_settings
 
 log = logging.getLogger(__name__)
 PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns
+THROUGH, INDEPENDENT = "through the stack", "independent planes"
 
 
 class SansaWidget(QWidget):
@@ -101,6 +105,16 @@ class SansaWidget(QWidget):
         self.targets = QListWidget()
         self.targets.setMaximumHeight(110)
         box.addWidget(self.targets)
+        stacks = QHBoxLayout()
+        stacks.addWidget(QLabel("Annotated stacks"))
+        self.stack_mode = QComboBox()
+        self.stack_mode.addItems([THROUGH, INDEPENDENT])
+        self.stack_mode.setToolTip(
+            "Through the stack: the annotated planes seed SAM2's memory and masks travel plane by plane "
+            "both ways (volumes, time-lapses). Independent planes: each plane on its own, like any image."
+        )
+        stacks.addWidget(self.stack_mode)
+        box.addLayout(stacks)
         layout.addWidget(targets)
 
         run_row = QHBoxLayout()
@@ -124,6 +138,7 @@ class SansaWidget(QWidget):
 
         self.review_panel = ReviewPanel(self.viewer, self._describe_key)
         self.review_panel.reference_added.connect(self.references_panel.describe)
+        self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
         layout.addWidget(self.review_panel)
         self.run_files = exports.RunFileButtons(self.export, self.load_run)
@@ -139,7 +154,18 @@ class SansaWidget(QWidget):
     def _layers_changed(self, event) -> None:
         """Result layers come and go with runs and change neither the images nor the references."""
         if L.RESULT_OF not in event.value.metadata:
+            self._follow(event.value)
             self._refresh_layers()
+
+    def _follow(self, layer) -> None:
+        """Keep the references up to date when any annotation layer is drawn on or renamed."""
+        if layer not in annotation_layers(self.viewer):
+            return
+        describe = self.references_panel.describe_later
+        for emitter in (layer.events.data, layer.events.name, getattr(layer.events, "paint", None)):
+            if emitter is not None:
+                emitter.disconnect(describe)
+                emitter.connect(describe)
 
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)
@@ -151,7 +177,7 @@ class SansaWidget(QWidget):
         }
         self.targets.clear()
         annotated = {
-            lyr.metadata[L.PROMPTS_FOR] for lyr in self.viewer.layers if L.PROMPTS_FOR in lyr.metadata
+            L.layer_id(a.image) for a in self.references_panel.assignments() if a.image is not None
         }
         for layer in images:
             image_id = L.layer_id(layer)
@@ -162,6 +188,8 @@ class SansaWidget(QWidget):
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
+        for layer in annotation_layers(self.viewer):
+            self._follow(layer)
         self.references_panel.describe_later()
 
     def _describe_key(self, key: TargetKey) -> str:
@@ -180,23 +208,33 @@ class SansaWidget(QWidget):
             if self.targets.item(i).checkState() == Qt.Checked
         }
 
+    @property
+    def through_stacks(self) -> bool:
+        """Whether annotated stacks are segmented through the stack (else plane by plane)."""
+        return self.stack_mode.currentText() == THROUGH
+
     def _plan(self) -> Job:
         sources = [L.image_source(layer) for layer in L.image_layers(self.viewer)]
         self._names = {s.image_id: s.name for s in sources}
-        prompts = {s.image_id: L.prompts_of(self.viewer, s, self.class_id.value()) for s in sources}
-        return plan_job(sources, prompts, self._checked(), self.locked)
+        panel = self.references_panel
+        assignments = panel.assignments()
+        prompts = {s.image_id: panel.prompts(s, assignments) for s in sources}
+        job = plan_job(sources, prompts, self._checked(), self.locked, self.through_stacks)
+        job.class_names = {c: n for c, n in panel.class_names.items() if c in job.classes}
+        return job
 
-    def run(self):
+    def run(self, job: Job | None = None):
         """Segment every target like the references (what the Run button does); returns the worker."""
         from napari.qt.threading import create_worker
 
         if self.worker is not None:
             notifications.error("A run is already going; cancel it or wait for it to finish.")
             return None
-        job = self._plan()
+        job = job or self._plan()
         if not job.references:
             notifications.error(
-                "No references: add a prompt layer for an image and draw on it (Labels, Points or Shapes)."
+                "No references: draw on an image with a prompt layer, or open a mask or points layer "
+                "that fits an image (see the layer → image list)."
             )
             return None
         if not job.targets:
@@ -212,7 +250,9 @@ class SansaWidget(QWidget):
         self._done, self._total = 0, len(job.targets)
         self._cancel.clear()
         self._ready.clear()
-        self._results = RunLayers(self.viewer, label_dtype(job.classes), target_sources(job), self._watch)
+        self._results = RunLayers(
+            self.viewer, label_dtype(job.classes), target_sources(job), self._watch, job.class_names
+        )
         self._active_before = self.viewer.layers.selection.active
         handlers = {
             "yielded": partial(self._on_event, key),
@@ -363,6 +403,35 @@ class SansaWidget(QWidget):
         if self.failures:
             done += f", {len(self.failures)} skipped"
         self.status.setText(done + (" (cancelled; finished images kept)." if self._cancel.is_set() else "."))
+
+    def propagate_from(self, key: TargetKey | None = None):
+        """Re-propagate a stack from a corrected plane onwards, through the stack (locked planes stay).
+
+        The plane's labels, as the user corrected them, join the stack's annotations in SAM2's
+        memory, and the unlocked planes after it are segmented again. Returns the worker.
+        """
+        key = key or self.review_panel.selected_key()
+        image = L.find_image(self.viewer, key.image_id) if key is not None else None
+        result = L.result_layer(self.viewer, key.image_id) if key is not None else None
+        if image is None or result is None or not key.plane:
+            notifications.error("Select a plane of a stack's result in the review list first.")
+            return None
+        source = L.image_source(image)
+        panel = self.references_panel
+        try:
+            job = repropagation_job(
+                source,
+                panel.prompts(source, panel.assignments()),
+                self.locked,
+                key,
+                np.asarray(result.data[key.plane]),
+            )
+        except SansaError as exc:
+            notifications.error(str(exc))
+            return None
+        job.class_names = {c: n for c, n in panel.class_names.items() if c in job.classes}
+        self.review_panel.lock([key])
+        return self.run(job)
 
     # ------------------------------------------------------------------ review
     @property
