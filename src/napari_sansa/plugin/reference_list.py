@@ -25,6 +25,7 @@ class ReferenceList(QWidget):
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self.rows: dict[str, QComboBox] = {}  # layer name -> its image choice
+        self.notes: dict[str, str] = {}  # layer name -> what the row says beside the choice
         self._empty = QLabel("No Labels, Points or Shapes layer yet.")
         self._grid.addWidget(self._empty, 0, 0, 1, 3)
 
@@ -34,7 +35,7 @@ class ReferenceList(QWidget):
             item = self._grid.takeAt(0)
             if item.widget() is not None and item.widget() is not self._empty:
                 item.widget().deleteLater()
-        self.rows = {}
+        self.rows, self.notes = {}, {}
         self._empty.setVisible(not assignments)
         if not assignments:
             self._grid.addWidget(self._empty, 0, 0, 1, 3)
@@ -60,6 +61,7 @@ class ReferenceList(QWidget):
             self._grid.addWidget(combo, row, 2)
             self._grid.addWidget(QLabel(note), row, 3)
             self.rows[layer.name] = combo
+            self.notes[layer.name] = note
 
     def _pick(self, layer, choices: list, index: int) -> None:
         choose(layer, choices[index] if 0 <= index < len(choices) else None)

@@ -1,0 +1,183 @@
+"""References from any layer, instance masks, class names and stacks through the stack, in the widget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+from test_widget import errors, open_widget, result, run_and_wait  # noqa: F401 (fixtures)
+
+from napari_sansa.plugin.reference_list import NO_REFERENCE
+from napari_sansa.samples import cells
+
+
+def instance_mask(shape=(256, 320), n=50, seed=0) -> np.ndarray:
+    """An instance mask as cellpose or stardist write it: each small object its own id."""
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(shape, np.uint16)
+    rr, cc = np.ogrid[: shape[0], : shape[1]]
+    for label in range(1, n + 1):
+        r, c = rng.uniform(10, shape[0] - 10), rng.uniform(10, shape[1] - 10)
+        mask[(rr - r) ** 2 + (cc - c) ** 2 <= 25] = label
+    return mask
+
+
+def rows(widget) -> dict[str, str]:
+    widget.references_panel.describe()
+    return {name: combo.currentText() for name, combo in widget.references_panel.layer_list.rows.items()}
+
+
+def test_a_labels_layer_added_by_script_on_a_stack_is_a_reference(open_widget, qtbot):
+    viewer, widget = open_widget("cells_stack")
+    stack = viewer.layers["cells stack"]
+    mask = np.zeros(stack.data.shape, np.uint8)
+    mask[1, 100:140, 100:150] = 1
+    viewer.add_labels(mask, name="cells stack [reference]")
+    assert rows(widget) == {"cells stack [reference]": "cells stack"}
+    widget.stack_mode.setCurrentText("independent planes")
+    run_and_wait(widget, qtbot)
+    out = result(viewer, "cells stack")
+    assert sorted(k.plane for k in widget.scores if k.plane) == [(p,) for p in range(8) if p != 1]
+    assert not out.data[1].any()  # the annotated plane is no target
+    assert "cells stack [reference] [SANSA]" not in [lyr.name for lyr in viewer.layers]
+
+
+def test_a_mask_opened_from_a_tiff_file_is_a_reference(open_widget, qtbot, tmp_path):
+    viewer, widget = open_widget()
+    path = tmp_path / "cells_0_mask.tif"
+    tifffile.imwrite(path, cells(6)[0][1])
+    viewer.open(str(path), layer_type="labels")
+    # every "cells i" image fits (same size): the layer's name picks "cells 0"
+    assert rows(widget)["cells_0_mask"] == "cells 0"
+    job = widget._plan()
+    assert len(job.references) == 1 and job.classes == [1, 2]
+    np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, cells(6)[0][1] == 1)
+    run_and_wait(widget, qtbot)
+    assert {f"cells {i} [SANSA]" for i in range(1, 6)} <= {lyr.name for lyr in viewer.layers}
+
+
+def test_a_points_layer_added_by_the_viewer_is_a_reference(open_widget, qtbot):
+    viewer, widget = open_widget()
+    widget.prompt_image.setCurrentText("cells 2")
+    points = viewer.add_points([[100, 120], [60, 200]], name="Points")
+    # all six images fit and the name names none: the image chosen in the widget
+    assert rows(widget) == {"Points": "cells 2"}
+    job = widget._plan()
+    assert [widget._names[k.image_id] for k in job.reference_keys] == ["cells 2"]
+    np.testing.assert_allclose(job.references[0].prompts[1][0].coords, points.data)
+    run_and_wait(widget, qtbot)
+    assert "cells 0 [SANSA]" in [lyr.name for lyr in viewer.layers]
+
+
+def test_points_on_a_scaled_image_land_on_its_pixels(open_widget):
+    viewer, widget = open_widget()
+    for layer in list(viewer.layers):
+        layer.scale = (0.5, 0.5)
+    # napari's own "new points" layer has scale 1: world coordinates 50, 60 are pixel 100, 120
+    viewer.add_points([[50, 60]], name="cells 3 clicks")
+    job = widget._plan()
+    np.testing.assert_allclose(job.references[0].prompts[1][0].coords, [[100, 120]])
+
+
+def test_an_instance_mask_of_50_ids_runs_as_one_class(open_widget, qtbot):
+    viewer, widget = open_widget()
+    viewer.add_labels(instance_mask(), name="cells 0 cellpose")
+    widget.references_panel.describe()
+    assert widget.references_panel.layer_list.notes["cells 0 cellpose"] == "50 object ids: one class"
+    job = widget._plan()
+    assert job.classes == [1] and len(job.references[0].prompts[1]) == 1
+    run_and_wait(widget, qtbot)
+    assert set(np.unique(result(viewer, "cells 1").data)) <= {0, 1}
+    widget.references_panel.mask_classes.setCurrentText("each value a class")
+    assert widget._plan().classes == list(range(1, 51))
+
+
+def test_the_layer_list_follows_layers_and_its_choices_are_honoured(open_widget, qtbot, errors):
+    viewer, widget = open_widget()
+    mask = viewer.add_labels(cells(6)[0][1], name="my mask")
+    widget.prompt_image.setCurrentText("cells 4")
+    assert rows(widget) == {"my mask": "cells 4"}
+    mask.name = "cells 1 truth"  # renamed: the name now picks the image
+    assert rows(widget) == {"cells 1 truth": "cells 1"}
+    small = viewer.add_labels(np.ones((10, 10), np.uint8), name="tiny")
+    assert rows(widget)["tiny"] == NO_REFERENCE  # fits no image
+    viewer.layers.remove(small)
+    assert list(rows(widget)) == ["cells 1 truth"]
+
+    widget.references_panel.layer_list.set_choice("cells 1 truth", "cells 5")
+    job = widget._plan()
+    assert [widget._names[k.image_id] for k in job.reference_keys] == ["cells 5"]
+    widget.references_panel.layer_list.set_choice("cells 1 truth", NO_REFERENCE)
+    assert widget.run() is None
+    assert "No references" in errors[-1]
+
+
+def test_result_layers_are_never_references(open_widget, qtbot):
+    viewer, widget = open_widget()
+    viewer.add_labels(cells(6)[0][1], name="cells 0 mask")
+    run_and_wait(widget, qtbot)
+    assert list(rows(widget)) == ["cells 0 mask"]
+    assert len(widget._plan().references) == 1
+
+
+def test_class_names_reach_the_result_layers(open_widget, qtbot):
+    viewer, widget = open_widget()
+    viewer.add_labels(cells(6)[0][1], name="cells 0 mask")
+    panel = widget.references_panel
+    panel.class_id.setValue(1)
+    panel.class_name.setText("nucleus")
+    panel.class_name.textEdited.emit("nucleus")
+    panel.class_id.setValue(2)
+    assert panel.class_name.text() == ""
+    panel.class_name.textEdited.emit("granule")
+    panel.describe()
+    assert "class 1 (nucleus), 2 (granule)" in panel.summary.text()
+    run_and_wait(widget, qtbot)
+    features = result(viewer, "cells 3").features
+    assert dict(zip(features["index"], features["class"])) == {0: "background", 1: "nucleus", 2: "granule"}
+
+
+@pytest.fixture
+def volume():
+    """A 6-plane volume of one bright blob drifting across the planes."""
+    planes = np.zeros((6, 96, 128), np.uint8) + 20
+    rr, cc = np.ogrid[:96, :128]
+    for z in range(6):
+        planes[z][(rr - 48) ** 2 + (cc - 30 - 12 * z) ** 2 <= 225] = 220
+    return planes
+
+
+def test_a_stack_through_the_stack_and_propagating_from_a_corrected_plane(open_widget, qtbot, volume):
+    viewer, widget = open_widget()
+    for i in range(6):
+        viewer.layers.remove(f"cells {i}")
+    viewer.add_image(volume, name="volume")
+    seed = np.zeros(volume.shape, np.uint8)
+    seed[2] = volume[2] > 100
+    viewer.add_labels(seed, name="volume seed")
+    assert widget.through_stacks  # the default for stacks
+    run_and_wait(widget, qtbot)
+    assert sorted(k.plane for k in widget.scores) == [(0,), (1,), (3,), (4,), (5,)]
+    out = result(viewer, "volume")
+    assert not out.data[2].any()
+
+    # the user corrects plane 3, accepts plane 5, and propagates from plane 3: only plane 4 is redone
+    out.data[3] = 0
+    out.data[3, 40:56, 60:76] = 1
+    widget.accept(next(k for k in widget.scores if k.plane == (5,)))
+    before = out.data[5].copy()
+    key = next(k for k in widget.scores if k.plane == (3,))
+    worker = widget.propagate_from(key)
+    done = []
+    worker.yielded.connect(lambda e: done.append(e.key.plane) if type(e).__name__ == "TargetDone" else None)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    assert done == [(4,)]
+    assert key in widget.locked
+    np.testing.assert_array_equal(out.data[5], before)  # locked: untouched
+    assert out.data[3, 40:56, 60:76].all() and out.data[3].sum() == 256  # the correction stays
+
+
+def test_propagating_from_a_plane_needs_a_stack_plane_with_labels(open_widget, qtbot, errors):
+    viewer, widget = open_widget()
+    assert widget.propagate_from() is None
+    assert "Select a plane of a stack" in errors[-1]
