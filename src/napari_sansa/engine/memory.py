@@ -8,7 +8,7 @@ pointers a frame sees, on top of the ``sam2`` package's modules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -102,11 +102,6 @@ def condition_on_memory(
         previous = frame - (n_mem - slot)
         if previous > 0 and previous in bank:
             chosen.append((slot, bank[previous]))
-    memory = [entry.features.flatten(2).permute(2, 0, 1) for _, entry in chosen]
-    memory_pos = [
-        entry.pos.flatten(2).permute(2, 0, 1) + sam.maskmem_tpos_enc[n_mem - slot - 1]
-        for slot, entry in chosen
-    ]
 
     pointers = [bank[0].obj_ptr]
     for distance in range(1, min(frame + 1, sam.max_obj_ptrs_in_encoder)):
@@ -115,12 +110,41 @@ def condition_on_memory(
             break
         if previous in bank:
             pointers.append(bank[previous].obj_ptr)
-    obj_ptrs = torch.stack(pointers, dim=0)  # (n, 1, C)
-    channels, mem_dim = obj_ptrs.shape[-1], sam.mem_dim
-    if mem_dim < channels:  # split each pointer into C / mem_dim tokens
-        obj_ptrs = obj_ptrs.reshape(-1, 1, channels // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
-    memory.append(obj_ptrs)
-    memory_pos.append(obj_ptrs.new_zeros(obj_ptrs.shape[0], 1, mem_dim))
+    return attend_to_memory(sam, feats, pos, chosen, pointers)
+
+
+def attend_to_memory(
+    sam,
+    feats: ImageFeatures,
+    pos: torch.Tensor,
+    spatial: Sequence[tuple[int, MemoryEntry]],
+    pointers: Sequence[torch.Tensor],
+    pointer_pos: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SAM2's memory attention over chosen memories: the frames' conditioned top-level features.
+
+    ``spatial`` pairs each memory with its temporal slot ``t_pos`` (0 for conditioning frames,
+    ``num_maskmem - 1`` for the frame just before), as SAM2 numbers them; ``pointers`` are
+    ``(1, hidden_dim)`` object pointers with ``(n, 1, mem_dim)`` positions (default zeros).
+    """
+    n_mem = sam.num_maskmem
+    memory = [entry.features.flatten(2).permute(2, 0, 1) for _, entry in spatial]
+    memory_pos = [
+        entry.pos.flatten(2).permute(2, 0, 1) + sam.maskmem_tpos_enc[n_mem - slot - 1]
+        for slot, entry in spatial
+    ]
+    n_pointer_tokens = 0
+    if pointers:
+        obj_ptrs = torch.stack(list(pointers), dim=0)  # (n, 1, C)
+        channels, mem_dim = obj_ptrs.shape[-1], sam.mem_dim
+        if pointer_pos is None:
+            pointer_pos = obj_ptrs.new_zeros(obj_ptrs.shape[0], 1, mem_dim)
+        if mem_dim < channels:  # split each pointer into C / mem_dim tokens
+            obj_ptrs = obj_ptrs.reshape(-1, 1, channels // mem_dim, mem_dim).permute(0, 2, 1, 3).flatten(0, 1)
+            pointer_pos = pointer_pos.repeat_interleave(channels // mem_dim, dim=0)
+        memory.append(obj_ptrs)
+        memory_pos.append(pointer_pos)
+        n_pointer_tokens = obj_ptrs.shape[0]
 
     batch = feats.top.shape[0]
     conditioned = sam.memory_attention(
@@ -128,7 +152,7 @@ def condition_on_memory(
         curr_pos=[pos.flatten(2).permute(2, 0, 1).expand(-1, batch, -1)],
         memory=torch.cat(memory, dim=0).expand(-1, batch, -1),
         memory_pos=torch.cat(memory_pos, dim=0).expand(-1, batch, -1),
-        num_obj_ptr_tokens=obj_ptrs.shape[0],
+        num_obj_ptr_tokens=n_pointer_tokens,
     )
     return conditioned.permute(1, 2, 0).reshape(feats.top.shape)
 

@@ -7,9 +7,10 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,11 +24,19 @@ from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
-from .memory import MemoryEntry, decode_mask_prompt, decode_point_prompt, decode_target, encode_memory
+from .memory import (
+    Decoded,
+    MemoryEntry,
+    decode_mask_prompt,
+    decode_point_prompt,
+    decode_target,
+    encode_memory,
+)
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
     DensePrompt,
+    Prompt,
     Reference,
     label_dtype,
     mask_in_model_frame,
@@ -42,6 +51,7 @@ ImageLike = Image | np.ndarray
 Cancel = Callable[[], bool] | threading.Event | None
 Progress = Callable[[int, int | None], None] | None
 OnError = Callable[[int, SansaError], None] | None
+T = TypeVar("T")
 OOM_ADVICE = "choose precision bf16, a smaller input size, or device cpu"
 
 
@@ -395,7 +405,6 @@ class Sansa:
         if remember and len(prepared) != 1:
             raise ValueError("sequential targets are predicted one at a time")
         feats = ImageFeatures.stack(self._features_many(prepared))
-        threshold = self.config.threshold
         low_res: dict[int, torch.Tensor] = {}
         scores: dict[int, torch.Tensor] = {}
         with torch.inference_mode(), self._autocast():
@@ -407,10 +416,24 @@ class Sansa:
                     window = max(self.sam.num_maskmem, self.sam.max_obj_ptrs_in_encoder)
                     for old in [k for k in bank if 0 < k <= frame - window]:
                         del bank[old]
-                low_res[class_id] = decoded.low_res.float()
-                stability = _stability(low_res[class_id], threshold)
-                scores[class_id] = (decoded.iou.double() * stability).clamp(0, 1)
-        class_ids = list(banks)
+                low_res[class_id], scores[class_id] = self._scored(decoded)
+        return self._finish(prepared, low_res, scores)
+
+    def _scored(self, decoded: Decoded) -> tuple[torch.Tensor, torch.Tensor]:
+        """A decoded batch's low-resolution logits and confidence (predicted IoU x stability)."""
+        low_res = decoded.low_res.float()
+        stability = _stability(low_res, self.config.threshold)
+        return low_res, (decoded.iou.double() * stability).clamp(0, 1)
+
+    def _finish(
+        self,
+        prepared: Sequence[_Prepared],
+        low_res: Mapping[int, torch.Tensor],
+        scores: Mapping[int, torch.Tensor],
+    ) -> list[tuple[np.ndarray, dict[int, np.ndarray], dict[int, float]]]:
+        """Labels, logits at each image's size and scores, from each class's batched low-res logits."""
+        threshold = self.config.threshold
+        class_ids = list(low_res)
         dtype = label_dtype(class_ids)
         lookup = torch.tensor(class_ids, device=self.device)
         on_device = []
@@ -516,10 +539,16 @@ class Sansa:
 
     def _predict_or_explain(self, prepared, banks, frames, remember):
         """Predict; after running out of GPU memory, free the cache and try once more."""
-        hw = prepared[0].hw
+        return self._explaining_oom(
+            prepared[0].hw, lambda: self._predict_many(prepared, banks, frames, remember=remember)
+        )
+
+    def _explaining_oom(self, hw: tuple[int, int], run: Callable[[], T]) -> T:
+        """``run()``; after running out of GPU memory, free the cache and try once more, then
+        raise a SansaError that says what to change."""
         for attempt in (1, 2):
             try:
-                return self._predict_many(prepared, banks, frames, remember=remember)
+                return run()
             except torch.OutOfMemoryError:
                 if self.device.type == "cuda" and attempt == 1:
                     self.features.clear()
@@ -547,6 +576,37 @@ class Sansa:
         """:meth:`propagate`, collected into a list."""
         options = {"sequential": sequential, "cancel": cancel, "progress": progress, "on_error": on_error}
         return list(self.propagate(references, targets, **options))
+
+    def propagate_stack(
+        self,
+        stack: Any,
+        annotations: Mapping[int, Mapping[int, Prompt | Sequence[Prompt]]],
+        *,
+        both_ways: bool = True,
+        start: int | None = None,
+        skip: Collection[int] = (),
+        cancel: Cancel = None,
+        progress: Progress = None,
+        on_error: OnError = None,
+    ) -> Iterator[Prediction]:
+        """Segment a volume or time-lapse through the stack, as SAM2 tracks objects in a video.
+
+        ``stack`` is a ``(Z, Y, X)`` or ``(Z, Y, X, C)`` array (numpy, dask, zarr: read one plane
+        at a time) or a sequence of images (e.g. :class:`Image` with contrast limits);
+        ``annotations`` maps plane indices to ``{class id: prompt or [prompts]}``. Each annotated
+        plane conditions its classes' memory, and masks propagate plane by plane from the first
+        annotated plane (or from ``start``, a plane just corrected and passed among the
+        annotations) forwards to the end, then, if ``both_ways``, backwards to plane 0; each
+        predicted plane is remembered for the next. Without ``both_ways``, planes before the
+        start are not segmented. A :class:`Prediction` (``index`` = plane) comes for every
+        plane that is neither annotated nor in ``skip``, each once, in that order; planes in
+        ``skip`` (e.g. locked by the user) are still predicted, so that memory passes through
+        them. ``cancel``, ``progress`` and ``on_error`` work as in :meth:`propagate`.
+        """
+        from .stack import propagate_stack
+
+        options = {"cancel": cancel, "progress": progress, "on_error": on_error}
+        return propagate_stack(self, stack, annotations, both_ways=both_ways, start=start, skip=skip, **options)
 
     def clear_cache(self) -> None:
         """Forget cached features (in memory and on disk) and reference memories."""

@@ -227,17 +227,23 @@ def resolve_reference(reference: Reference, index: int) -> dict[int, ClassPrompt
     hw = image_hw(reference.image)
     if not reference.prompts:
         raise SansaError(f"Reference {index} has no prompts: annotate at least one class on it.")
+    return resolve_prompts(reference.prompts, hw, f"reference {index}")
+
+
+def resolve_prompts(
+    prompts: Mapping[int, Prompt | Sequence[Prompt]], hw: tuple[int, int], where: str
+) -> dict[int, ClassPrompt]:
+    """Validate class ids and prompts against an image of size ``hw``; ``where`` names the image
+    in error messages (e.g. "reference 2", "plane 7")."""
     resolved: dict[int, ClassPrompt] = {}
-    for class_id, prompt in reference.prompts.items():
+    for class_id, prompt in prompts.items():
         if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)):
-            raise SansaError(f"Class ids must be integers >= 1, got {class_id!r} on reference {index}.")
+            raise SansaError(f"Class ids must be integers >= 1, got {class_id!r} on {where}.")
         if class_id < 1:
             raise SansaError(
-                f"Class id {class_id} on reference {index} is not allowed: 0 is the background; "
-                "use ids 1, 2, 3, ..."
+                f"Class id {class_id} on {where} is not allowed: 0 is the background; use ids 1, 2, 3, ..."
             )
-        where = f"for class {int(class_id)} on reference {index}"
-        resolved[int(class_id)] = resolve_class_prompt(prompt, hw, where)
+        resolved[int(class_id)] = resolve_class_prompt(prompt, hw, f"for class {int(class_id)} on {where}")
     return resolved
 
 
