@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 import napari
+import numpy as np
+import tifffile
 from qtpy.QtWidgets import QApplication
 
 from napari_sansa.engine.random_weights import write_random_checkpoints
@@ -67,8 +69,60 @@ def main() -> int:
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "reference.png"), canvas_only=False)
     viewer.close()
-    print(f"wrote {OUT / 'widget.png'} and {OUT / 'reference.png'}")
+    own_data()
+    through_the_stack()
+    print(f"wrote widget.png, reference.png, own-data.png and stack.png to {OUT}")
     return 0
+
+
+def own_data() -> None:
+    """An instance mask opened from a file and a points layer made with napari's own button."""
+    from skimage.measure import label
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    folder = Path(tempfile.mkdtemp())
+    tifffile.imwrite(folder / "cells 0_cellpose.tif", label(cells(6)[0][1] == 1).astype(np.uint16))
+    viewer.open(str(folder / "cells 0_cellpose.tif"), layer_type="labels")
+    widget.references_panel.mask_classes.setCurrentText("one class (instance mask)")
+    widget.prompt_image.setCurrentText("cells 3")
+    viewer.add_points([[120, 160]], name="Points", size=12, face_color="lime")
+    widget.references_panel.class_name.setText("nucleus")
+    widget.references_panel.class_name.textEdited.emit("nucleus")
+    widget.run()
+    wait(widget)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 0", "cells 0_cellpose", "Points")
+    viewer.layers.selection.active = viewer.layers["cells 0_cellpose"]
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "own-data.png"), canvas_only=False)
+    viewer.close()
+
+
+def through_the_stack() -> None:
+    """A time-lapse with one annotated plane, segmented through the stack."""
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    viewer.open_sample("napari-sansa", "drifting_cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    stack = viewer.layers["drifting cells"]
+    seed = np.zeros(stack.data.shape, np.uint8)
+    seed[4] = stack.data[4] > np.percentile(stack.data[4], 80)
+    viewer.add_labels(seed, name="drifting cells seed")
+    widget.run()
+    wait(widget)
+    viewer.layers["drifting cells [SANSA]"].opacity = 0.5
+    viewer.layers["drifting cells seed"].visible = False
+    widget.review.setCurrentRow(0)
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "stack.png"), canvas_only=False)
+    viewer.close()
 
 
 if __name__ == "__main__":

@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("models", help="list the published models and where their files go")
 
     gui = commands.add_parser("gui", help="open napari with the SANSA widget (and sample images)")
-    gui.add_argument("--sample", choices=["cells", "cells_stack", "none"], default="cells")
+    gui.add_argument("--sample", choices=["cells", "cells_stack", "drifting_cells", "none"], default="cells")
     gui.add_argument("files", nargs="*", type=Path, help="images to open")
 
     sample = commands.add_parser("sample-data", help="write generated sample images and a reference mask")

@@ -42,3 +42,21 @@ def cells(
         image = gaussian(image, sigma=1.2, channel_axis=-1) + rng.normal(0, 0.02, image.shape)
         samples.append(((np.clip(image, 0, 1) * 255).astype(np.uint8), labels))
     return samples
+
+
+def drifting_cells(n_planes: int = 12, shape: tuple[int, int] = (256, 320), seed: int = 1) -> np.ndarray:
+    """A ``(Z, Y, X)`` uint16 stack of cells drifting and slowly growing from plane to plane,
+    like a time-lapse or neighbouring sections of a volume."""
+    from scipy import ndimage
+
+    image, _ = cells(1, shape, seed)[0]
+    base = image[..., 2].astype(np.float32)
+    rng = np.random.default_rng(seed)
+    planes = []
+    for z in range(n_planes):
+        zoom = 1 + 0.01 * z
+        moved = ndimage.affine_transform(
+            base, np.eye(2) / zoom, offset=(-1.5 * z, -2.5 * z), order=1, mode="reflect"
+        )
+        planes.append(moved + rng.normal(0, 3, shape))
+    return (np.clip(np.stack(planes), 0, 255) * 64).astype(np.uint16)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..samples import cells
+from ..samples import cells, drifting_cells
 
 
 def sample_cells() -> list[tuple]:
@@ -18,6 +18,11 @@ def sample_cells_stack() -> list[tuple]:
     """Eight planes of cells as one ZYX stack (grayscale, 16-bit)."""
     planes = [image[..., 2].astype(np.uint16) * 64 for image, _ in cells(8, seed=5)]
     return [(np.stack(planes), {"name": "cells stack"}, "image")]
+
+
+def sample_drifting_cells() -> list[tuple]:
+    """Twelve planes of the same cells drifting (a time-lapse or volume): try "through the stack"."""
+    return [(drifting_cells(), {"name": "drifting cells"}, "image")]
 
 
 def write_labels_layer(path: str, data: np.ndarray, meta: dict) -> list[str]:
