@@ -175,13 +175,13 @@ def labels_name(path: Path, labels) -> str:
 def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .cli_references import write_class_names
+    from .class_table import write_class_table
     from .files import ensure_writable_folder, read_image, write_labels
 
     references, reference_files, class_names, notes = reference_inputs(args)
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
-    write_class_names(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
+    write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
     model = load_model(args)
 
     failures: list[str] = []

@@ -1,19 +1,15 @@
-"""The command line's references: image:mask pairs, reference sets, class names, ``classes.csv``.
+"""The command line's references: image:mask pairs, reference sets and class names.
 
 Kept apart from :mod:`.cli` so that the parser stays a list of options.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 from .engine.errors import SansaError
-
-CLASSES_FILE = "classes.csv"
 
 
 def split_reference(value: str) -> tuple[Path, Path]:
@@ -84,35 +80,3 @@ def gather_references(
         )
     names.update(given)
     return ReferenceInputs(references, files, names, notes)
-
-
-def classes_table(class_names: dict[int, str], class_ids: Sequence[int]) -> str:
-    """``classes.csv``: one row ``id,name`` per class (an empty name where none was given)."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "name"])
-    for class_id in sorted(set(class_ids) | set(class_names)):
-        writer.writerow([class_id, class_names.get(class_id, "")])
-    return out.getvalue()
-
-
-def write_class_names(
-    folder: Path, class_names: dict[int, str], class_ids: Sequence[int], overwrite: bool = False
-) -> Path | None:
-    """Write ``classes.csv`` into ``folder`` when names are known; never over a different file unless asked."""
-    from .files import atomic_write
-
-    if not class_names:
-        return None
-    path = Path(folder) / CLASSES_FILE
-    text = classes_table(class_names, class_ids)
-    if path.exists():
-        try:
-            same = path.read_text(encoding="utf-8") == text
-        except (OSError, UnicodeDecodeError):
-            same = False
-        if same:
-            return path
-        if not overwrite:
-            raise SansaError(f"{path} already exists with other class names; choose another folder or allow overwriting.")
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

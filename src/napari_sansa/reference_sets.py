@@ -120,8 +120,10 @@ def _mask_saver(folder: Path, name: str, written: set[Path]):
     return save
 
 
-def _prepare_folder(folder: Path, overwrite: bool) -> None:
-    """Create the folder; refuse a non-empty folder that is no set, and a set unless overwriting."""
+def check_set_folder(folder: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse a folder a set may not be written into: a file, a non-empty folder that is no
+    set, or an existing set unless ``overwrite``. Nothing is written."""
+    folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SansaError(f"{folder} is a file; a reference set is a folder.")
     if folder.is_dir() and any(folder.iterdir()):
@@ -131,6 +133,10 @@ def _prepare_folder(folder: Path, overwrite: bool) -> None:
             )
         if not overwrite:
             raise SansaError(f"A reference set already exists in {folder}; choose another folder or allow overwriting.")
+
+
+def _prepare_folder(folder: Path, overwrite: bool) -> None:
+    check_set_folder(folder, overwrite)
     try:
         for sub in (folder, folder / "images", folder / "masks"):
             sub.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,8 @@ def result_file(folder: Path, name: str, labels: np.ndarray) -> Path:
     return folder / f"{safe_name(name)}{labels_suffix(labels, '.png' if labels.ndim == 2 else '.tif')}"
 
 
-def export_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> list[Path]:
-    """Write each image's labels; refuse (before writing anything) if a file exists."""
+def planned_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> dict[str, Path]:
+    """Each image's label file; refuses if one exists (unless ``overwrite``). Writes nothing."""
     planned = {name: result_file(folder, name, labels) for name, labels in results.items()}
     existing = [p for p in planned.values() if p.exists()]
     if existing and not overwrite:
@@ -51,6 +51,12 @@ def export_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool 
             f"{len(existing)} file(s) already exist in {folder}, e.g. {existing[0].name}; "
             "choose another folder or allow overwriting."
         )
+    return planned
+
+
+def export_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> list[Path]:
+    """Write each image's labels; refuse (before writing anything) if a file exists."""
+    planned = planned_labels(results, folder, overwrite)
     return [write_labels(planned[name], labels, overwrite=overwrite) for name, labels in results.items()]
 
 

@@ -73,6 +73,7 @@ class Job:
     reference_keys: list[TargetKey]
     targets: list[tuple[TargetKey, ImageSource]]
     classes: list[int] = field(default_factory=list)
+    class_names: dict[int, str] = field(default_factory=dict)  # class id -> name, as the user named them
 
     def target_images(self, on_read: Callable[[TargetKey], None] | None = None) -> Iterator[Image]:
         """Target planes, read lazily (in the worker thread)."""
