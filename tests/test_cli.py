@@ -220,9 +220,15 @@ def test_a_reference_set_gives_the_labels_of_its_image_and_mask(dataset, checkpo
     reference = ns.Reference(read_image(ref_dir / "ref.png"), {c: ns.Mask(m) for c, m in classes.items()})
     ns.save_references(tmp_path / "set", [reference], {1: "nucleus"})
     outputs = []
-    for given in (["-r", f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"], ["--references", str(tmp_path / "set")]):
+    for given in (
+        ["-r", f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"],
+        ["--references", str(tmp_path / "set")],
+    ):
         out = tmp_path / f"out{len(outputs)}"
-        code, err = run(["segment", *given, str(target_dir / "stack16.tif"), "--out", str(out)] + model_args(checkpoints), capsys)
+        code, err = run(
+            ["segment", *given, str(target_dir / "stack16.tif"), "--out", str(out)] + model_args(checkpoints),
+            capsys,
+        )
         assert code == 0, err
         outputs.append(tifffile.imread(out / "stack16_labels.tif"))
     np.testing.assert_array_equal(outputs[0], outputs[1])
@@ -235,7 +241,12 @@ def test_class_names_go_to_classes_csv_and_are_not_replaced_silently(dataset, ch
 
     ref_dir, target_dir = dataset
     out = tmp_path / "out"
-    base = ["segment", "-r", f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}", str(target_dir / "cell0.png")]
+    base = [
+        "segment",
+        "-r",
+        f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+        str(target_dir / "cell0.png"),
+    ]
     names = ["--class-name", "1=nucleus", "--class-name", "2=cell body"]
     code, err = run(base + ["--out", str(out), *names] + model_args(checkpoints), capsys)
     assert code == 0, err

@@ -182,7 +182,9 @@ def test_review_queue_lists_least_confident_first_and_shows_the_target(open_widg
     assert viewer.dims.current_step[0] == order[3].plane[0]
 
 
-def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(open_widget, qtbot, tmp_path, monkeypatch):
+def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
+    open_widget, qtbot, tmp_path, monkeypatch
+):
     import dataclasses
 
     import imageio.v3 as iio
@@ -250,8 +252,16 @@ def test_a_run_record_of_an_older_version_still_loads_onto_the_open_images(open_
         "model": {"name": "local files"},
         "settings": {"image_size": 512},
         "references": [
-            {"image": "cells 0", "plane": [], "prompts": {"1": [{"type": "mask", "file": "references/m.tif"}]}},
-            {"image": "cells 3", "plane": [], "prompts": {"2": [{"type": "box", "corners": [10, 20, 90, 120]}]}},
+            {
+                "image": "cells 0",
+                "plane": [],
+                "prompts": {"1": [{"type": "mask", "file": "references/m.tif"}]},
+            },
+            {
+                "image": "cells 3",
+                "plane": [],
+                "prompts": {"2": [{"type": "box", "corners": [10, 20, 90, 120]}]},
+            },
         ],
     }
     (tmp_path / "sansa_run.json").write_text(json.dumps(record))

@@ -26,9 +26,13 @@ def parse_class_names(values: Sequence[str]) -> dict[int, str]:
     for value in values:
         key, sep, name = value.partition("=")
         if not sep or not key.strip().isdigit() or int(key) < 1 or not name.strip():
-            raise SansaError(f"--class-name {value!r} must be ID=NAME with a class id 1, 2, 3, ... (e.g. 1=nucleus).")
+            raise SansaError(
+                f"--class-name {value!r} must be ID=NAME with a class id 1, 2, 3, ... (e.g. 1=nucleus)."
+            )
         if int(key) in names and names[int(key)] != name.strip():
-            raise SansaError(f"--class-name gives class {int(key)} two names: {names[int(key)]!r} and {name.strip()!r}.")
+            raise SansaError(
+                f"--class-name gives class {int(key)} two names: {names[int(key)]!r} and {name.strip()!r}."
+            )
         names[int(key)] = name.strip()
     return names
 
@@ -57,7 +61,9 @@ def gather_references(
     from .reference_sets import read_reference_set, set_file
 
     if not pairs and not sets:
-        raise SansaError("Give references: --reference IMAGE:MASK (repeat for k shots) or --references SET_FOLDER.")
+        raise SansaError(
+            "Give references: --reference IMAGE:MASK (repeat for k shots) or --references SET_FOLDER."
+        )
     references, files, names, notes = [], set(), {}, []
     for image_path, mask_path in (split_reference(value) for value in pairs):
         image = read_image(image_path)

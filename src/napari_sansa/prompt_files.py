@@ -26,7 +26,9 @@ SETTING_FIELDS = ("device", "precision", "image_size", "threshold")
 def scalar_fields(raw: dict, known: tuple[str, ...]) -> dict:
     """The known fields of a model or settings entry that hold plain strings or numbers."""
     return {
-        k: v for k, v in raw.items() if k in known and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        k: v
+        for k, v in raw.items()
+        if k in known and isinstance(v, (str, int, float)) and not isinstance(v, bool)
     }
 
 
@@ -107,25 +109,32 @@ def prompt_to_json(prompt: Prompt, save_mask: Callable[[np.ndarray], str]) -> di
     if isinstance(prompt, Mask):
         return {"type": "mask", "file": save_mask(mask_array(prompt))}
     if isinstance(prompt, Box):
-        return {"type": "box", "corners": [float(prompt.r0), float(prompt.c0), float(prompt.r1), float(prompt.c1)]}
+        return {
+            "type": "box",
+            "corners": [float(prompt.r0), float(prompt.c0), float(prompt.r1), float(prompt.c1)],
+        }
     if isinstance(prompt, Points):
         coords = np.asarray(prompt.coords, float).reshape(-1, 2)
         labels = [1] * len(coords) if prompt.labels is None else [int(v) for v in np.ravel(prompt.labels)]
         return {"type": "points", "coords": coords.tolist(), "labels": labels}
     if isinstance(prompt, Scribble):
-        return {"type": "scribble", "path": np.asarray(prompt.path, float).reshape(-1, 2).tolist(), "positive": bool(prompt.positive)}
+        return {
+            "type": "scribble",
+            "path": np.asarray(prompt.path, float).reshape(-1, 2).tolist(),
+            "positive": bool(prompt.positive),
+        }
     raise SansaError(f"Unknown prompt {prompt!r}: use Mask, Box, Points or Scribble.")
 
 
-def prompt_from_json(entry: object, folder: Path, where: str, read_mask: Callable[[Path], np.ndarray]) -> Prompt:
-    """A prompt from its JSON entry; mask files are read (inside ``folder``) by ``read_mask``."""
+def prompt_from_json(entry: object, folder: Path, where: str) -> Prompt:
+    """A prompt from its JSON entry; a mask's TIFF file must lie inside ``folder``."""
     if not isinstance(entry, dict) or entry.get("type") not in PROMPT_TYPES:
         raise SansaError(f"{where}: unknown prompt {entry!r}.")
     kind = entry["type"]
     if kind == "mask":
         if not isinstance(entry.get("file"), str):
             raise SansaError(f"{where}: a mask names no file.")
-        return Mask(read_mask(inside(folder, entry["file"], where)) != 0)
+        return Mask(read_tiff(inside(folder, entry["file"], where), where) != 0)
     if kind == "box":
         return Box(*number_list(entry.get("corners"), 4, "box corners", where))
     if kind == "points":
@@ -144,9 +153,7 @@ def prompt_from_json(entry: object, folder: Path, where: str, read_mask: Callabl
     return Scribble(np.array([number_list(p, 2, "scribble vertices", where) for p in path]), positive)
 
 
-def class_prompts_from_json(
-    raw: object, folder: Path, where: str, read_mask: Callable[[Path], np.ndarray]
-) -> dict[int, list[Prompt]]:
+def class_prompts_from_json(raw: object, folder: Path, where: str) -> dict[int, list[Prompt]]:
     """``{"1": [entry, ...], ...}`` as class id -> prompts; ids are whole numbers >= 1."""
     if not isinstance(raw, dict) or not raw:
         raise SansaError(f"{where} has no prompts.")
@@ -154,5 +161,5 @@ def class_prompts_from_json(
     for class_id, items in raw.items():
         if not str(class_id).isdigit() or int(class_id) < 1 or not isinstance(items, list) or not items:
             raise SansaError(f"{where} has a bad class {class_id!r} (class ids are 1, 2, 3, ...).")
-        prompts[int(class_id)] = [prompt_from_json(item, folder, where, read_mask) for item in items]
+        prompts[int(class_id)] = [prompt_from_json(item, folder, where) for item in items]
     return prompts

@@ -42,6 +42,7 @@ SET_FILE = "references.json"
 FORMAT = "napari-sansa references"
 FORMAT_VERSION = 1
 RUN_RECORD_FORMAT = "napari-sansa run"  # what the widget exported before reference sets
+RUN_RECORD_FILE = "sansa_run.json"
 MAX_NAME_CHARS = 200
 
 
@@ -68,7 +69,7 @@ def file_format(path: str | os.PathLike) -> str | None:
 
     path = Path(path)
     if path.is_dir():
-        candidates = [path / SET_FILE, path / "sansa_run.json"]
+        candidates = [path / SET_FILE, path / RUN_RECORD_FILE]
         path = next((p for p in candidates if p.is_file()), candidates[0])
     try:
         if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
@@ -107,7 +108,10 @@ def _clean_source(source: object, index: int) -> dict:
         raise SansaError(f"Source of reference {index} must be a dict with an 'image' name.")
     plane = source.get("plane", [])
     where = f"Source of reference {index}"
-    return {"image": source["image"], "plane": [int(v) for v in number_list(list(plane), None, "plane", where)]}
+    return {
+        "image": source["image"],
+        "plane": [int(v) for v in number_list(list(plane), None, "plane", where)],
+    }
 
 
 def _mask_saver(folder: Path, name: str, written: set[Path]):
@@ -132,7 +136,9 @@ def check_set_folder(folder: str | os.PathLike, overwrite: bool = False) -> None
                 f"{folder} already holds other files and is not a reference set; choose an empty or new folder."
             )
         if not overwrite:
-            raise SansaError(f"A reference set already exists in {folder}; choose another folder or allow overwriting.")
+            raise SansaError(
+                f"A reference set already exists in {folder}; choose another folder or allow overwriting."
+            )
 
 
 def _prepare_folder(folder: Path, overwrite: bool) -> None:
@@ -295,7 +301,7 @@ def read_reference_set(path: str | os.PathLike) -> ReferenceSet:
     """Read and validate a reference set (its folder or its ``references.json``)."""
     file = set_file(path)
     if Path(path).is_dir() and not file.is_file():
-        old = Path(path) / "sansa_run.json"
+        old = Path(path) / RUN_RECORD_FILE
         if old.is_file():
             file = old  # explained below
         else:
@@ -310,7 +316,7 @@ def read_reference_set(path: str | os.PathLike) -> ReferenceSet:
         if not isinstance(entry, dict):
             raise SansaError(f"{where} is damaged.")
         image = _image_from_json(entry, folder, where)
-        prompts = class_prompts_from_json(entry.get("prompts"), folder, where, lambda f, w=where: read_tiff(f, w))
+        prompts = class_prompts_from_json(entry.get("prompts"), folder, where)
         reference = Reference(image, prompts)
         try:
             resolve_reference(reference, i)  # mask sizes, points inside the image, ...

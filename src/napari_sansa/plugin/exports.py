@@ -32,7 +32,7 @@ from ..reference_sets import (
 from . import layers as L
 from . import notifications
 from .model_panel import ModelPanel
-from .record import RecordedReference, export_labels, planned_labels, read_record
+from .record import RECORD_NAME, RecordedReference, export_labels, planned_labels, read_record
 from .runs import ExportParts, recreate_reference
 
 REFERENCES_FOLDER = "references"
@@ -115,7 +115,7 @@ def load_references(
 ) -> LoadedReferences:
     """Recreate the references (and model settings) of a reference set or an older run record."""
     if file_format(path) == RUN_RECORD_FORMAT:
-        record = read_record(path if Path(path).is_file() else Path(path) / "sansa_run.json")
+        record = read_record(path if Path(path).is_file() else Path(path) / RECORD_NAME)
         images = {layer.name: layer for layer in L.image_layers(viewer)}
         missing = sorted({r.image for r in record.references if r.image not in images})
         if missing:
@@ -134,7 +134,9 @@ def load_references(
         if layer is None:
             layer, plane = _add_reference_image(viewer, reference, source, i), ()
             added.append(layer.name)
-        recreate_reference(layer, RecordedReference(layer.name, plane, dict(reference.prompts)), add_prompt_layer)
+        recreate_reference(
+            layer, RecordedReference(layer.name, plane, dict(reference.prompts)), add_prompt_layer
+        )
     return LoadedReferences(len(loaded.references), loaded.class_names, added)
 
 
@@ -152,7 +154,7 @@ class RunFileButtons(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         export_button, load_button = QPushButton("Export…"), QPushButton("Load references…")
-        load_button.setToolTip(f"A reference set ({SET_FILE} in its folder) or an older sansa_run.json")
+        load_button.setToolTip(f"A reference set ({SET_FILE} in its folder) or an older {RECORD_NAME}")
         export_button.clicked.connect(self._export_clicked)
         load_button.clicked.connect(self._load_clicked)
         row.addWidget(export_button)
@@ -179,7 +181,7 @@ class RunFileButtons(QWidget):
 
     def _load_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
-            self, "Load references", "", f"Reference set or run record ({SET_FILE} sansa_run.json *.json)"
+            self, "Load references", "", f"Reference set or run record ({SET_FILE} {RECORD_NAME} *.json)"
         )
         if path:
             try:

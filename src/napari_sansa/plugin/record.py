@@ -23,12 +23,11 @@ from ..prompt_files import (
     class_prompts_from_json,
     number_list,
     read_json,
-    read_tiff,
     scalar_fields,
 )
+from ..reference_sets import RUN_RECORD_FILE, RUN_RECORD_FORMAT
 
-RECORD_NAME = "sansa_run.json"
-FORMAT = "napari-sansa run"
+RECORD_NAME, FORMAT = RUN_RECORD_FILE, RUN_RECORD_FORMAT
 
 
 def safe_name(name: str) -> str:
@@ -89,8 +88,6 @@ def read_record(path: str | Path) -> RunRecord:
             raise SansaError(f"{path}: reference {i} names no image.")
         where = f"{path}: reference {i}"
         plane = tuple(int(v) for v in number_list(entry.get("plane", []), None, "plane", where))
-        prompts = class_prompts_from_json(entry.get("prompts"), path.parent, where, lambda f: read_tiff(f, where))
+        prompts = class_prompts_from_json(entry.get("prompts"), path.parent, where)
         references.append(RecordedReference(entry["image"], plane, prompts))
-    return RunRecord(
-        scalar_fields(model, MODEL_FIELDS), scalar_fields(settings, SETTING_FIELDS), references
-    )
+    return RunRecord(scalar_fields(model, MODEL_FIELDS), scalar_fields(settings, SETTING_FIELDS), references)
