@@ -168,3 +168,20 @@ def test_an_old_run_record_says_why_it_is_no_reference_set(tmp_path):
     for path in (tmp_path, tmp_path / "sansa_run.json"):
         with pytest.raises(SansaError, match="names napari layers, not images.*with the images open"):
             ns.load_references(path)
+
+
+def test_oversized_files_and_links_out_of_the_folder_are_refused(tmp_path, references, monkeypatch):
+    from napari_sansa import prompt_files
+
+    saved(tmp_path, references)
+    monkeypatch.setattr(prompt_files, "MAX_ARRAY_BYTES", 1000)
+    with pytest.raises(SansaError, match="would decode to"):
+        ns.load_references(tmp_path / "set")
+    monkeypatch.undo()
+    outside = tmp_path / "elsewhere.tif"
+    tifffile.imwrite(outside, np.ones((256, 320), np.uint8))
+    link = tmp_path / "set" / "masks" / "ref_000_class1_0.tif"
+    link.unlink()
+    link.symlink_to(outside)
+    with pytest.raises(SansaError, match="outside its folder"):
+        ns.load_references(tmp_path / "set")
