@@ -104,8 +104,22 @@ def test_existing_results_are_not_overwritten(dataset, checkpoints, tmp_path, ca
         (["-r", "{ref}:{img}"], "colour image"),
         (["-r", "{ref}:{mask}", "--batch-size", "0"], "batch_size must be at least 1"),
         (["-r", "{ref}:{mask}", "--memory-gb", "-1"], "--memory-gb must be"),
+        ([], "Give references"),
+        (["-r", "{ref}:{mask}", "--class-name", "7=debris"], "no reference has"),
+        (["-r", "{ref}:{mask}", "--class-name", "nucleus"], "must be ID=NAME"),
+        (["--references", "{ref}"], "is not a napari-sansa reference set"),
     ],
-    ids=["no-mask", "missing-files", "colour-mask", "batch-0", "negative-memory"],
+    ids=[
+        "no-mask",
+        "missing-files",
+        "colour-mask",
+        "batch-0",
+        "negative-memory",
+        "no-references",
+        "unused-name",
+        "bad-name",
+        "not-a-set",
+    ],
 )
 def test_bad_input_exits_2_with_one_line(dataset, checkpoints, tmp_path, capsys, args, message):
     ref_dir, target_dir = dataset
@@ -172,3 +186,73 @@ def test_offline_without_weights_says_what_to_download_and_where(tmp_path, capsy
     assert str(tmp_path / "sam2_hiera_large.pt") in err
     assert str(tmp_path / "adapter_universal.pth") in err
     assert "drive.google.com" in err
+
+
+def test_an_instance_mask_is_one_class_and_stderr_says_so(dataset, checkpoints, tmp_path, capsys, samples):
+    ref_dir, target_dir = dataset
+    instances = np.zeros(samples[0][1].shape, np.uint16)
+    for i in range(50):
+        r, c = divmod(i, 10)
+        instances[20 + r * 40 : 40 + r * 40, 10 + c * 30 : 30 + c * 30] = i + 1
+    tifffile.imwrite(ref_dir / "instances.tif", instances)
+    out = tmp_path / "out"
+    reference = f"{ref_dir / 'ref.png'}:{ref_dir / 'instances.tif'}"
+    args = ["segment", "-r", reference, str(target_dir / "cell0.png"), "--out", str(out)]
+    code, err = run(args + model_args(checkpoints), capsys)
+    assert code == 0, err
+    assert "50 object id(s), taken as one class" in err.lower() and "instances.tif" in err
+    labels = iio_read(out / "cell0_labels.png")
+    assert labels.dtype == np.uint8 and set(np.unique(labels)) <= {0, 1}
+
+
+def iio_read(path):
+    import imageio.v3 as iio
+
+    return iio.imread(path)
+
+
+def test_a_reference_set_gives_the_labels_of_its_image_and_mask(dataset, checkpoints, tmp_path, capsys):
+    import napari_sansa as ns
+    from napari_sansa.files import read_image
+
+    ref_dir, target_dir = dataset
+    classes = ns.classes_from_mask(read_image(ref_dir / "ref_mask.png")).classes
+    reference = ns.Reference(read_image(ref_dir / "ref.png"), {c: ns.Mask(m) for c, m in classes.items()})
+    ns.save_references(tmp_path / "set", [reference], {1: "nucleus"})
+    outputs = []
+    for given in (
+        ["-r", f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"],
+        ["--references", str(tmp_path / "set")],
+    ):
+        out = tmp_path / f"out{len(outputs)}"
+        code, err = run(
+            ["segment", *given, str(target_dir / "stack16.tif"), "--out", str(out)] + model_args(checkpoints),
+            capsys,
+        )
+        assert code == 0, err
+        outputs.append(tifffile.imread(out / "stack16_labels.tif"))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert (tmp_path / "out1" / "classes.csv").read_text() == "id,name\n1,nucleus\n2,\n"
+    assert not (tmp_path / "out0" / "classes.csv").exists()  # no names given: no table
+
+
+def test_class_names_go_to_classes_csv_and_are_not_replaced_silently(dataset, checkpoints, tmp_path, capsys):
+    import pandas as pd
+
+    ref_dir, target_dir = dataset
+    out = tmp_path / "out"
+    base = [
+        "segment",
+        "-r",
+        f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}",
+        str(target_dir / "cell0.png"),
+    ]
+    names = ["--class-name", "1=nucleus", "--class-name", "2=cell body"]
+    code, err = run(base + ["--out", str(out), *names] + model_args(checkpoints), capsys)
+    assert code == 0, err
+    table = pd.read_csv(out / "classes.csv")
+    assert table.to_dict("list") == {"id": [1, 2], "name": ["nucleus", "cell body"]}
+    (out / "cell0_labels.png").unlink()
+    code, err = run(base + ["--out", str(out), "--class-name", "1=cell"] + model_args(checkpoints), capsys)
+    assert code == 2 and "classes.csv already exists" in err
+    assert pd.read_csv(out / "classes.csv")["name"].tolist() == ["nucleus", "cell body"]

@@ -34,7 +34,8 @@ def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path):
 
     def make(sample="cells"):
         viewer = make_napari_viewer()
-        viewer.open_sample("napari-sansa", sample)
+        if sample:
+            viewer.open_sample("napari-sansa", sample)
         _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
         widget.image_size.setValue(256)
         widget.device.setCurrentText("cpu")
@@ -181,35 +182,95 @@ def test_review_queue_lists_least_confident_first_and_shows_the_target(open_widg
     assert viewer.dims.current_step[0] == order[3].plane[0]
 
 
-def test_export_writes_labels_and_a_run_record_that_loads_back(open_widget, qtbot, tmp_path):
+def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
+    open_widget, qtbot, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    import imageio.v3 as iio
+
+    from napari_sansa.engine.errors import SansaError
+
     viewer, widget = open_widget()
     draw_labels_reference(widget)
     widget.prompt_image.setCurrentText("cells 1")
     points = widget.add_prompt_layer("points")
     points.add([[60, 60]])
     run_and_wait(widget, qtbot)
-    written = widget.export(tmp_path / "out")
-    names = sorted(p.name for p in written)
-    assert names == ["cells 2.png", "cells 3.png", "cells 4.png", "cells 5.png", "sansa_run.json"]
-    import imageio.v3 as iio
-
-    np.testing.assert_array_equal(
-        iio.imread(tmp_path / "out" / "cells 2.png"), result(viewer, "cells 2").data
-    )
-    record = json.loads((tmp_path / "out" / "sansa_run.json").read_text())
-    assert record["model"]["sam2_size"] == "tiny" and record["settings"]["image_size"] == 256
-    assert len(record["references"]) == 2
-
-    from napari_sansa.engine.errors import SansaError
-
+    plan = widget._plan
+    monkeypatch.setattr(widget, "_plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
+    out = tmp_path / "out"
+    written = widget.export(out)
+    names = sorted(p.relative_to(out).as_posix() for p in written)
+    assert names == [
+        "cells 2.png",
+        "cells 3.png",
+        "cells 4.png",
+        "cells 5.png",
+        "classes.csv",
+        "references/references.json",
+    ]
+    np.testing.assert_array_equal(iio.imread(out / "cells 2.png"), result(viewer, "cells 2").data)
+    assert (out / "classes.csv").read_text() == "id,name\n1,nucleus\n2,\n"
+    document = json.loads((out / "references" / "references.json").read_text())
+    assert document["model"]["sam2_size"] == "tiny" and document["settings"]["image_size"] == 256
+    assert [r["source"]["image"] for r in document["references"]] == ["cells 0", "cells 1"]
     with pytest.raises(SansaError, match="already exist"):
-        widget.export(tmp_path / "out")
+        widget.export(out)
 
+    # the images are open: the prompts go onto them
     viewer2, widget2 = open_widget()
-    assert widget2.load_run(tmp_path / "out" / "sansa_run.json") == 2
+    assert widget2.load_run(out / "references") == 2
+    assert len(L.image_layers(viewer2)) == 6
     job = widget2._plan()
     assert len(job.references) == 2 and job.classes == [1, 2]
     np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, cells(6)[0][1] == 1)
+
+    # a fresh napari without the images: the set brings its own, and a run works from it
+    viewer3, widget3 = open_widget(None)
+    assert widget3.load_run(out / "references" / "references.json") == 2
+    assert [layer.name for layer in L.image_layers(viewer3)] == ["cells 0", "cells 1"]
+    np.testing.assert_array_equal(viewer3.layers["cells 0"].data, cells(6)[0][0])
+    assert len([lyr for lyr in viewer3.layers if L.PROMPTS_FOR in lyr.metadata]) == 3
+    viewer3.add_image(cells(6)[2][0], name="new image")
+    run_and_wait(widget3, qtbot)
+    assert result(viewer3, "new image").data.shape == (256, 320)
+    assert "1 of 1 images segmented" in widget3.status.text()
+
+
+def test_a_run_record_of_an_older_version_still_loads_onto_the_open_images(open_widget, tmp_path):
+    import tifffile
+
+    from napari_sansa.plugin.record import FORMAT
+
+    mask = np.zeros((256, 320), np.uint8)
+    mask[100:140, 100:150] = 1
+    (tmp_path / "references").mkdir()
+    tifffile.imwrite(tmp_path / "references" / "m.tif", mask)
+    record = {
+        "format": FORMAT,
+        "model": {"name": "local files"},
+        "settings": {"image_size": 512},
+        "references": [
+            {
+                "image": "cells 0",
+                "plane": [],
+                "prompts": {"1": [{"type": "mask", "file": "references/m.tif"}]},
+            },
+            {
+                "image": "cells 3",
+                "plane": [],
+                "prompts": {"2": [{"type": "box", "corners": [10, 20, 90, 120]}]},
+            },
+        ],
+    }
+    (tmp_path / "sansa_run.json").write_text(json.dumps(record))
+    viewer, widget = open_widget()
+    assert widget.load_run(tmp_path / "sansa_run.json") == 2
+    assert len(L.image_layers(viewer)) == 6 and widget.image_size.value() == 512
+    job = widget._plan()
+    assert job.classes == [1, 2]
+    np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, mask == 1)
 
 
 def test_problems_are_notifications_not_tracebacks(open_widget, qtbot, errors):

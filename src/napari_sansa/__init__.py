@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .engine import Box, Image, Mask, Points, Reference, SansaConfig, SansaError, Scribble
+from .engine.masks import MaskClasses, classes_from_mask
+from .reference_sets import ReferenceSet, load_references, read_reference_set, save_references
 
 try:
     from ._version import version as __version__
@@ -32,12 +34,18 @@ __all__ = [
     "Box",
     "Image",
     "Mask",
+    "MaskClasses",
     "ModelInfo",
     "Points",
     "Prediction",
     "Reference",
+    "ReferenceSet",
     "Sansa",
     "SansaConfig",
     "SansaError",
     "Scribble",
+    "classes_from_mask",
+    "load_references",
+    "read_reference_set",
+    "save_references",
 ]

@@ -20,13 +20,6 @@ ADAPTER_ENV = "NAPARI_SANSA_ADAPTER_CHECKPOINT"
 EXIT_USAGE = 2
 
 
-def _split_reference(value: str) -> tuple[Path, Path]:
-    image, sep, mask = value.rpartition(":")
-    if not sep or not image or not mask:
-        raise SansaError(f"--reference {value!r} must be IMAGE:MASK (an image file and its label image).")
-    return Path(image), Path(mask)
-
-
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default=None, help="published model name (default: universal)")
@@ -70,9 +63,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--reference",
         "-r",
         action="append",
-        required=True,
         metavar="IMAGE:MASK",
-        help="a reference image and its label image (each nonzero value is a class); repeat for k shots",
+        help="a reference image and its label image; repeat for k shots",
+    )
+    segment.add_argument(
+        "--references",
+        action="append",
+        type=Path,
+        metavar="SET",
+        help="a reference set folder (saved by the widget's Export… or napari_sansa.save_references)",
+    )
+    segment.add_argument(
+        "--mask-classes",
+        choices=["auto", "each", "one"],
+        default="auto",
+        help="each nonzero mask value is a class (each), or all are objects of one class (one: instance "
+        "masks); auto: each for at most 5 values (default)",
+    )
+    segment.add_argument(
+        "--class-name",
+        action="append",
+        metavar="ID=NAME",
+        help="name a class (repeatable); the names go to classes.csv in --out",
     )
     segment.add_argument("targets", nargs="+", type=Path, help="target image files or folders")
     segment.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
@@ -133,18 +145,13 @@ def load_model(args: argparse.Namespace):
     return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
 
 
-def reference_inputs(args: argparse.Namespace) -> tuple[list, set[Path]]:
-    """The references the options give, and the files they were read from (not targets)."""
-    from .engine.prompts import Mask, Reference
-    from .files import mask_to_classes, read_image
+def reference_inputs(args: argparse.Namespace):
+    """The references the options give, the files they were read from (not targets), class names and notes."""
+    from .cli_references import gather_references
 
-    pairs = [_split_reference(value) for value in args.reference]
-    references = []
-    for image_path, mask_path in pairs:
-        image = read_image(image_path)
-        classes = mask_to_classes(read_image(mask_path), f"Mask {mask_path}")
-        references.append(Reference(image, {c: Mask(m) for c, m in classes.items()}))
-    return references, {p.resolve() for pair in pairs for p in pair}
+    return gather_references(
+        args.reference or [], args.references or [], args.mask_classes, args.class_name or []
+    )
 
 
 def target_paths(args: argparse.Namespace, skip: set[Path]) -> list[Path]:
@@ -168,11 +175,13 @@ def labels_name(path: Path, labels) -> str:
 def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .class_table import write_class_table
     from .files import ensure_writable_folder, read_image, write_labels
 
-    references, reference_files = reference_inputs(args)
+    references, reference_files, class_names, notes = reference_inputs(args)
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
+    write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
     model = load_model(args)
 
     failures: list[str] = []
@@ -188,6 +197,8 @@ def _segment(args: argparse.Namespace) -> int:
             readable.append(path)
             yield image
 
+    for note in notes:
+        print(f"napari-sansa: {note}", file=sys.stderr)
     print(f"Estimate: {model.estimate(references, len(targets))}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
     try:

@@ -118,24 +118,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
 
 
 def mask_to_classes(mask: np.ndarray, source: str) -> dict[int, np.ndarray]:
-    """Class id -> boolean mask from a label image (a 0/255 binary mask counts as class 1)."""
-    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
-        if not (np.all(mask[..., 0] == mask[..., 1]) and np.all(mask[..., 0] == mask[..., 2])):
-            raise SansaError(f"{source} is a colour image; a mask must be a grayscale or label image.")
-        mask = mask[..., 0]
-    if mask.ndim != 2:
-        raise SansaError(f"{source} has shape {mask.shape}; a mask must be a 2D label image.")
-    if mask.dtype.kind == "f":
-        if not np.all(np.isfinite(mask)) or not np.all(mask == np.round(mask)):
-            raise SansaError(f"{source} holds fractional values; a mask must hold whole class ids.")
-        mask = mask.astype(np.int64)
-    if mask.dtype.kind == "b":
-        mask = mask.astype(np.uint8)
-    values = [int(v) for v in np.unique(mask) if v != 0]
-    if not values:
-        raise SansaError(f"{source} is empty: it marks no object.")
-    if any(v < 0 for v in values):
-        raise SansaError(f"{source} holds negative values; class ids are 1, 2, 3, ...")
-    if values == [255]:
-        return {1: mask == 255}
-    return {v: mask == v for v in values}
+    """Class id -> boolean mask, one class per nonzero value (a 0/255 binary mask is class 1)."""
+    from .engine.masks import classes_from_mask
+
+    return classes_from_mask(mask, "each", source=source).classes

@@ -1,35 +1,48 @@
-"""Exporting a run (its result layers and its record) and loading a record back.
+"""Exporting a run (label files, its reference set, class names) and loading references back.
 
-A record recreates the run's references as prompt layers and shows its model settings, so
-the run can be repeated. :class:`RunFileButtons` is the widget's Export… / Load run… row:
-it asks for the folder or the file and reports the outcome as a notification.
+Export writes one label file per image or stack, the run's references as a reference set in
+``references/`` and ``classes.csv`` when classes are named; it checks every file first and
+writes nothing if one would be replaced without leave. Loading takes a reference set (or an
+older ``sansa_run.json``) and recreates its references as prompt layers: on the open images of
+the same names, or else on the set's own images, added as new layers.
+:class:`RunFileButtons` is the widget's Export… / Load references… row.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QWidget
 
+from ..class_table import CLASSES_FILE, planned_class_table, write_class_table
 from ..engine.errors import SansaError
+from ..engine.images import image_hw
+from ..reference_sets import (
+    RUN_RECORD_FORMAT,
+    SET_FILE,
+    check_set_folder,
+    file_format,
+    read_reference_set,
+    save_references,
+)
 from . import layers as L
 from . import notifications
 from .model_panel import ModelPanel
-from .record import RecordedReference, export_labels, read_record, write_record
-from .runs import recreate_reference
+from .record import RECORD_NAME, RecordedReference, export_labels, planned_labels, read_record
+from .runs import ExportParts, recreate_reference
 
-RecordParts = tuple[dict, dict, list[RecordedReference], list[dict]]  # what runs.record_parts returns
+REFERENCES_FOLDER = "references"
 
 
 def export_run(
-    viewer, folder: str | os.PathLike, record: Callable[[], RecordParts], overwrite: bool = False
+    viewer, folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False
 ) -> list[Path]:
-    """Write every result layer (one file per image or stack), then the run record ``record()`` gives."""
+    """Write every result layer, then the run's reference set and class names ``parts()`` gives."""
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     results = {}
     for layer in L.image_layers(viewer):
         result = L.result_layer(viewer, L.layer_id(layer))
@@ -37,33 +50,111 @@ def export_run(
             results[layer.name] = np.asarray(result.data)
     if not results:
         raise SansaError("There is nothing to export yet: run SANSA first.")
+    run = parts()
+    set_folder = folder / REFERENCES_FOLDER
+    if run.references:
+        check_set_folder(set_folder, overwrite)
+    class_ids = [c for ref in run.references for c in ref.prompts]
+    planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
+    planned_labels(results, folder, overwrite)
+    folder.mkdir(parents=True, exist_ok=True)
     written = export_labels(results, folder, overwrite=overwrite)
-    written.append(write_record(folder, *record()))
-    return written
+    if run.references:
+        written.append(
+            save_references(
+                set_folder,
+                run.references,
+                run.class_names,
+                model=run.model,
+                settings=run.settings,
+                sources=run.sources,
+                overwrite=overwrite,
+            )
+        )
+    table = write_class_table(folder, run.class_names, class_ids, overwrite)
+    return written + ([table] if table is not None else [])
+
+
+@dataclass(frozen=True)
+class LoadedReferences:
+    """What loading references did."""
+
+    count: int
+    class_names: dict[int, str] = field(default_factory=dict)
+    added_images: list[str] = field(default_factory=list)  # names of image layers the set brought
+
+
+def _open_image_for(viewer, name: str, plane: tuple[int, ...], hw: tuple[int, int]):
+    """The open image layer of that name whose planes and size fit the reference, if any."""
+    for layer in L.image_layers(viewer):
+        if layer.name != name:
+            continue
+        source = L.image_source(layer)
+        shape = source.plane_shape
+        if source.hw == hw and len(shape) == len(plane) and all(0 <= p < n for p, n in zip(plane, shape)):
+            return layer
+    return None
+
+
+def _add_reference_image(viewer, reference, source: dict, index: int):
+    """The reference's own pixels as a new image layer, named after where they came from."""
+    image = reference.image
+    data = np.asarray(image.data)
+    if image.channel_axis is not None:
+        data = np.moveaxis(data, image.channel_axis, -1)
+    name = source.get("image") or f"reference {index}"
+    if source.get("plane"):
+        name += f" plane {','.join(map(str, source['plane']))}"
+    limits = image.contrast_limits
+    kwargs = {"contrast_limits": list(limits)} if limits is not None and limits[1] > limits[0] else {}
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+def load_references(
+    viewer, path: str | os.PathLike, model_panel: ModelPanel, add_prompt_layer: Callable
+) -> LoadedReferences:
+    """Recreate the references (and model settings) of a reference set or an older run record."""
+    if file_format(path) == RUN_RECORD_FORMAT:
+        record = read_record(path if Path(path).is_file() else Path(path) / RECORD_NAME)
+        images = {layer.name: layer for layer in L.image_layers(viewer)}
+        missing = sorted({r.image for r in record.references if r.image not in images})
+        if missing:
+            raise SansaError(f"Open these images first (by the same layer names): {', '.join(missing)}.")
+        model_panel.apply_record(record.model, record.settings)
+        for ref in record.references:
+            recreate_reference(images[ref.image], ref, add_prompt_layer)
+        return LoadedReferences(len(record.references))
+    loaded = read_reference_set(path)
+    model_panel.apply_record(loaded.model, loaded.settings)
+    added = []
+    for i, (reference, source) in enumerate(zip(loaded.references, loaded.sources)):
+        plane = tuple(source.get("plane", ()))
+        hw = image_hw(reference.image)
+        layer = _open_image_for(viewer, source["image"], plane, hw) if source else None
+        if layer is None:
+            layer, plane = _add_reference_image(viewer, reference, source, i), ()
+            added.append(layer.name)
+        recreate_reference(
+            layer, RecordedReference(layer.name, plane, dict(reference.prompts)), add_prompt_layer
+        )
+    return LoadedReferences(len(loaded.references), loaded.class_names, added)
 
 
 def load_run(viewer, path: str | os.PathLike, model_panel: ModelPanel, add_prompt_layer: Callable) -> int:
-    """Recreate the references (and model settings) of an exported run; returns how many."""
-    record = read_record(path)
-    images = {layer.name: layer for layer in L.image_layers(viewer)}
-    missing = sorted({r.image for r in record.references if r.image not in images})
-    if missing:
-        raise SansaError(f"Open these images first (by the same layer names): {', '.join(missing)}.")
-    model_panel.apply_record(record.model, record.settings)
-    for ref in record.references:
-        recreate_reference(images[ref.image], ref, add_prompt_layer)
-    return len(record.references)
+    """:func:`load_references`, returning how many references it recreated."""
+    return load_references(viewer, path, model_panel, add_prompt_layer).count
 
 
 class RunFileButtons(QWidget):
-    """Export… and Load run…: file dialogs around ``export(folder, overwrite)`` and ``load(path)``."""
+    """Export… and Load references…: file dialogs around ``export(folder, overwrite)`` and ``load(path)``."""
 
     def __init__(self, export: Callable[..., list[Path]], load: Callable[[str], int]) -> None:
         super().__init__()
         self._export, self._load = export, load
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        export_button, load_button = QPushButton("Export…"), QPushButton("Load run…")
+        export_button, load_button = QPushButton("Export…"), QPushButton("Load references…")
+        load_button.setToolTip(f"A reference set ({SET_FILE} in its folder) or an older {RECORD_NAME}")
         export_button.clicked.connect(self._export_clicked)
         load_button.clicked.connect(self._load_clicked)
         row.addWidget(export_button)
@@ -84,14 +175,18 @@ class RunFileButtons(QWidget):
             else:
                 notifications.error(str(exc))
                 return
-        notifications.info(f"Exported {len(written) - 1} label file(s) and the run record to {folder}")
+        labels = [p for p in written if p.name not in (SET_FILE, CLASSES_FILE)]
+        extra = " and the references" if len(labels) < len(written) else ""
+        notifications.info(f"Exported {len(labels)} label file(s){extra} to {folder}")
 
     def _load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a run record", "", "Run record (*.json)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Load references", "", f"Reference set or run record ({SET_FILE} {RECORD_NAME} *.json)"
+        )
         if path:
             try:
                 count = self._load(path)
             except SansaError as exc:
                 notifications.error(str(exc))
                 return
-            notifications.info(f"Loaded {count} reference(s); press Run to repeat the run.")
+            notifications.info(f"Loaded {count} reference(s); press Run to segment with them.")

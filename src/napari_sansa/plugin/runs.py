@@ -1,29 +1,41 @@
-"""What an exported run records, and recreating its references as prompt layers."""
+"""What an export records of a run, and recreating references as prompt layers."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.prompts import Box, Mask, Points, Scribble
+from ..engine.prompts import Box, Mask, Points, Reference, Scribble
 from .record import RecordedReference
-from .session import Job, TargetKey
+from .session import Job
 from .settings import WidgetSettings
+
+
+@dataclass(frozen=True, eq=False)
+class ExportParts:
+    """What a reference set of the run holds (the arguments of ``save_references``)."""
+
+    references: list[Reference]
+    sources: list[dict]  # per reference: {"image": layer name, "plane": [...]}
+    class_names: dict[int, str] = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
 
 def recreate_reference(image, ref: RecordedReference, add_prompt_layer: Callable) -> None:
     """Draw a recorded reference's prompts into new prompt layers of ``image``."""
     index = ref.plane
     for class_id, prompts in ref.prompts.items():
-        for prompt in prompts:
+        for prompt in prompts if isinstance(prompts, (list, tuple)) else [prompts]:
             if isinstance(prompt, Mask):
                 layer = add_prompt_layer("labels", image.name)
-                (layer.data[index] if index else layer.data)[np.asarray(prompt.mask)] = class_id
+                (layer.data[index] if index else layer.data)[np.asarray(prompt.mask) != 0] = class_id
                 layer.refresh()
             elif isinstance(prompt, Points):
                 layer = add_prompt_layer("points", image.name)
-                coords = np.asarray(prompt.coords, float)
+                coords = np.asarray(prompt.coords, float).reshape(-1, 2)
                 labels = prompt.labels if prompt.labels is not None else [1] * len(coords)
                 plane = np.tile(np.asarray(index, float), (len(coords), 1))
                 layer.add(np.hstack([plane, coords]) if index else coords)
@@ -41,19 +53,9 @@ def recreate_reference(image, ref: RecordedReference, add_prompt_layer: Callable
                 layer.features = layer.features.assign(**{"class": class_id})
 
 
-def record_parts(
-    job: Job,
-    names: dict[str, str],
-    info,
-    settings: WidgetSettings,
-    scores: dict[TargetKey, float],
-    locked: set[TargetKey],
-) -> tuple[dict, dict, list[RecordedReference], list[dict]]:
-    """Model, settings, references and targets of a run, as the run record stores them."""
-    refs = [
-        RecordedReference(names[k.image_id], k.plane, {c: list(p) for c, p in ref.prompts.items()})
-        for k, ref in zip(job.reference_keys, job.references)
-    ]
+def record_parts(job: Job, names: dict[str, str], info, settings: WidgetSettings) -> ExportParts:
+    """The run's references, where they came from, class names, model and settings, for export."""
+    sources = [{"image": names[k.image_id], "plane": list(k.plane)} for k in job.reference_keys]
     model = {"name": settings.model}
     if info is not None:
         model.update(
@@ -61,18 +63,9 @@ def record_parts(
             adapter_checkpoint=info.adapter_checkpoint,
             sam2_size=info.sam2_size,
         )
-    targets = [
-        {
-            "image": names.get(k.image_id, "?"),
-            "plane": list(k.plane),
-            "score": round(s, 4),
-            "locked": k in locked,
-        }
-        for k, s in scores.items()
-    ]
     run_settings = {
         "device": settings.device,
         "precision": settings.precision,
         "image_size": settings.image_size,
     }
-    return model, run_settings, refs, targets
+    return ExportParts(list(job.references), sources, dict(job.class_names), model, run_settings)

@@ -110,7 +110,7 @@ class Job:
     targets: list[tuple[TargetKey, ImageSource]]
     classes: list[int] = field(default_factory=list)
     stacks: list[StackRun] = field(default_factory=list)
-    class_names: dict[int, str] = field(default_factory=dict)
+    class_names: dict[int, str] = field(default_factory=dict)  # class id -> name, as the user named them
 
     def independent(self) -> list[tuple[TargetKey, ImageSource]]:
         """Targets segmented each on its own (not through a stack)."""

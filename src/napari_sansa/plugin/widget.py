@@ -458,16 +458,16 @@ class SansaWidget(QWidget):
 
     # ------------------------------------------------------------------ export
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-        """Write every result layer (one file per image or stack) and the run record."""
+        """Write every result layer (one file per image or stack), the reference set and class names."""
         return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite)
 
-    def _record_parts(self) -> exports.RecordParts:
+    def _record_parts(self) -> exports.ExportParts:
         job = self._plan()  # also names the images
         info = self.model.info if self.model is not None else None
-        return record_parts(job, self._names, info, self._settings(), self.scores, self.locked)
+        return record_parts(job, self._names, info, self._settings())
 
     def load_run(self, path: str | os.PathLike) -> int:
-        """Recreate the references (and model settings) of an exported run; returns how many."""
+        """Recreate the references (and model settings) of a reference set or run record; returns how many."""
         count = exports.load_run(self.viewer, path, self.model_panel, self.add_prompt_layer)
         self.references_panel.describe()
         return count
