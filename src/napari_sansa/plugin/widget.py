@@ -468,6 +468,9 @@ class SansaWidget(QWidget):
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of a reference set or run record; returns how many."""
-        count = exports.load_run(self.viewer, path, self.model_panel, self.add_prompt_layer)
-        self.references_panel.describe()
-        return count
+        loaded = exports.load_references(self.viewer, path, self.model_panel, self.add_prompt_layer)
+        panel = self.references_panel
+        panel.class_names.update(loaded.class_names)
+        panel.class_name.setText(panel.class_names.get(panel.class_id.value(), ""))
+        panel.describe()
+        return loaded.count
