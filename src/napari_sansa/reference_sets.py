@@ -65,16 +65,12 @@ def set_file(path: str | os.PathLike) -> Path:
 
 def file_format(path: str | os.PathLike) -> str | None:
     """The ``format`` a napari-sansa JSON file (or folder holding one) declares, if any."""
-    from .prompt_files import MAX_JSON_BYTES
-
     path = Path(path)
     if path.is_dir():
         candidates = [path / SET_FILE, path / RUN_RECORD_FILE]
         path = next((p for p in candidates if p.is_file()), candidates[0])
     try:
-        if not path.is_file() or path.stat().st_size > MAX_JSON_BYTES:
-            return None
-        raw = read_json(path, "a JSON file")
+        raw = read_json(path, "a JSON file") if path.is_file() else None
     except SansaError:
         return None
     value = raw.get("format") if isinstance(raw, dict) else None
@@ -106,11 +102,11 @@ def _clean_source(source: object, index: int) -> dict:
         return {}
     if not isinstance(source, Mapping) or not isinstance(source.get("image"), str):
         raise SansaError(f"Source of reference {index} must be a dict with an 'image' name.")
-    plane = source.get("plane", [])
+    plane = [v.item() if isinstance(v, np.generic) else v for v in source.get("plane", [])]
     where = f"Source of reference {index}"
     return {
         "image": source["image"],
-        "plane": [int(v) for v in number_list(list(plane), None, "plane", where)],
+        "plane": [int(v) for v in number_list(plane, None, "plane", where)],
     }
 
 
