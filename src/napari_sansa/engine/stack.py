@@ -278,7 +278,8 @@ def _run(
     sam = model.sam
     window = max(sam.num_maskmem * sam.memory_temporal_stride_for_eval, sam.max_obj_ptrs_in_encoder)
     done = 0
-    reading = (planes.read(v.plane) for v in visits if v.plane not in held)
+    to_read = [v.plane for v in visits if v.plane not in held]  # before held planes are popped
+    reading = (planes.read(z) for z in to_read)
     with Prefetch(model._prepare_target, reading, ahead=2, workers=1) as queue:
         futures = (future for chunk in queue.chunks(1) for _, future in chunk)
         turned = False
