@@ -178,6 +178,7 @@ def test_grayscale_stacks_and_image_sequences(model, volume, middle):
         (np.zeros((4, 64, 64)), {2: {1: ns.Mask(np.ones((40, 64)))}}, "class 1 on plane 2 has shape"),
         (np.zeros((4, 64, 64)), {3: {1: ns.Points([[10, 80]])}}, "class 1 on plane 3 lies outside"),
         ("volume.tif", {0: {1: ns.Box(1, 1, 20, 20)}}, "not str"),
+        ([np.zeros((64, 64)), np.zeros((3, 9, 64, 64))], {1: {1: ns.Box(1, 1, 20, 20)}}, "Plane 1: Expected"),
     ],
 )
 def test_bad_inputs_raise_a_clear_error_before_any_work(model, encoder_calls, stack, annotations, message):
@@ -222,7 +223,7 @@ def test_memory_selection_matches_sam2(model, monkeypatch, reverse, pointer_enco
             torch.randn(1, sam.hidden_dim, generator=gen),
         )
 
-    num_planes, plane = 24, 12
+    count, plane = 24, 12
     cond = {2: entry(), 14: entry(), 20: entry()}
     done = range(3, 12) if not reverse else range(21, 12, -1)
     recent = {t: entry() for t in done if t not in cond and t not in (7, 17)}  # failed planes: gaps
@@ -239,7 +240,7 @@ def test_memory_selection_matches_sam2(model, monkeypatch, reverse, pointer_enco
         }
 
     with torch.inference_mode():
-        ours = condition_on_track(sam, feats, pos, plane, cond, recent, reverse=reverse, num_planes=num_planes)
+        ours = condition_on_track(sam, feats, pos, plane, cond, recent, reverse=reverse, num_planes=count)
         theirs = sam._prepare_memory_conditioned_features(
             frame_idx=plane,
             is_init_cond_frame=False,
@@ -247,7 +248,7 @@ def test_memory_selection_matches_sam2(model, monkeypatch, reverse, pointer_enco
             current_vision_pos_embeds=[pos.flatten(2).permute(2, 0, 1)],
             feat_sizes=[(side, side)],
             output_dict={"cond_frame_outputs": outputs(cond), "non_cond_frame_outputs": outputs(recent)},
-            num_frames=num_planes,
+            num_frames=count,
             track_in_reverse=reverse,
         )
     torch.testing.assert_close(ours, theirs)
