@@ -601,12 +601,15 @@ class Sansa:
         start are not segmented. A :class:`Prediction` (``index`` = plane) comes for every
         plane that is neither annotated nor in ``skip``, each once, in that order; planes in
         ``skip`` (e.g. locked by the user) are still predicted, so that memory passes through
-        them. ``cancel``, ``progress`` and ``on_error`` work as in :meth:`propagate`.
+        them. ``cancel``, ``progress`` and ``on_error`` work as in :meth:`propagate`. Bad
+        inputs raise a :class:`SansaError` at the call, before any work.
         """
         from .stack import propagate_stack
 
-        options = {"cancel": cancel, "progress": progress, "on_error": on_error}
-        return propagate_stack(self, stack, annotations, both_ways=both_ways, start=start, skip=skip, **options)
+        options = {"both_ways": both_ways, "start": start, "skip": skip}
+        return propagate_stack(
+            self, stack, annotations, **options, cancel=cancel, progress=progress, on_error=on_error
+        )
 
     def clear_cache(self) -> None:
         """Forget cached features (in memory and on disk) and reference memories."""

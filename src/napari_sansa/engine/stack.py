@@ -66,7 +66,9 @@ def select_memory(
         if sam.only_obj_ptrs_in_the_past_for_eval:
             selected = {t: e for t, e in selected.items() if (t >= plane if reverse else t <= plane)}
         signed = sam.use_signed_tpos_enc_to_obj_ptrs
-        pointers = [((plane - t) * sign if signed else abs(plane - t), e.obj_ptr) for t, e in selected.items()]
+        pointers = [
+            ((plane - t) * sign if signed else abs(plane - t), e.obj_ptr) for t, e in selected.items()
+        ]
         for distance in range(1, min(num_planes, sam.max_obj_ptrs_in_encoder)):
             t = plane - sign * distance
             if not 0 <= t < num_planes:
@@ -120,11 +122,13 @@ class Planes:
             )
         if hasattr(stack, "shape") and not isinstance(stack, (list, tuple)):
             shape = tuple(int(s) for s in stack.shape)
-            if len(shape) not in (3, 4):
+            if len(shape) == 2:
                 raise SansaError(
-                    f"A stack must be (Z, Y, X) or (Z, Y, X, C), got shape {shape}"
-                    + (": that is a single 2D image; use Sansa.propagate for images." if len(shape) == 2 else ".")
+                    f"A stack must be (Z, Y, X) or (Z, Y, X, C), got shape {shape}: that is a "
+                    "single 2D image; use Sansa.propagate for images."
                 )
+            if len(shape) not in (3, 4):
+                raise SansaError(f"A stack must be (Z, Y, X) or (Z, Y, X, C), got shape {shape}.")
             if shape[-1] <= MAX_CHANNELS and len(shape) == 3:
                 raise SansaError(
                     f"The stack of shape {shape} looks like one image with {shape[-1]} channels, not a "
@@ -176,7 +180,11 @@ def resolve_annotations(annotations: Any, planes: Planes) -> dict[int, dict[int,
             raise SansaError(
                 f"Plane {z} has no prompts: give them as {{class id: prompt}}, or leave the plane out."
             )
-        resolved[z] = resolve_prompts(prompts, planes.hw(z), f"plane {z}")
+        try:
+            hw = planes.hw(z)
+        except SansaError as exc:
+            raise SansaError(f"Plane {z}: {exc}") from None
+        resolved[z] = resolve_prompts(prompts, hw, f"plane {z}")
     return dict(sorted(resolved.items()))
 
 
@@ -278,7 +286,8 @@ def _run(
     sam = model.sam
     window = max(sam.num_maskmem * sam.memory_temporal_stride_for_eval, sam.max_obj_ptrs_in_encoder)
     done = 0
-    reading = (planes.read(v.plane) for v in visits if v.plane not in held)
+    to_read = [v.plane for v in visits if v.plane not in held]  # before held planes are popped
+    reading = (planes.read(z) for z in to_read)
     with Prefetch(model._prepare_target, reading, ahead=2, workers=1) as queue:
         futures = (future for chunk in queue.chunks(1) for _, future in chunk)
         turned = False
@@ -316,7 +325,7 @@ def _predict_plane(
     visit: _Visit,
     cond: Mapping[int, Memory],
     recent: dict[int, dict[int, MemoryEntry]],
-    num_planes: int,
+    n: int,
     window: int,
 ):
     """Predict the plane's classes that are not annotated on it, remember them, and return
@@ -331,7 +340,7 @@ def _predict_plane(
             if z in cond[class_id]:
                 continue
             pix_feat = condition_on_track(
-                sam, feats, model._position, z, cond[class_id], memory, reverse=visit.reverse, num_planes=num_planes
+                sam, feats, model._position, z, cond[class_id], memory, reverse=visit.reverse, num_planes=n
             )
             decoded = _heads(sam, pix_feat, feats, True)
             memory[z] = encode_memory(sam, feats, decoded.high_res, decoded.obj_ptr)
