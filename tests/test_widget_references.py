@@ -181,3 +181,39 @@ def test_propagating_from_a_plane_needs_a_stack_plane_with_labels(open_widget, q
     viewer, widget = open_widget()
     assert widget.propagate_from() is None
     assert "Select a plane of a stack" in errors[-1]
+
+
+def test_a_reference_set_saved_in_the_widget_gives_the_cli_the_same_labels(
+    open_widget, qtbot, tmp_path, checkpoints, capsys
+):
+    import imageio.v3 as iio
+
+    from napari_sansa.cli import main
+
+    viewer, widget = open_widget()
+    viewer.add_labels(cells(6)[0][1], name="cells 0 mask")
+    widget.references_panel.class_name.setText("nucleus")
+    widget.references_panel.class_name.textEdited.emit("nucleus")
+    run_and_wait(widget, qtbot)
+    widget.save_references(tmp_path / "refs")
+    with pytest.raises(Exception, match="already exists"):
+        widget.save_references(tmp_path / "refs")
+
+    targets = tmp_path / "targets"
+    targets.mkdir()
+    for i in range(1, 4):
+        iio.imwrite(targets / f"cells {i}.png", viewer.layers[f"cells {i}"].data)
+    sam2, adapter = checkpoints
+    args = ["segment", "--references", str(tmp_path / "refs"), str(targets), "--out", str(tmp_path / "out")]
+    args += ["--sam2", str(sam2), "--adapter", str(adapter), "--device", "cpu", "--image-size", "256"]
+    assert main(args) == 0, capsys.readouterr().err
+    for i in range(1, 4):
+        cli = iio.imread(tmp_path / "out" / f"cells {i}_labels.png")
+        np.testing.assert_array_equal(cli, result(viewer, f"cells {i}").data)
+    assert "nucleus" in (tmp_path / "out" / "classes.csv").read_text()
+
+
+def test_saving_references_without_any_says_so(open_widget, errors):
+    viewer, widget = open_widget()
+    with pytest.raises(Exception, match="no references to save"):
+        widget.save_references("unused")

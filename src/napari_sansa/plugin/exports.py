@@ -140,44 +140,75 @@ def load_references(
     return LoadedReferences(len(loaded.references), loaded.class_names, added)
 
 
-def load_run(viewer, path: str | os.PathLike, model_panel: ModelPanel, add_prompt_layer: Callable) -> int:
-    """:func:`load_references`, returning how many references it recreated."""
-    return load_references(viewer, path, model_panel, add_prompt_layer).count
+def save_run_references(folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False) -> Path:
+    """Write the current references as a reference set, e.g. for the command line or a cluster."""
+    run = parts()
+    if not run.references:
+        raise SansaError("There are no references to save: annotate an image, or open a mask that fits one.")
+    return save_references(
+        folder,
+        run.references,
+        run.class_names,
+        model=run.model,
+        settings=run.settings,
+        sources=run.sources,
+        overwrite=overwrite,
+    )
 
 
 class RunFileButtons(QWidget):
-    """Export… and Load references…: file dialogs around ``export(folder, overwrite)`` and ``load(path)``."""
+    """Export…, Save references… and Load references…: file dialogs around ``export(folder,
+    overwrite)``, ``save(folder, overwrite)`` and ``load(path)``."""
 
-    def __init__(self, export: Callable[..., list[Path]], load: Callable[[str], int]) -> None:
+    def __init__(
+        self,
+        export: Callable[..., list[Path]],
+        load: Callable[[str], int],
+        save: Callable[..., Path],
+    ) -> None:
         super().__init__()
-        self._export, self._load = export, load
+        self._export, self._load, self._save = export, load, save
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        export_button, load_button = QPushButton("Export…"), QPushButton("Load references…")
+        export_button = QPushButton("Export…")
+        save_button, load_button = QPushButton("Save references…"), QPushButton("Load references…")
+        export_button.setToolTip("Label files, the references (references/) and classes.csv")
+        save_button.setToolTip("The references as a reference set, for another napari, the command line or a cluster")
         load_button.setToolTip(f"A reference set ({SET_FILE} in its folder) or an older {RECORD_NAME}")
         export_button.clicked.connect(self._export_clicked)
+        save_button.clicked.connect(self._save_clicked)
         load_button.clicked.connect(self._load_clicked)
-        row.addWidget(export_button)
-        row.addWidget(load_button)
+        for button in (export_button, save_button, load_button):
+            row.addWidget(button)
 
-    def _export_clicked(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Export labels to")
-        if not folder:
-            return
+    def _with_leave(self, write: Callable[..., object], folder: str):
+        """``write(folder)``, asking before replacing files; ``None`` if it did not happen."""
         try:
-            written = self._export(folder)
+            return write(folder)
         except SansaError as exc:
             if (
                 "already exist" in str(exc)
                 and QMessageBox.question(self, "Overwrite?", f"{exc}\n\nOverwrite them?") == QMessageBox.Yes
             ):
-                written = self._export(folder, overwrite=True)
-            else:
-                notifications.error(str(exc))
-                return
+                return write(folder, overwrite=True)
+            notifications.error(str(exc))
+            return None
+
+    def _export_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Export labels to")
+        written = self._with_leave(self._export, folder) if folder else None
+        if written is None:
+            return
         labels = [p for p in written if p.name not in (SET_FILE, CLASSES_FILE)]
         extra = " and the references" if len(labels) < len(written) else ""
         notifications.info(f"Exported {len(labels)} label file(s){extra} to {folder}")
+
+    def _save_clicked(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Save the references into (a new or empty folder)")
+        if folder and self._with_leave(self._save, folder) is not None:
+            notifications.info(
+                f"Saved the references to {folder}: napari-sansa segment --references {folder} ..."
+            )
 
     def _load_clicked(self) -> None:
         path, _ = QFileDialog.getOpenFileName(

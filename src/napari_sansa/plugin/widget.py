@@ -141,7 +141,7 @@ class SansaWidget(QWidget):
         self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
         layout.addWidget(self.review_panel)
-        self.run_files = exports.RunFileButtons(self.export, self.load_run)
+        self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         layout.addWidget(self.run_files)
         layout.addStretch()
 
@@ -460,6 +460,10 @@ class SansaWidget(QWidget):
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
         """Write every result layer (one file per image or stack), the reference set and class names."""
         return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite)
+
+    def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the references as a reference set (a new or empty folder, or over a set)."""
+        return exports.save_run_references(folder, self._record_parts, overwrite=overwrite)
 
     def _record_parts(self) -> exports.ExportParts:
         job = self._plan()  # also names the images
