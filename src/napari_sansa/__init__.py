@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .engine import Box, Image, Mask, Points, Reference, SansaConfig, SansaError, Scribble
+from .engine.instances import link_planes, split_instances
 
 try:
     from ._version import version as __version__
@@ -40,4 +41,6 @@ __all__ = [
     "SansaConfig",
     "SansaError",
     "Scribble",
+    "link_planes",
+    "split_instances",
 ]
