@@ -161,18 +161,8 @@ def test_watershed_objects_and_their_table(predicted, samples):
     assert labels.shape == predicted.labels.shape and labels.dtype == np.int32
     assert labels.max() == 6 and sorted(table["label"]) == list(range(1, 7))  # unique across classes
     assert not labels[predicted.labels == 0].any()
-    assert list(table.columns[:10]) == [
-        "label",
-        "class",
-        "class_name",
-        "area",
-        "centroid_row",
-        "centroid_col",
-        "bbox_row0",
-        "bbox_col0",
-        "bbox_row1",
-        "bbox_col1",
-    ]
+    assert list(table.columns[:4]) == ["label", "class", "class_name", "area"]
+    assert {"centroid_row", "centroid_col", "bbox_row0", "bbox_col0", "bbox_row1", "bbox_col1"} < set(table)
     assert table.columns[-1] == "score"
     assert table["area"].sum() == np.count_nonzero(labels)
     image = samples[1][0]
