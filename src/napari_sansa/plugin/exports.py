@@ -25,9 +25,14 @@ RecordParts = tuple[dict, dict, list[RecordedReference], list[dict]]  # what run
 
 
 def export_run(
-    viewer, folder: str | os.PathLike, record: Callable[[], RecordParts], overwrite: bool = False
+    viewer,
+    folder: str | os.PathLike,
+    record: Callable[[], RecordParts],
+    overwrite: bool = False,
+    objects: Callable[[], list[Path]] | None = None,
 ) -> list[Path]:
-    """Write every result layer (one file per image or stack), then the run record ``record()`` gives."""
+    """Write every result layer (one file per image or stack), then the run record ``record()`` gives
+    (and, with ``objects``, what it writes: the objects layers and their tables)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -38,6 +43,7 @@ def export_run(
     if not results:
         raise SansaError("There is nothing to export yet: run SANSA first.")
     written = export_labels(results, folder, overwrite=overwrite)
+    written += objects() if objects is not None else []
     written.append(write_record(folder, *record()))
     return written
 

@@ -36,6 +36,7 @@ class Estimated:
 class TargetDone:
     key: TargetKey
     prediction: Prediction
+    objects: object = None  # the prediction's objects, when the run asks for them
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ def run_job(
     job: Job,
     cancel: threading.Event,
     ready: threading.Event | None = None,
+    objects: Callable[[Prediction], object] | None = None,
 ) -> Iterator[object]:
     """Load the model if needed, then segment the job's targets one at a time.
+
+    With ``objects``, each prediction's objects are found here too (off the main thread).
 
     With ``ready``, wait for it first: the widget adds result layers meanwhile, faster with the
     CPU to itself. A run cancelled by then stops before loading anything.
@@ -68,7 +72,8 @@ def run_job(
     report = lambda index, error: failed.append(TargetFailed(keys[index], str(error)))  # noqa: E731
     for prediction in model.propagate(job.references, job.target_images(), cancel=cancel, on_error=report):
         yield from _drain(failed)
-        yield TargetDone(keys[prediction.index], prediction)
+        found = objects(prediction) if objects is not None else None
+        yield TargetDone(keys[prediction.index], prediction, found)
     yield from _drain(failed)
 
 

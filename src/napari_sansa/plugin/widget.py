@@ -39,6 +39,7 @@ from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_loading import model_loader
 from .model_panel import LOCAL, ModelPanel
+from .objects_panel import ObjectsPanel
 from .qt_lifetime import is_deleted
 from .quiet_gc import QuietCollections
 from .references_panel import ReferencesPanel
@@ -122,6 +123,8 @@ class SansaWidget(QWidget):
         self.progress.hide()
         layout.addWidget(self.progress)
 
+        self.objects_panel = ObjectsPanel(self.viewer)
+        layout.addWidget(self.objects_panel)
         self.review_panel = ReviewPanel(self.viewer, self._describe_key)
         self.review_panel.reference_added.connect(self.references_panel.describe)
         self.review = self.review_panel.queue
@@ -220,7 +223,14 @@ class SansaWidget(QWidget):
             "finished": self._on_finished,
         }
         self.worker = create_worker(
-            run_job, get_model, job, self._cancel, self._ready, _start_thread=False, _connect=handlers
+            run_job,
+            get_model,
+            job,
+            self._cancel,
+            self._ready,
+            objects=self.objects_panel.splitter(),
+            _start_thread=False,
+            _connect=handlers,
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -289,7 +299,7 @@ class SansaWidget(QWidget):
             self.failures.append(f"{self._describe_key(event.key)}: {event.message}")
             notifications.error(f"Skipped {self.failures[-1]}")
         elif isinstance(event, TargetDone):
-            self._write(event.key, event.prediction)
+            self._write(event.key, event.prediction, event.objects)
             self._done += 1
             self._set_progress(self._done, self._total)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
@@ -305,7 +315,7 @@ class SansaWidget(QWidget):
         bar.setValue(done)
         bar.setUpdatesEnabled(True)  # schedules an ordinary repaint
 
-    def _write(self, key: TargetKey, prediction) -> None:
+    def _write(self, key: TargetKey, prediction, objects=None) -> None:
         source = self._sources.get(key)
         if source is None or key in self.locked:
             return  # locked while the run was going: the user's labels win
@@ -318,6 +328,8 @@ class SansaWidget(QWidget):
         elif L.shows_plane(self.viewer, layer, key.plane):
             layer.refresh()  # redraws the canvas: only when the plane is on screen
         self.review_panel.add_result(key, prediction.score, running=self.worker is not None)
+        if objects is not None:
+            self.objects_panel.write(source, key, objects, running=self.worker is not None)
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self._results is not None:
@@ -352,6 +364,7 @@ class SansaWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.review_panel.refresh()
+        self.objects_panel.refresh()
         self._show_status("")
 
     def _show_status(self, running: str) -> None:
@@ -390,7 +403,8 @@ class SansaWidget(QWidget):
     # ------------------------------------------------------------------ export
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
         """Write every result layer (one file per image or stack) and the run record."""
-        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite)
+        objects = self.objects_panel.layers.export_later(folder, overwrite)
+        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects)
 
     def _record_parts(self) -> exports.RecordParts:
         job = self._plan()  # also names the images
