@@ -67,6 +67,7 @@ def object_table(
     properties = ["label", "area", "centroid", "bbox"] + (["intensity_mean"] if intensity is not None else [])
     measured = pd.DataFrame(regionprops_table(labels, intensity_image=intensity, properties=properties))
     measured = measured.rename(columns=_RENAME)
+    measured["area"] = measured["area"].astype(np.int64)  # a pixel count (scikit-image gives floats)
     if intensity is not None:
         if intensity.ndim == 2:
             measured = measured.rename(columns={"intensity_mean": "mean_intensity"})
