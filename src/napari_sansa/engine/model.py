@@ -23,7 +23,9 @@ from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
+from .instances import DEFAULT_MIN_SIZE
 from .memory import MemoryEntry, decode_mask_prompt, decode_point_prompt, decode_target, encode_memory
+from .objects import Objects
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
@@ -76,8 +78,12 @@ class Prediction:
     _target: _Prepared | None = field(default=None, repr=False)
 
     def instances(
-        self, method: str = "watershed", *, min_size: int = 16, class_names: Mapping[int, str] | None = None
-    ):
+        self,
+        method: str = "watershed",
+        *,
+        min_size: int = DEFAULT_MIN_SIZE,
+        class_names: Mapping[int, str] | None = None,
+    ) -> Objects:
         """Each object its own label: ``(labels, table)``, an :class:`~.objects.Objects`.
 
         "watershed" splits each class's mask where objects touch; "sam" outlines each of those

@@ -33,6 +33,7 @@ class Objects(NamedTuple):
 def _watershed(prediction: Prediction, min_size: int) -> tuple[np.ndarray, dict[int, int], dict[int, float]]:
     """Watershed objects of every class; each scored by its pixels' mean class probability."""
     from scipy import ndimage
+    from scipy.special import expit
 
     labels = np.asarray(prediction.labels)
     out = np.zeros(labels.shape, np.int32)
@@ -48,7 +49,7 @@ def _watershed(prediction: Prediction, min_size: int) -> tuple[np.ndarray, dict[
         ids = np.arange(1, n + 1)
         logits = prediction.logits.get(class_id)
         if logits is not None:
-            probability = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64)))
+            probability = expit(np.asarray(logits, np.float64))
             means = ndimage.mean(probability, split, ids)
         else:
             means = np.full(n, prediction.scores.get(class_id, np.nan))

@@ -178,11 +178,11 @@ def sam_instances(
             crop, mask = seed.box, seed.region
         candidates.append((seed.class_id, crop, mask, float(iou)))
     kept = _non_maximum_suppression(candidates)
-    classes, scores = {}, {}
-    for label, k in enumerate(sorted(kept), start=1):  # ids in seed order; higher IoU paints first
-        classes[label], scores[label] = candidates[k][0], candidates[k][3]
-    for label, k in sorted(((lab, k) for lab, k in enumerate(sorted(kept), start=1)), key=lambda p: (-scores[p[0]], p[0])):
-        _, (r0, c0, r1, c1), mask, _ = candidates[k]
+    kept.sort()  # ids in seed order
+    classes = {label: candidates[k][0] for label, k in enumerate(kept, start=1)}
+    scores = {label: candidates[k][3] for label, k in enumerate(kept, start=1)}
+    for label in sorted(scores, key=lambda lab: (-scores[lab], lab)):  # where masks overlap, the surer wins
+        _, (r0, c0, r1, c1), mask, _ = candidates[kept[label - 1]]
         window = out[r0:r1, c0:c1]
         window[mask & (window == 0)] = label
     sizes = np.bincount(out.ravel(), minlength=len(kept) + 1)
