@@ -7,6 +7,7 @@ import pytest
 
 from napari_sansa.samples import cells
 
+WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
 TEST_IMAGE_SIZE = 256  # model input side for tests: 16x fewer pixels than 1024, same code paths
 
 
@@ -79,3 +80,32 @@ def encoder_calls(request):
 def disk_mask(shape, center, radius):
     rr, cc = np.ogrid[: shape[0], : shape[1]]
     return (rr - center[0]) ** 2 + (cc - center[1]) ** 2 <= radius**2
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    """Messages the widget shows as error notifications."""
+    shown = []
+    from napari_sansa.plugin import notifications
+
+    monkeypatch.setattr(notifications, "error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path):
+    """A viewer with the sample cells and the widget docked (local random weights preselected)."""
+    monkeypatch.setenv("NAPARI_SANSA_SAM2_CHECKPOINT", str(checkpoints[0]))
+    monkeypatch.setenv("NAPARI_SANSA_ADAPTER_CHECKPOINT", str(checkpoints[1]))
+    monkeypatch.setenv("NAPARI_SANSA_CONFIG_DIR", str(tmp_path / "config"))
+
+    def make(sample="cells"):
+        viewer = make_napari_viewer()
+        if sample:
+            viewer.open_sample("napari-sansa", sample)
+        _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
+        widget.image_size.setValue(256)
+        widget.device.setCurrentText("cpu")
+        return viewer, widget
+
+    return make

@@ -256,3 +256,31 @@ def test_class_names_go_to_classes_csv_and_are_not_replaced_silently(dataset, ch
     code, err = run(base + ["--out", str(out), "--class-name", "1=cell"] + model_args(checkpoints), capsys)
     assert code == 2 and "classes.csv already exists" in err
     assert pd.read_csv(out / "classes.csv")["name"].tolist() == ["nucleus", "cell body"]
+
+
+def test_instances_writes_objects_and_their_table(dataset, checkpoints, tmp_path, capsys):
+    import pandas as pd
+
+    ref_dir, target_dir = dataset
+    out = tmp_path / "out"
+    reference = f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"
+    args = ["segment", "-r", reference, str(target_dir / "cell0.png"), "--out", str(out), "--instances", "watershed"]
+    code, err = run(args + model_args(checkpoints), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["cell0_labels.png", "cell0_objects.csv", "cell0_objects.tif"]
+    import imageio.v3 as iio
+
+    classes = iio.imread(out / "cell0_labels.png")
+    objects = tifffile.imread(out / "cell0_objects.tif")
+    table = pd.read_csv(out / "cell0_objects.csv")
+    assert objects.dtype == np.int32 and objects.shape == classes.shape
+    assert not objects[classes == 0].any()
+    assert sorted(table["label"]) == sorted(np.unique(objects[objects > 0]))
+    assert table["area"].sum() == np.count_nonzero(objects)
+    assert set(table["class"]) <= {1, 2}
+
+
+def test_instances_choice_is_checked(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "-r", "a:b", "t.png", "--out", "o", "--instances", "magic"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -11,37 +11,9 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_sansa.plugin import layers as L
-from napari_sansa.plugin import notifications
 from napari_sansa.samples import cells
 
 WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
-
-
-@pytest.fixture
-def errors(monkeypatch):
-    """Messages the widget shows as error notifications."""
-    shown = []
-    monkeypatch.setattr(notifications, "error", shown.append)
-    return shown
-
-
-@pytest.fixture
-def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path):
-    """A viewer with the sample cells and the widget docked (local random weights preselected)."""
-    monkeypatch.setenv("NAPARI_SANSA_SAM2_CHECKPOINT", str(checkpoints[0]))
-    monkeypatch.setenv("NAPARI_SANSA_ADAPTER_CHECKPOINT", str(checkpoints[1]))
-    monkeypatch.setenv("NAPARI_SANSA_CONFIG_DIR", str(tmp_path / "config"))
-
-    def make(sample="cells"):
-        viewer = make_napari_viewer()
-        if sample:
-            viewer.open_sample("napari-sansa", sample)
-        _, widget = viewer.window.add_plugin_dock_widget(*WIDGET)
-        widget.image_size.setValue(256)
-        widget.device.setCurrentText("cpu")
-        return viewer, widget
-
-    return make
 
 
 def run_and_wait(widget, qtbot, timeout=120_000):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-from test_widget import errors, open_widget, result, run_and_wait  # noqa: F401 (fixtures)
 
 from napari_sansa.plugin.reference_list import NO_REFERENCE
 from napari_sansa.samples import cells
+from test_widget import result, run_and_wait
 
 
 def instance_mask(shape=(256, 320), n=50, seed=0) -> np.ndarray:

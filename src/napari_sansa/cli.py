@@ -92,6 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--sequential", action="store_true", help="targets are a time series: remember each prediction"
     )
     segment.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
+    segment.add_argument(
+        "--instances",
+        choices=["watershed", "sam"],
+        default=None,
+        help="also write each object's own label (<name>_objects.tif) and a table of them "
+        "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
+    )
     _add_model_options(segment)
 
     download = commands.add_parser("download", help="download a published model ahead of time")
@@ -177,6 +184,7 @@ def _segment(args: argparse.Namespace) -> int:
 
     from .class_table import write_class_table
     from .files import ensure_writable_folder, read_image, write_labels
+    from .object_files import write_objects
 
     references, reference_files, class_names, notes = reference_inputs(args)
     targets = target_paths(args, reference_files)
@@ -210,6 +218,8 @@ def _segment(args: argparse.Namespace) -> int:
         for prediction in model.propagate(references, images(), on_error=skip):
             path = readable[prediction.index]
             write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=args.overwrite)
+            if args.instances:
+                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=args.overwrite)
             bar.update(1)
     finally:
         bar.close()

@@ -24,6 +24,7 @@ from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
+from .instances import DEFAULT_MIN_SIZE
 from .memory import (
     Decoded,
     MemoryEntry,
@@ -32,6 +33,7 @@ from .memory import (
     decode_target,
     encode_memory,
 )
+from .objects import Objects
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
@@ -74,12 +76,33 @@ class Prediction:
     ``labels`` holds class ids (0 = background; where classes overlap, the highest logit wins),
     ``logits`` each class's logits at the target's size, ``scores`` each class's confidence in
     [0, 1] (predicted IoU times mask stability), for ranking targets for review.
+    ``propagate`` also keeps the model and the target image (``_model``, ``_target``, without
+    the model input) for :meth:`instances`: its mean intensities and method "sam".
     """
 
     index: int
     labels: np.ndarray
     logits: dict[int, np.ndarray] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)
+    _model: Sansa | None = field(default=None, repr=False)
+    _target: _Prepared | None = field(default=None, repr=False)
+
+    def instances(
+        self,
+        method: str = "watershed",
+        *,
+        min_size: int = DEFAULT_MIN_SIZE,
+        class_names: Mapping[int, str] | None = None,
+    ) -> Objects:
+        """Each object its own label: ``(labels, table)``, an :class:`~.objects.Objects`.
+
+        "watershed" splits each class's mask where objects touch; "sam" outlines each of those
+        seeds with SAM2's decoder on the target's cached features (no encoder pass). Objects
+        under ``min_size`` pixels are dropped. See :mod:`napari_sansa.engine.objects`.
+        """
+        from .objects import prediction_objects
+
+        return prediction_objects(self, method, min_size=min_size, class_names=class_names)
 
     @property
     def score(self) -> float:
@@ -534,7 +557,9 @@ class Sansa:
                     continue
                 outcomes[group[0][0]] = exc
                 continue
-            outcomes.update({index: result for (index, _), result in zip(group, results)})
+            outcomes.update(
+                {index: (*result, self, replace(p, tensor=None)) for (index, p), result in zip(group, results)}
+            )
         return sorted(outcomes.items(), key=lambda pair: pair[0])
 
     def _predict_or_explain(self, prepared, banks, frames, remember):

@@ -39,9 +39,14 @@ REFERENCES_FOLDER = "references"
 
 
 def export_run(
-    viewer, folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False
+    viewer,
+    folder: str | os.PathLike,
+    parts: Callable[[], ExportParts],
+    overwrite: bool = False,
+    objects: Callable[[], list[Path]] | None = None,
 ) -> list[Path]:
-    """Write every result layer, then the run's reference set and class names ``parts()`` gives."""
+    """Write every result layer, then the run's reference set and class names ``parts()`` gives
+    (and, with ``objects``, what it writes: the objects layers and their tables)."""
     folder = Path(folder)
     results = {}
     for layer in L.image_layers(viewer):
@@ -59,6 +64,7 @@ def export_run(
     planned_labels(results, folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     written = export_labels(results, folder, overwrite=overwrite)
+    written += objects() if objects is not None else []
     if run.references:
         written.append(
             save_references(

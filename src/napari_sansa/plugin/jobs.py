@@ -36,6 +36,7 @@ class Estimated:
 class TargetDone:
     key: TargetKey
     prediction: Prediction
+    objects: object = None  # the prediction's objects, when the run asks for them
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ def run_job(
     job: Job,
     cancel: threading.Event,
     ready: threading.Event | None = None,
+    objects: Callable[[Prediction], object] | None = None,
 ) -> Iterator[object]:
     """Load the model if needed, then segment the job's targets one at a time.
+
+    With ``objects``, each prediction's objects are found here too (off the main thread).
 
     With ``ready``, wait for it first: the widget adds result layers meanwhile, faster with the
     CPU to itself. A run cancelled by then stops before loading anything.
@@ -71,13 +75,16 @@ def run_job(
             job.references, job.target_images(), cancel=cancel, on_error=report
         ):
             yield from _drain(failed)
-            yield TargetDone(keys[prediction.index], prediction)
+            found = objects(prediction) if objects is not None else None
+            yield TargetDone(keys[prediction.index], prediction, found)
     for stack in job.stacks:
-        yield from _through(model, stack, cancel, failed)
+        yield from _through(model, stack, cancel, failed, objects)
     yield from _drain(failed)
 
 
-def _through(model: Sansa, stack: StackRun, cancel: threading.Event, failed: list) -> Iterator[object]:
+def _through(
+    model: Sansa, stack: StackRun, cancel: threading.Event, failed: list, objects=None
+) -> Iterator[object]:
     """A stack's planes through SAM2's memory, from its annotated planes (or a corrected one)."""
     if cancel.is_set():
         return
@@ -97,7 +104,8 @@ def _through(model: Sansa, stack: StackRun, cancel: threading.Event, failed: lis
         on_error=report,
     ):
         yield from _drain(failed)
-        yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction)
+        found = objects(prediction) if objects is not None else None
+        yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction, found)
 
 
 def _drain(failed: list) -> Iterator[object]:

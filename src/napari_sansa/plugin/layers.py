@@ -203,6 +203,14 @@ def shows_plane(viewer, layer, plane: tuple[int, ...]) -> bool:
     return bool(np.all(np.abs(current - np.asarray(plane)) < 1))  # napari rounds or floors
 
 
+def go_to(viewer, layer, plane: tuple[int, ...]) -> None:
+    """Select a layer and move the viewer to one of its planes."""
+    viewer.layers.selection.active = layer
+    offset = viewer.dims.ndim - layer.ndim
+    for axis, value in enumerate(plane):
+        viewer.dims.set_current_step(offset + axis, value)
+
+
 def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype, visible: bool = True):
     """The image's result layer, created empty (all background) the first time."""
     layer = result_layer(viewer, source.image_id)

@@ -95,10 +95,7 @@ class ReviewPanel(QGroupBox):
         layer = L.result_layer(self.viewer, key.image_id)
         if layer is None:
             return
-        self.viewer.layers.selection.active = layer
-        offset = self.viewer.dims.ndim - layer.ndim
-        for axis, value in enumerate(key.plane):
-            self.viewer.dims.set_current_step(offset + axis, value)
+        L.go_to(self.viewer, layer, key.plane)
 
     def accept(self, key: TargetKey | None = None) -> None:
         """Lock a target's labels (the selected one by default): later runs leave them as they are."""

@@ -41,13 +41,14 @@ from . import layers as L
 from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
 from .model_loading import model_loader
 from .model_panel import LOCAL, ModelPanel
+from .objects_panel import ObjectsPanel
 from .qt_lifetime import is_deleted
 from .quiet_gc import QuietCollections
+from .reference_layers import annotation_layers
 from .references_panel import ReferencesPanel
 from .results import RunLayers, target_sources
 from .review_panel import ReviewPanel
 from .runs import record_parts
-from .reference_layers import annotation_layers
 from .session import ImageSource, Job, TargetKey, plan_job, repropagation_job
 from .settings import WidgetSettings, load_settings, save_settings
 
@@ -136,6 +137,8 @@ class SansaWidget(QWidget):
         self.progress.hide()
         layout.addWidget(self.progress)
 
+        self.objects_panel = ObjectsPanel(self.viewer)
+        layout.addWidget(self.objects_panel)
         self.review_panel = ReviewPanel(self.viewer, self._describe_key)
         self.review_panel.reference_added.connect(self.references_panel.describe)
         self.review_panel.propagate_requested.connect(self.propagate_from)
@@ -260,7 +263,14 @@ class SansaWidget(QWidget):
             "finished": self._on_finished,
         }
         self.worker = create_worker(
-            run_job, get_model, job, self._cancel, self._ready, _start_thread=False, _connect=handlers
+            run_job,
+            get_model,
+            job,
+            self._cancel,
+            self._ready,
+            objects=self.objects_panel.splitter(),
+            _start_thread=False,
+            _connect=handlers,
         )
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
@@ -329,7 +339,7 @@ class SansaWidget(QWidget):
             self.failures.append(f"{self._describe_key(event.key)}: {event.message}")
             notifications.error(f"Skipped {self.failures[-1]}")
         elif isinstance(event, TargetDone):
-            self._write(event.key, event.prediction)
+            self._write(event.key, event.prediction, event.objects)
             self._done += 1
             self._set_progress(self._done, self._total)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
@@ -345,7 +355,7 @@ class SansaWidget(QWidget):
         bar.setValue(done)
         bar.setUpdatesEnabled(True)  # schedules an ordinary repaint
 
-    def _write(self, key: TargetKey, prediction) -> None:
+    def _write(self, key: TargetKey, prediction, objects=None) -> None:
         source = self._sources.get(key)
         if source is None or key in self.locked:
             return  # locked while the run was going: the user's labels win
@@ -358,6 +368,8 @@ class SansaWidget(QWidget):
         elif L.shows_plane(self.viewer, layer, key.plane):
             layer.refresh()  # redraws the canvas: only when the plane is on screen
         self.review_panel.add_result(key, prediction.score, running=self.worker is not None)
+        if objects is not None:
+            self.objects_panel.write(source, key, objects, running=self.worker is not None)
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self._results is not None:
@@ -392,6 +404,7 @@ class SansaWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.review_panel.refresh()
+        self.objects_panel.refresh()
         self._show_status("")
 
     def _show_status(self, running: str) -> None:
@@ -458,8 +471,9 @@ class SansaWidget(QWidget):
 
     # ------------------------------------------------------------------ export
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-        """Write every result layer (one file per image or stack), the reference set and class names."""
-        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite)
+        """Write every result layer (one file per image or stack), objects, the reference set and class names."""
+        objects = self.objects_panel.layers.export_later(folder, overwrite)
+        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects)
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the references as a reference set (a new or empty folder, or over a set)."""

@@ -1,0 +1,62 @@
+"""The widget's "objects" output: a Labels layer of objects with their table, listed and exported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import tifffile
+from qtpy.QtCore import Qt
+
+from test_widget import draw_labels_reference, run_and_wait
+
+
+def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget, qtbot, tmp_path):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    for i in (1, 3, 4, 5):  # one target is enough
+        widget.targets.item(i).setCheckState(Qt.Unchecked)
+    widget.objects_panel.output.setCurrentText("objects")
+    run_and_wait(widget, qtbot)
+
+    layer = viewer.layers["cells 2 [SANSA objects]"]
+    classes = viewer.layers["cells 2 [SANSA]"].data
+    features = layer.features
+    assert layer.data.dtype == np.int32 and layer.data.shape == classes.shape
+    assert not layer.data[classes == 0].any()
+    ids = np.unique(layer.data[layer.data > 0])
+    assert sorted(features["index"]) == sorted(features["label"]) == list(ids)
+    assert features["area"].sum() == np.count_nonzero(layer.data)
+    assert "mean_intensity_0" in features and features["score"].notna().all()
+    status = layer.get_status(tuple(np.argwhere(layer.data == ids[0])[0]), world=False)
+    assert f"label: {ids[0]}" in status["coordinates"]  # napari shows the object's row on hover
+
+    listed = [widget.objects_panel.list.item(i).data(Qt.UserRole) for i in range(widget.objects_panel.list.count())]
+    assert listed, "objects are listed for review"
+    scores = features.set_index("label")["score"]
+    assert [scores[label] for _, label, _, _ in listed] == sorted(scores)[: len(listed)]
+    widget.objects_panel.list.setCurrentRow(0)
+    assert viewer.layers.selection.active.name == layer.name and layer.selected_label == listed[0][1]
+
+    written = widget.export(tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert "cells 2_objects.csv" in names and "cells 2_objects.tif" in names
+    table = pd.read_csv(tmp_path / "out" / "cells 2_objects.csv")
+    assert len(table) == len(features) and "index" not in table
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "cells 2_objects.tif"), layer.data)
+
+
+def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget, qtbot):
+    viewer, widget = open_widget("cells_stack")
+    widget.prompt_image.setCurrentText("cells stack")
+    prompt = widget.add_prompt_layer("labels")
+    prompt.data[0, 100:140, 100:150] = 1
+    prompt.refresh()
+    widget.objects_panel.output.setCurrentText("objects")
+    run_and_wait(widget, qtbot)
+    layer = viewer.layers["cells stack [SANSA objects]"]
+    features = layer.features
+    assert set(features["plane"]) == set(range(1, layer.data.shape[0]))
+    assert features["label"].is_unique
+    for plane in set(features["plane"]):
+        on_plane = features.loc[features["plane"] == plane, "label"]
+        assert set(on_plane) == set(np.unique(layer.data[plane][layer.data[plane] > 0]))
