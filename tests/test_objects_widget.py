@@ -52,6 +52,7 @@ def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget
     prompt.data[0, 100:140, 100:150] = 1
     prompt.refresh()
     widget.objects_panel.output.setCurrentText("objects")
+    widget.stack_mode.setCurrentText("independent planes")  # through the stack links objects up
     run_and_wait(widget, qtbot)
     layer = viewer.layers["cells stack [SANSA objects]"]
     features = layer.features

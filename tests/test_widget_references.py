@@ -217,3 +217,32 @@ def test_saving_references_without_any_says_so(open_widget, errors):
     viewer, widget = open_widget()
     with pytest.raises(Exception, match="no references to save"):
         widget.save_references("unused")
+
+
+def test_objects_of_a_stack_run_through_the_stack_keep_one_id_through_the_planes(make_napari_viewer):
+    import pandas as pd
+
+    from napari_sansa.plugin.objects_layers import ObjectLayers, objects_layer
+    from napari_sansa.plugin.session import ImageSource, TargetKey
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="volume")
+    source = ImageSource(image.metadata.setdefault("sansa_id", "v"), "volume", image.data, 1)
+    layers = ObjectLayers(viewer)
+    rr, cc = np.ogrid[:64, :64]
+    for z in range(4):  # two discs drifting right; per plane, ids 1 and 2 in a varying order
+        plane = np.zeros((64, 64), np.int32)
+        first, second = (1, 2) if z % 2 else (2, 1)
+        plane[(rr - 20) ** 2 + (cc - 15 - 2 * z) ** 2 <= 36] = first
+        plane[(rr - 45) ** 2 + (cc - 40 - 2 * z) ** 2 <= 36] = second
+        table = pd.DataFrame({"label": [1, 2], "class": [1, 1], "area": [113, 113]})
+        layers.write(source, TargetKey("v", (z,)), plane, table)
+    layers.link("v")
+    layers.sync()
+    data = objects_layer(viewer, "v").data
+    top = {int(data[z, 20, 15 + 2 * z]) for z in range(4)}
+    bottom = {int(data[z, 45, 40 + 2 * z]) for z in range(4)}
+    assert len(top) == 1 and len(bottom) == 1 and top != bottom
+    features = objects_layer(viewer, "v").features
+    assert len(features) == 8 and set(features["label"]) == top | bottom
+    assert (features["index"] == features["label"]).all()

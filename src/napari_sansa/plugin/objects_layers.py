@@ -61,6 +61,27 @@ class ObjectLayers:
             layer.refresh()
         return layer
 
+    def link(self, image_id: str) -> None:
+        """Give each object of a stack one id through the planes (3D-connected), in the layer and
+        its table: the table keeps a row per object and plane, ``label`` the object's id."""
+        from ..engine.instances import link_planes
+
+        layer = objects_layer(self.viewer, image_id)
+        if layer is None or layer.ndim != 3 or image_id not in self._tables:
+            return
+        data = np.asarray(layer.data)
+        linked = link_planes(data)
+        for plane, rows in self._tables[image_id].items():
+            found = data[plane] > 0
+            old, new = np.unique(np.stack([data[plane][found], linked[plane][found]]), axis=1)
+            rows = rows.copy()
+            rows["label"] = rows["label"].map(dict(zip(old.tolist(), new.tolist())))
+            rows["index"] = rows["label"]
+            self._tables[image_id][plane] = rows.dropna(subset=["label"]).astype({"label": int, "index": int})
+        layer.data = linked
+        self._next_id[image_id] = int(linked.max(initial=0))
+        self._stale.add(image_id)
+
     def _add(self, source: ImageSource):
         image = L.find_image(self.viewer, source.image_id)
         layer = self.viewer.add_labels(

@@ -66,12 +66,12 @@ class ObjectsPanel(QGroupBox):
         self.method.setEnabled(text == "objects")
         self.list.setVisible(text == "objects" or self.list.count() > 0)
 
-    def splitter(self) -> Callable | None:
+    def splitter(self, class_names: dict[int, str] | None = None) -> Callable | None:
         """What the worker does to each prediction: ``None`` for classes only."""
         if self.output.currentText() != "objects":
             return None
         method = self.method.currentText()
-        return lambda prediction: prediction.instances(method)
+        return lambda prediction: prediction.instances(method, class_names=class_names)
 
     def write(self, source: ImageSource, key: TargetKey, objects, running: bool) -> None:
         """Show a target's objects; the table and the list follow at most once a second while running."""

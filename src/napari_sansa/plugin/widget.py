@@ -78,6 +78,7 @@ class SansaWidget(QWidget):
         self.estimate = ""
         self._names: dict[str, str] = {}
         self._sources: dict[TargetKey, object] = {}
+        self._through: set[str] = set()
         self._build()
         self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self._ready.set)
@@ -249,6 +250,7 @@ class SansaWidget(QWidget):
         save_settings(settings)
         key, get_model = model_loader(settings, self.model, self._model_key)
         self._sources = dict(job.targets)
+        self._through = {stack.source.image_id for stack in job.stacks}  # their objects link up
         self.failures = []
         self._done, self._total = 0, len(job.targets)
         self._cancel.clear()
@@ -268,7 +270,7 @@ class SansaWidget(QWidget):
             job,
             self._cancel,
             self._ready,
-            objects=self.objects_panel.splitter(),
+            objects=self.objects_panel.splitter(job.class_names),
             _start_thread=False,
             _connect=handlers,
         )
@@ -404,6 +406,8 @@ class SansaWidget(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.review_panel.refresh()
+        for image_id in self._through:
+            self.objects_panel.layers.link(image_id)
         self.objects_panel.refresh()
         self._show_status("")
 
