@@ -178,6 +178,7 @@ def test_grayscale_stacks_and_image_sequences(model, volume, middle):
         (np.zeros((4, 64, 64)), {2: {1: ns.Mask(np.ones((40, 64)))}}, "class 1 on plane 2 has shape"),
         (np.zeros((4, 64, 64)), {3: {1: ns.Points([[10, 80]])}}, "class 1 on plane 3 lies outside"),
         ("volume.tif", {0: {1: ns.Box(1, 1, 20, 20)}}, "not str"),
+        (ns.Image(np.zeros((4, 64, 64))), {0: {1: ns.Box(1, 1, 20, 20)}}, "not Image"),
         ([np.zeros((64, 64)), np.zeros((3, 9, 64, 64))], {1: {1: ns.Box(1, 1, 20, 20)}}, "Plane 1: Expected"),
     ],
 )

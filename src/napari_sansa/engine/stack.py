@@ -115,12 +115,13 @@ class Planes:
     def __init__(self, stack: Any) -> None:
         self._stack = stack
         self._shape: tuple[int, ...] | None = None
-        if isinstance(stack, (Image, str, bytes)) or not hasattr(stack, "__getitem__"):
+        is_array = hasattr(stack, "shape") and hasattr(stack, "__getitem__")
+        if isinstance(stack, (str, bytes)) or not (is_array or isinstance(stack, Sequence)):
             raise SansaError(
                 f"A stack must be a (Z, Y, X) or (Z, Y, X, C) array or a list of images, "
                 f"not {type(stack).__name__}."
             )
-        if hasattr(stack, "shape") and not isinstance(stack, (list, tuple)):
+        if is_array and not isinstance(stack, (list, tuple)):
             shape = tuple(int(s) for s in stack.shape)
             if len(shape) == 2:
                 raise SansaError(
