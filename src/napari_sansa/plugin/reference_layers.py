@@ -11,6 +11,7 @@ references (*Use as reference* copies a result into a prompt layer instead).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,13 +77,19 @@ def fits(layer, image) -> bool:
     return bool(inside.all())
 
 
+def _plain(name: str) -> str:
+    """A name for matching: lower case, runs of spaces, underscores and dashes as one space."""
+    return re.sub(r"[\s_\-]+", " ", name.lower()).strip()
+
+
 def _by_name(layer_name: str, images: list) -> object | None:
-    """The image whose name the layer's name starts with (longest first), else contains."""
-    lowered = layer_name.lower()
+    """The image whose name the layer's name starts with (longest first), else contains:
+    ``cells_0_mask`` and ``cells 0 [reference]`` both name ``cells 0``."""
+    plain = _plain(layer_name)
     ranked = sorted(images, key=lambda image: -len(image.name))
     for test in (str.startswith, str.__contains__):
         for image in ranked:
-            if test(lowered, image.name.lower()):
+            if test(plain, _plain(image.name)):
                 return image
     return None
 

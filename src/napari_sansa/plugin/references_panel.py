@@ -10,6 +10,7 @@ events (debounced), not per stroke.
 from __future__ import annotations
 
 from qtpy.QtCore import QTimer
+from magicgui.widgets import ComboBox
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -40,7 +41,10 @@ class ReferencesPanel(QGroupBox):
         super().__init__("References")
         self.viewer = viewer
         form = QFormLayout(self)
-        self.prompt_image = QComboBox()
+        # a magicgui picker of the viewer's image layers; its value is the layer, so a renamed
+        # image stays chosen
+        self.image_picker = ComboBox(choices=self._image_choices)
+        self.prompt_image = self.image_picker.native
         self.prompt_kind = QComboBox()
         self.prompt_kind.addItems(["labels", "points", "shapes"])
         self.class_id = QSpinBox(minimum=1, maximum=65535, value=1)
@@ -82,13 +86,12 @@ class ReferencesPanel(QGroupBox):
         self._describe_soon = QTimer(self, singleShot=True, interval=DESCRIBE_AFTER_MS)
         self._describe_soon.timeout.connect(self.describe)
 
-    def set_images(self, names: list[str]) -> None:
-        """Offer these images to annotate, keeping the chosen one if it is still there."""
-        current = self.prompt_image.currentText()
-        self.prompt_image.clear()
-        self.prompt_image.addItems(names)
-        if current:
-            self.prompt_image.setCurrentText(current)
+    def _image_choices(self, widget=None) -> list[tuple[str, object]]:
+        return [(layer.name, layer) for layer in L.image_layers(self.viewer)]
+
+    def reset_choices(self, event=None) -> None:
+        """Offer the open images to annotate, keeping the chosen one if it is still there."""
+        self.image_picker.reset_choices()
 
     @property
     def mask_mode(self) -> str:

@@ -173,7 +173,7 @@ class SansaWidget(QWidget):
 
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)
-        self.references_panel.set_images([layer.name for layer in images])
+        self.references_panel.reset_choices()
         unchecked = {
             self.targets.item(i).data(Qt.UserRole)
             for i in range(self.targets.count())
