@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.prompts import Box, Mask, Points
-from napari_sansa.plugin.session import ImageSource, TargetKey, plan_job
+from napari_sansa.plugin.session import ImageSource, TargetKey, plan_job, repropagation_job
 
 
 def sources():
@@ -44,3 +46,22 @@ def test_a_mask_wins_over_clicks_of_the_same_class_on_the_same_plane():
     prompts = {"a": {(): {1: [Points([[1, 1]]), Mask(mask)]}}}
     job = plan_job(sources(), prompts, checked=set(), locked=set())
     assert [type(p).__name__ for p in job.references[0].prompts[1]] == ["Mask"]
+
+
+def test_propagating_from_a_corrected_plane_redoes_only_unlocked_planes_after_it():
+    source = ImageSource("s", "stack", np.zeros((5, 8, 8), np.uint8), 1)
+    seed = np.zeros((8, 8), bool)
+    seed[2:5, 2:5] = True
+    prompts = {(0,): {1: [Mask(seed)]}}
+    corrected = np.zeros((8, 8), np.uint8)
+    corrected[1:4, 1:4] = 2
+    locked = {TargetKey("s", (3,))}
+    job = repropagation_job(source, prompts, locked, TargetKey("s", (1,)), corrected)
+    assert [k.plane for k, _ in job.targets] == [(2,), (4,)]
+    (stack,) = job.stacks
+    assert stack.start == 1 and sorted(stack.annotations) == [0, 1]
+    assert stack.skip == {0, 1, 3} and job.classes == [1, 2]
+    with pytest.raises(SansaError, match="empty"):
+        repropagation_job(source, prompts, set(), TargetKey("s", (1,)), np.zeros((8, 8), np.uint8))
+    with pytest.raises(SansaError, match="no unlocked planes"):
+        repropagation_job(source, prompts, set(), TargetKey("s", (4,)), corrected)
