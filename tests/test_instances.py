@@ -220,3 +220,15 @@ def test_sam_needs_the_model_of_a_real_prediction():
         bare.instances("sam")
     with pytest.raises(SansaError, match="Unknown method"):
         bare.instances("magic")
+
+
+def test_a_prediction_pickles_without_its_model(predicted):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(predicted))
+    assert copy._model is None and predicted._model is not None
+    labels, table = copy.instances()  # the image came along: intensities still measured
+    np.testing.assert_array_equal(labels, predicted.instances().labels)
+    assert "mean_intensity_0" in table
+    with pytest.raises(SansaError, match="needs the model"):
+        copy.instances("sam")
