@@ -72,6 +72,23 @@ def test_touching_discs_and_ellipses_become_one_label_each(name):
     assert_one_label_per_object(truth, labels)
 
 
+def test_touching_pairs_of_any_size_and_angle_are_split():
+    """40 random pairs of discs 8-60 px across, pressed together at random angles."""
+    rng = np.random.default_rng(0)
+    split = 0
+    for _ in range(40):
+        r1, r2 = rng.uniform(4, 30, 2)
+        angle = rng.uniform(0, np.pi)
+        direction = np.array([np.sin(angle), np.cos(angle)])
+        first = np.array([130.0, 130.0]) - 0.5 * (r1 + r2) * direction
+        second = first + (r1 + r2 - 0.2 * min(r1, r2)) * direction
+        truth = scene([("disc", tuple(first), r1), ("disc", tuple(second), r2)], shape=(260, 260))
+        labels = ns.split_instances(truth > 0)
+        assert not labels[truth == 0].any()
+        split += labels.max() == 2
+    assert split >= 38  # a small disc sunk into a large one's flat side may stay joined
+
+
 def test_components_method_keeps_touching_objects_together():
     truth = scene(touching_discs([10, 10]) + [("disc", (30, 200), 8)])
     labels = ns.split_instances(truth > 0, method="components")
