@@ -204,7 +204,9 @@ def test_sam_objects_cost_no_encoder_pass_and_batch_the_prompts(fresh_model, sam
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     first = fresh_model.segment([reference], [samples[1][0]])[0]
     assert len(calls) == 2
-    prediction = Prediction(0, two_class_labels(first.labels.shape), first.logits, first.scores, first._model, first._target)
+    prediction = Prediction(
+        0, two_class_labels(first.labels.shape), first.logits, first.scores, first._model, first._target
+    )
     decoder_calls = []
     hook = fresh_model.sam.sam_mask_decoder.register_forward_hook(lambda *_: decoder_calls.append(1))
     try:

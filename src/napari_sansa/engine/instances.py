@@ -113,7 +113,12 @@ def _borders(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int],
     best = np.full(len(unique), -np.inf)
     np.maximum.at(best, inverse, saddle)
     rows, cols = np.divmod(pixel, w)
-    box = [np.full(len(unique), h + w), np.full(len(unique), -1), np.full(len(unique), h + w), np.full(len(unique), -1)]
+    box = [
+        np.full(len(unique), h + w),
+        np.full(len(unique), -1),
+        np.full(len(unique), h + w),
+        np.full(len(unique), -1),
+    ]
     np.minimum.at(box[0], inverse, rows)
     np.maximum.at(box[1], inverse, rows)
     np.minimum.at(box[2], inverse, cols)
@@ -133,7 +138,9 @@ def _join(a: tuple, b: tuple) -> tuple:
     return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
 
 
-def _merge_priority(border: tuple[float, tuple], peak_a: float, peak_b: float, size_a: int, size_b: int, min_size: int):
+def _merge_priority(
+    border: tuple[float, tuple], peak_a: float, peak_b: float, size_a: int, size_b: int, min_size: int
+):
     """How strongly two neighbours belong together (higher first); None: keep them apart.
 
     Apart where the neck is narrow for the smaller region: its saddle in the distance
@@ -215,7 +222,9 @@ def link_planes(instances: np.ndarray, *, min_overlap: float = 0.5) -> np.ndarra
 
     stack = np.asarray(instances)
     if stack.ndim != 3 or stack.dtype.kind not in "bui":
-        raise SansaError(f"link_planes needs a (Z, H, W) integer label stack, got {stack.dtype} {stack.shape}.")
+        raise SansaError(
+            f"link_planes needs a (Z, H, W) integer label stack, got {stack.dtype} {stack.shape}."
+        )
     out = np.zeros(stack.shape, np.int32)
     next_id = 1
     for z in range(stack.shape[0]):

@@ -539,7 +539,10 @@ class Sansa:
                 outcomes[group[0][0]] = exc
                 continue
             outcomes.update(
-                {index: (*result, self, replace(p, tensor=None)) for (index, p), result in zip(group, results)}
+                {
+                    index: (*result, self, replace(p, tensor=None))
+                    for (index, p), result in zip(group, results)
+                }
             )
         return sorted(outcomes.items(), key=lambda pair: pair[0])
 

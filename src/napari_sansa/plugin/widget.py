@@ -404,7 +404,9 @@ class SansaWidget(QWidget):
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
         """Write every result layer (one file per image or stack) and the run record."""
         objects = self.objects_panel.layers.export_later(folder, overwrite)
-        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects)
+        return exports.export_run(
+            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects
+        )
 
     def _record_parts(self) -> exports.RecordParts:
         job = self._plan()  # also names the images
