@@ -90,15 +90,15 @@ def section(r: dict, command: str) -> str:
             "",
             f"Measured by `{command}` on {r['machine']} ({r['device']}): one 1024x1024 image with "
             f"1,000 round objects 12-18 px across in touching pairs; median of {r['repeats']} runs "
-            f"({r['sam_repeats']} for sam). \"sam\" uses SAM2-tiny (random weights) at input "
+            f'({r["sam_repeats"]} for sam). "sam" uses SAM2-tiny (random weights) at input '
             f"{r['image_size']}, from the target's cached features (no encoder pass).",
             "",
             "| step | seconds | objects found |",
             "| --- | --- | --- |",
             f"| `split_instances` (watershed only) | {r['split_s']:.2f} | {r['objects']} |",
-            f"| `Prediction.instances(\"watershed\")` (with the table) | {r['watershed_s']:.2f} | "
+            f'| `Prediction.instances("watershed")` (with the table) | {r["watershed_s"]:.2f} | '
             f"{r['watershed_objects']} |",
-            f"| `Prediction.instances(\"sam\")` | {r['sam_s']:.1f} | {r['sam_objects']} |",
+            f'| `Prediction.instances("sam")` | {r["sam_s"]:.1f} | {r["sam_objects"]} |',
             "",
             "Random weights give meaningless masks, so sam's object count here says nothing about "
             "quality (non-maximum suppression merges many). The decoder's cost grows with the input "

@@ -264,10 +264,12 @@ def test_instances_writes_objects_and_their_table(dataset, checkpoints, tmp_path
     ref_dir, target_dir = dataset
     out = tmp_path / "out"
     reference = f"{ref_dir / 'ref.png'}:{ref_dir / 'ref_mask.png'}"
-    args = ["segment", "-r", reference, str(target_dir / "cell0.png"), "--out", str(out), "--instances", "watershed"]
+    target = str(target_dir / "cell0.png")
+    args = ["segment", "-r", reference, target, "--out", str(out), "--instances", "watershed"]
     code, err = run(args + model_args(checkpoints), capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["cell0_labels.png", "cell0_objects.csv", "cell0_objects.tif"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cell0_labels.png", "cell0_objects.csv", "cell0_objects.tif"]
     import imageio.v3 as iio
 
     classes = iio.imread(out / "cell0_labels.png")

@@ -72,6 +72,23 @@ def test_touching_discs_and_ellipses_become_one_label_each(name):
     assert_one_label_per_object(truth, labels)
 
 
+def test_touching_pairs_of_any_size_and_angle_are_split():
+    """40 random pairs of discs 8-60 px across, pressed together at random angles."""
+    rng = np.random.default_rng(0)
+    split = 0
+    for _ in range(40):
+        r1, r2 = rng.uniform(4, 30, 2)
+        angle = rng.uniform(0, np.pi)
+        direction = np.array([np.sin(angle), np.cos(angle)])
+        first = np.array([130.0, 130.0]) - 0.5 * (r1 + r2) * direction
+        second = first + (r1 + r2 - 0.2 * min(r1, r2)) * direction
+        truth = scene([("disc", tuple(first), r1), ("disc", tuple(second), r2)], shape=(260, 260))
+        labels = ns.split_instances(truth > 0)
+        assert not labels[truth == 0].any()
+        split += labels.max() == 2
+    assert split >= 38  # a small disc sunk into a large one's flat side may stay joined
+
+
 def test_components_method_keeps_touching_objects_together():
     truth = scene(touching_discs([10, 10]) + [("disc", (30, 200), 8)])
     labels = ns.split_instances(truth > 0, method="components")
@@ -187,7 +204,9 @@ def test_sam_objects_cost_no_encoder_pass_and_batch_the_prompts(fresh_model, sam
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     first = fresh_model.segment([reference], [samples[1][0]])[0]
     assert len(calls) == 2
-    prediction = Prediction(0, two_class_labels(first.labels.shape), first.logits, first.scores, first._model, first._target)
+    prediction = Prediction(
+        0, two_class_labels(first.labels.shape), first.logits, first.scores, first._model, first._target
+    )
     decoder_calls = []
     hook = fresh_model.sam.sam_mask_decoder.register_forward_hook(lambda *_: decoder_calls.append(1))
     try:
@@ -220,3 +239,15 @@ def test_sam_needs_the_model_of_a_real_prediction():
         bare.instances("sam")
     with pytest.raises(SansaError, match="Unknown method"):
         bare.instances("magic")
+
+
+def test_a_prediction_pickles_without_its_model(predicted):
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(predicted))
+    assert copy._model is None and predicted._model is not None
+    labels, table = copy.instances()  # the image came along: intensities still measured
+    np.testing.assert_array_equal(labels, predicted.instances().labels)
+    assert "mean_intensity_0" in table
+    with pytest.raises(SansaError, match="needs the model"):
+        copy.instances("sam")

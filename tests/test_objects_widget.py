@@ -30,7 +30,9 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     status = layer.get_status(tuple(np.argwhere(layer.data == ids[0])[0]), world=False)
     assert f"label: {ids[0]}" in status["coordinates"]  # napari shows the object's row on hover
 
-    listed = [widget.objects_panel.list.item(i).data(Qt.UserRole) for i in range(widget.objects_panel.list.count())]
+    listed = [
+        widget.objects_panel.list.item(i).data(Qt.UserRole) for i in range(widget.objects_panel.list.count())
+    ]
     assert listed, "objects are listed for review"
     scores = features.set_index("label")["score"]
     assert [scores[label] for _, label, _, _ in listed] == sorted(scores)[: len(listed)]

@@ -89,9 +89,10 @@ def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return lut[labels]
 
 
-def _borders(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int], tuple[float, int]]:
-    """For each pair of touching regions: the highest distance value along their border
-    (the saddle between them) and the border's length in pixels."""
+def _borders(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int], tuple[float, tuple]]:
+    """For each pair of touching regions: the highest distance value along their border (the
+    saddle between them) and the border's bounding box (row0, row1, col0, col1), whose diagonal
+    measures the border's length at any angle (pixel counts would depend on it)."""
     h, w = regions.shape
     flat = np.arange(h * w).reshape(h, w)
     keys, saddles, sides = [], [], []
@@ -101,10 +102,9 @@ def _borders(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int],
     ):
         border = (a != b) & (a > 0) & (b > 0)
         la, lb = a[border].astype(np.int64), b[border].astype(np.int64)
-        low_first = la < lb
         keys.append(np.stack([np.minimum(la, lb), np.maximum(la, lb)], axis=1))
         saddles.append(np.minimum(da[border], db[border]))
-        sides.append(np.where(low_first, fa[border], fb[border]))  # the lower id's pixel on the border
+        sides.append(np.where(la < lb, fa[border], fb[border]))  # the lower id's pixel on the border
     pairs, saddle, pixel = np.concatenate(keys), np.concatenate(saddles), np.concatenate(sides)
     if not len(pairs):
         return {}
@@ -112,19 +112,42 @@ def _borders(regions: np.ndarray, distance: np.ndarray) -> dict[tuple[int, int],
     inverse = inverse.ravel()
     best = np.full(len(unique), -np.inf)
     np.maximum.at(best, inverse, saddle)
-    distinct = np.unique(np.stack([inverse, pixel], axis=1), axis=0)[:, 0]
-    length = np.bincount(distinct, minlength=len(unique))
-    return {(int(a), int(b)): (float(s), int(n)) for (a, b), s, n in zip(unique, best, length)}
+    rows, cols = np.divmod(pixel, w)
+    box = [
+        np.full(len(unique), h + w),
+        np.full(len(unique), -1),
+        np.full(len(unique), h + w),
+        np.full(len(unique), -1),
+    ]
+    np.minimum.at(box[0], inverse, rows)
+    np.maximum.at(box[1], inverse, rows)
+    np.minimum.at(box[2], inverse, cols)
+    np.maximum.at(box[3], inverse, cols)
+    return {
+        (int(a), int(b)): (float(s), (int(r0), int(r1), int(c0), int(c1)))
+        for (a, b), s, r0, r1, c0, c1 in zip(unique, best, *box)
+    }
 
 
-def _merge_priority(border: tuple[float, int], peak_a: float, peak_b: float, size_a: int, size_b: int, min_size: int):
+def _length(box: tuple) -> float:
+    r0, r1, c0, c1 = box
+    return float(np.hypot(r1 - r0, c1 - c0)) + 1.0
+
+
+def _join(a: tuple, b: tuple) -> tuple:
+    return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+
+
+def _merge_priority(
+    border: tuple[float, tuple], peak_a: float, peak_b: float, size_a: int, size_b: int, min_size: int
+):
     """How strongly two neighbours belong together (higher first); None: keep them apart.
 
     Apart where the neck is narrow for the smaller region: its saddle in the distance
     transform well below the region's peak, or the border between them short next to the
     region's width (the second holds for small objects, where distances are coarse).
     """
-    saddle, length = border
+    saddle, box = border
     low = min(peak_a, peak_b)
     # distances reach pixel centres: the outline lies half a pixel further out
     ratio = (saddle + 0.5) / (low + 0.5)
@@ -132,7 +155,7 @@ def _merge_priority(border: tuple[float, int], peak_a: float, peak_b: float, siz
         return 2.0 + ratio  # a small piece joins the neighbour it shares the widest border with
     if low - saddle < MIN_NECK_DEPTH:
         return ratio  # a dip within pixel noise: one object
-    narrow = ratio < NECK_RATIO or length < BORDER_RATIO * 2 * (low + 0.5)
+    narrow = ratio < NECK_RATIO or _length(box) < BORDER_RATIO * 2 * (low + 0.5)
     return None if narrow else ratio
 
 
@@ -146,7 +169,7 @@ def _merge_regions(regions: np.ndarray, distance: np.ndarray, min_size: int) -> 
     index = np.arange(1, n + 1)
     peak = np.concatenate([[0.0], ndimage.maximum(distance, regions, index)])
     size = np.bincount(regions.ravel(), minlength=n + 1)
-    neighbours: dict[int, dict[int, tuple[float, int]]] = {i: {} for i in range(1, n + 1)}
+    neighbours: dict[int, dict[int, tuple[float, tuple]]] = {i: {} for i in range(1, n + 1)}
     for (a, b), border in _borders(regions, distance).items():
         neighbours[a][b] = neighbours[b][a] = border
     parent = np.arange(n + 1)
@@ -173,11 +196,11 @@ def _merge_regions(regions: np.ndarray, distance: np.ndarray, min_size: int) -> 
         size[keep] += size[gone]
         version[keep] += 1
         version[gone] += 1
-        for other, (s, n_px) in neighbours.pop(gone).items():
+        for other, (s, box) in neighbours.pop(gone).items():
             del neighbours[other][gone]
             if other != keep:
-                s0, n0 = neighbours[keep].get(other, (-np.inf, 0))
-                neighbours[keep][other] = neighbours[other][keep] = (max(s, s0), n0 + n_px)
+                s0, box0 = neighbours[keep].get(other, (-np.inf, box))
+                neighbours[keep][other] = neighbours[other][keep] = (max(s, s0), _join(box, box0))
         for other in neighbours[keep]:
             push(keep, other)
     for i in range(1, n + 1):  # point every region at its final object
@@ -199,7 +222,9 @@ def link_planes(instances: np.ndarray, *, min_overlap: float = 0.5) -> np.ndarra
 
     stack = np.asarray(instances)
     if stack.ndim != 3 or stack.dtype.kind not in "bui":
-        raise SansaError(f"link_planes needs a (Z, H, W) integer label stack, got {stack.dtype} {stack.shape}.")
+        raise SansaError(
+            f"link_planes needs a (Z, H, W) integer label stack, got {stack.dtype} {stack.shape}."
+        )
     out = np.zeros(stack.shape, np.int32)
     next_id = 1
     for z in range(stack.shape[0]):

@@ -87,6 +87,10 @@ class Prediction:
     _model: Sansa | None = field(default=None, repr=False)
     _target: _Prepared | None = field(default=None, repr=False)
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. sent between processes) without the model, which stays where it is."""
+        return {**self.__dict__, "_model": None}
+
     def instances(
         self,
         method: str = "watershed",
@@ -558,7 +562,10 @@ class Sansa:
                 outcomes[group[0][0]] = exc
                 continue
             outcomes.update(
-                {index: (*result, self, replace(p, tensor=None)) for (index, p), result in zip(group, results)}
+                {
+                    index: (*result, self, replace(p, tensor=None))
+                    for (index, p), result in zip(group, results)
+                }
             )
         return sorted(outcomes.items(), key=lambda pair: pair[0])
 

@@ -78,12 +78,18 @@ def _sample(low_res: torch.Tensor, crops: list[tuple[int, int, int, int]], hw: t
     height = max(r1 - r0 for r0, _, r1, _ in crops)
     width = max(c1 - c0 for _, c0, _, c1 in crops)
     device = low_res.device
-    rows = torch.tensor([r0 for r0, _, _, _ in crops], device=device)[:, None] + torch.arange(height, device=device)
-    cols = torch.tensor([c0 for _, c0, _, _ in crops], device=device)[:, None] + torch.arange(width, device=device)
+    rows = torch.tensor([r0 for r0, _, _, _ in crops], device=device)[:, None] + torch.arange(
+        height, device=device
+    )
+    cols = torch.tensor([c0 for _, c0, _, _ in crops], device=device)[:, None] + torch.arange(
+        width, device=device
+    )
     y = (rows.float() + 0.5) / hw[0] * 2 - 1
     x = (cols.float() + 0.5) / hw[1] * 2 - 1
     grid = torch.stack(torch.broadcast_tensors(x[:, None, :], y[:, :, None]), dim=-1)
-    sampled = F.grid_sample(low_res.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = F.grid_sample(
+        low_res.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )
     positive = (sampled[:, 0] > 0).cpu().numpy()
     return [positive[k, : r1 - r0, : c1 - c0] for k, (r0, c0, r1, c1) in enumerate(crops)]
 
@@ -96,7 +102,9 @@ def _prompts_per_call(feats: ImageFeatures) -> int:
 def decode_seeds(sam, feats: ImageFeatures, seeds: list[Seed], hw: tuple[int, int], image_size: int):
     """SAM2's mask (on its crop) and predicted IoU for each seed, in the order given."""
     crops = [_crop(s, hw) for s in seeds]
-    order = sorted(range(len(seeds)), key=lambda k: ((crops[k][2] - crops[k][0]) * (crops[k][3] - crops[k][1]), k))
+    order = sorted(
+        range(len(seeds)), key=lambda k: ((crops[k][2] - crops[k][0]) * (crops[k][3] - crops[k][1]), k)
+    )
     step = _prompts_per_call(feats)
     masks: list = [None] * len(seeds)
     ious = np.zeros(len(seeds))
@@ -104,7 +112,9 @@ def decode_seeds(sam, feats: ImageFeatures, seeds: list[Seed], hw: tuple[int, in
     for start in range(0, len(order), step):
         chunk = order[start : start + step]
         b = len(chunk)
-        batch = ImageFeatures(tuple(t.expand(b, -1, -1, -1) for t in feats.high_res), feats.top.expand(b, -1, -1, -1))
+        batch = ImageFeatures(
+            tuple(t.expand(b, -1, -1, -1) for t in feats.high_res), feats.top.expand(b, -1, -1, -1)
+        )
         inputs = _prompt_inputs([seeds[k] for k in chunk], hw, image_size)
         decoded = decode_point_prompt(sam, batch, {k: v.to(device) for k, v in inputs.items()})
         for k, mask, iou in zip(
@@ -121,7 +131,9 @@ def _iou(a: tuple, b: tuple) -> float:
     r0, c0, r1, c1 = max(ar0, br0), max(ac0, bc0), min(ar1, br1), min(ac1, bc1)
     if r0 >= r1 or c0 >= c1:
         return 0.0
-    inter = np.count_nonzero(ma[r0 - ar0 : r1 - ar0, c0 - ac0 : c1 - ac0] & mb[r0 - br0 : r1 - br0, c0 - bc0 : c1 - bc0])
+    inter = np.count_nonzero(
+        ma[r0 - ar0 : r1 - ar0, c0 - ac0 : c1 - ac0] & mb[r0 - br0 : r1 - br0, c0 - bc0 : c1 - bc0]
+    )
     union = np.count_nonzero(ma) + np.count_nonzero(mb) - inter
     return inter / union if union else 0.0
 
@@ -167,7 +179,8 @@ def sam_instances(
     if not all_seeds:
         return out, {}, {}
     allowed = {
-        c: (ndimage.distance_transform_edt(labels != c) <= GROW_PX) & ((labels == 0) | (labels == c)) for c in seeds
+        c: (ndimage.distance_transform_edt(labels != c) <= GROW_PX) & ((labels == 0) | (labels == c))
+        for c in seeds
     }
     crops, masks, ious = decode_seeds(sam, feats, all_seeds, hw, image_size)
     candidates = []

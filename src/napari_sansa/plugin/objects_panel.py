@@ -108,7 +108,9 @@ class ObjectsPanel(QGroupBox):
         self.list.blockSignals(True)
         self.list.clear()
         if tables:
-            rows = pd.concat(tables, ignore_index=True).sort_values(["score", "image", "label"], kind="stable")
+            rows = pd.concat(tables, ignore_index=True).sort_values(
+                ["score", "image", "label"], kind="stable"
+            )
             for entry in rows.head(MAX_LISTED).itertuples(index=False):
                 key = TargetKey(entry.image, entry.plane)
                 text = f"{entry.score:.2f}  {key.describe(self._names.get(entry.image, '?'))}  #{entry.label}"

@@ -477,7 +477,9 @@ class SansaWidget(QWidget):
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
         """Write every result layer (one file per image or stack), objects, the reference set and class names."""
         objects = self.objects_panel.layers.export_later(folder, overwrite)
-        return exports.export_run(self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects)
+        return exports.export_run(
+            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects
+        )
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the references as a reference set (a new or empty folder, or over a set)."""
