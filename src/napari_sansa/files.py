@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -70,30 +71,35 @@ def labels_suffix(labels: np.ndarray, preferred: str = ".tif") -> str:
     return ".tif"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _temporary_beside(path: Path) -> str:
+    """A new empty file next to ``path``, created with mode 0666 less the user's umask (as any
+    file the user makes; ``mkstemp`` would give a private 0600)."""
+    for _ in range(100):
+        name = path.parent / f".{path.stem}-{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return str(name)
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
     """Write a file through a temporary file beside it, then rename it into place.
 
     ``write(tmp_name)`` writes the content. Readers never see a half-written file, and the
-    file gets the permissions of any file the user creates (their umask), not the temporary
-    file's private 0600.
+    file gets the permissions of any file the user creates (their umask).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix)
-    os.close(fd)
+    tmp_name = None
     try:
+        tmp_name = _temporary_beside(path)
         write(tmp_name)
-        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except OSError as exc:
         raise SansaError(f"Cannot write {path}: {exc.strerror or exc}.") from None
     finally:
-        if os.path.exists(tmp_name):
+        if tmp_name is not None and os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return path
 

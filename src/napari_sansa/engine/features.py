@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -153,3 +154,18 @@ class FeatureCache:
             self._bytes = 0
         if self.disk is not None:
             self.disk.clear()
+
+
+def default_cache_bytes(device: torch.device) -> int:
+    """An eighth of the device's memory, at most 1 GiB: re-runs skip the encoder for 64 images
+    at full size (more come back from the fp16 disk cache in milliseconds), and a 1,000-image
+    stack stays under 2 GiB of growth (the allocator's overhead comes on top of the budget)."""
+    total = 8 * 2**30
+    try:
+        if device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+        else:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        pass
+    return int(min(total // 8, 2**30))

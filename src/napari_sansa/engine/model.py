@@ -8,7 +8,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,15 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoints
-from .adapters import adapter_modules, attach_adapters, block_input_widths, infer_layout
-from .architecture import build_sam2, infer_sam2_size
 from .config import SansaConfig, autocast, resolve_device
 from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
-from .features import FeatureCache, ImageFeatures, image_key
+from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
-from .instances import DEFAULT_MIN_SIZE
+from .loading import assemble
 from .memory import (
     Decoded,
     MemoryEntry,
@@ -33,7 +30,6 @@ from .memory import (
     decode_target,
     encode_memory,
 )
-from .objects import Objects
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
@@ -46,6 +42,7 @@ from .prompts import (
     resolve_reference,
     sam_point_inputs,
 )
+from .results import Estimate, ModelInfo, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -55,105 +52,6 @@ Progress = Callable[[int, int | None], None] | None
 OnError = Callable[[int, SansaError], None] | None
 T = TypeVar("T")
 OOM_ADVICE = "choose precision bf16, a smaller input size, or device cpu"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model was built from, for the record of a run."""
-
-    sam2_size: str
-    adapter_blocks: tuple[int, ...]
-    channel_factor: float
-    sam2_checkpoint: str = ""
-    adapter_checkpoint: str = ""
-    name: str = ""
-
-
-@dataclass(eq=False)
-class Prediction:
-    """The result for one target image.
-
-    ``labels`` holds class ids (0 = background; where classes overlap, the highest logit wins),
-    ``logits`` each class's logits at the target's size, ``scores`` each class's confidence in
-    [0, 1] (predicted IoU times mask stability), for ranking targets for review.
-    ``propagate`` also keeps the model and the target image (``_model``, ``_target``, without
-    the model input) for :meth:`instances`: its mean intensities and method "sam".
-    """
-
-    index: int
-    labels: np.ndarray
-    logits: dict[int, np.ndarray] = field(default_factory=dict)
-    scores: dict[int, float] = field(default_factory=dict)
-    _model: Sansa | None = field(default=None, repr=False)
-    _target: _Prepared | None = field(default=None, repr=False)
-
-    def __getstate__(self) -> dict:
-        """Pickled (e.g. sent between processes) without the model, which stays where it is."""
-        return {**self.__dict__, "_model": None}
-
-    def instances(
-        self,
-        method: str = "watershed",
-        *,
-        min_size: int = DEFAULT_MIN_SIZE,
-        class_names: Mapping[int, str] | None = None,
-    ) -> Objects:
-        """Each object its own label: ``(labels, table)``, an :class:`~.objects.Objects`.
-
-        "watershed" splits each class's mask where objects touch; "sam" outlines each of those
-        seeds with SAM2's decoder on the target's cached features (no encoder pass). Objects
-        under ``min_size`` pixels are dropped. See :mod:`napari_sansa.engine.objects`.
-        """
-        from .objects import prediction_objects
-
-        return prediction_objects(self, method, min_size=min_size, class_names=class_names)
-
-    @property
-    def score(self) -> float:
-        """The lowest class score: how much the least certain class needs a look."""
-        return min(self.scores.values()) if self.scores else 1.0
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What a run of ``n_targets`` images will cost, from timings measured on this machine."""
-
-    n_targets: int
-    seconds_per_target: float
-    feature_bytes_per_image: int
-    cache_bytes: int
-
-    @property
-    def seconds(self) -> float:
-        return self.seconds_per_target * self.n_targets
-
-    @property
-    def memory_bytes(self) -> int:
-        """Feature memory the run may hold (bounded by the cache budget)."""
-        return min(self.feature_bytes_per_image * self.n_targets, self.cache_bytes)
-
-    def __str__(self) -> str:
-        minutes = self.seconds / 60
-        when = f"{self.seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min"
-        return (
-            f"about {when} for {self.n_targets} image(s) ({self.seconds_per_target:.1f} s each), "
-            f"up to {self.memory_bytes / 2**30:.1f} GiB of cached features"
-        )
-
-
-def default_cache_bytes(device: torch.device) -> int:
-    """An eighth of the device's memory, at most 1 GiB: re-runs skip the encoder for 64 images
-    at full size (more come back from the fp16 disk cache in milliseconds), and a 1,000-image
-    stack stays under 2 GiB of growth (the allocator's overhead comes on top of the budget)."""
-    total = 8 * 2**30
-    try:
-        if device.type == "cuda":
-            total = torch.cuda.get_device_properties(device).total_memory
-        else:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError, RuntimeError):
-        pass
-    return int(min(total // 8, 2**30))
 
 
 @dataclass(eq=False)
@@ -224,36 +122,7 @@ class Sansa:
         config = config or SansaConfig()
         if device is not None or precision is not None:
             config = replace(config, device=device or config.device, precision=precision or config.precision)
-        sam2_source = f"SAM2 checkpoint {Path(sam2_checkpoint).name}"
-        adapter_source = f"adapter checkpoint {Path(adapter_checkpoint).name}"
-        sam2_state = checkpoints.sam2_weights(
-            checkpoints.read_state_dict(sam2_checkpoint, "SAM2 checkpoint"), sam2_source
-        )
-        size = infer_sam2_size(sam2_state, sam2_source)
-        grouped = checkpoints.adapter_weights(
-            checkpoints.read_state_dict(adapter_checkpoint, "SANSA adapter"), adapter_source
-        )
-        layout = infer_layout(grouped, adapter_source)
-        sam = build_sam2(size, config.image_size)
-        checkpoints.load_sam2_weights(sam, sam2_state, sam2_source)
-        del sam2_state
-        attach_adapters(sam, layout, size.name, adapter_source)
-        for index, adapter in adapter_modules(sam).items():
-            try:
-                adapter.load_state_dict(grouped[index], strict=True)
-            except RuntimeError as exc:
-                raise SansaError(
-                    f"{adapter_source}: the adapter of block {index} does not fit "
-                    f"({str(exc).splitlines()[-1].strip()})."
-                ) from None
-        info = ModelInfo(
-            sam2_size=size.name,
-            adapter_blocks=tuple(layout.blocks),
-            channel_factor=layout.channel_factor(block_input_widths(sam)),
-            sam2_checkpoint=str(sam2_checkpoint),
-            adapter_checkpoint=str(adapter_checkpoint),
-            name=name,
-        )
+        sam, info = assemble(sam2_checkpoint, adapter_checkpoint, config.image_size, name)
         return cls(sam, config, info)
 
     @classmethod

@@ -45,6 +45,10 @@ class Prediction:
     _model: Sansa | None = field(default=None, repr=False)
     _target: _Prepared | None = field(default=None, repr=False)
 
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. sent between processes) without the model, which stays where it is."""
+        return {**self.__dict__, "_model": None}
+
     def instances(
         self,
         method: str = "watershed",

@@ -9,8 +9,8 @@ events (debounced), not per stroke.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QTimer
 from magicgui.widgets import ComboBox
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
