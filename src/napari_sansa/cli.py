@@ -74,12 +74,33 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IMAGE:MASK",
         help="a reference image and its label image (each nonzero value is a class); repeat for k shots",
     )
-    segment.add_argument("targets", nargs="+", type=Path, help="target image files or folders")
+    segment.add_argument(
+        "targets",
+        nargs="+",
+        type=Path,
+        help="target image files, folders, quoted glob patterns ('plate/**/*.tif') or @list.txt "
+        "(one path a line)",
+    )
     segment.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
     segment.add_argument(
         "--sequential", action="store_true", help="targets are a time series: remember each prediction"
     )
     segment.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
+    segment.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip targets whose label image exists and is complete; do only the rest",
+    )
+    cluster = segment.add_argument_group("cluster (Dask distributed)")
+    cluster.add_argument(
+        "--cluster", metavar="local:N", help="run on N worker processes of this machine, one thread each"
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the workers of a running Dask scheduler (e.g. tcp://node1:8786: dask-jobqueue on "
+        "SLURM/PBS, dask_cuda.LocalCUDACluster); the weights' and images' paths must be readable there",
+    )
     _add_model_options(segment)
 
     download = commands.add_parser("download", help="download a published model ahead of time")
@@ -112,10 +133,8 @@ def _bytes(gigabytes: float | None, option: str) -> int | None:
     return int(gigabytes * 2**30)
 
 
-def load_model(args: argparse.Namespace):
-    """The model the options ask for: local files, else a published model."""
-    from .engine.model import Sansa
-
+def model_choice(args: argparse.Namespace) -> tuple[SansaConfig, Path | None, Path | None]:
+    """The run config and the local checkpoints the options name (both None: a published model)."""
     config = SansaConfig(
         device=args.device,
         precision=args.precision,
@@ -129,6 +148,16 @@ def load_model(args: argparse.Namespace):
     if args.model is None and (sam2 or adapter):
         if not (sam2 and adapter):
             raise SansaError("Give both --sam2 and --adapter (or neither, to use a published model).")
+        return config, sam2, adapter
+    return config, None, None
+
+
+def load_model(args: argparse.Namespace):
+    """The model the options ask for: local files, else a published model."""
+    from .engine.model import Sansa
+
+    config, sam2, adapter = model_choice(args)
+    if sam2 and adapter:
         return Sansa.from_checkpoints(sam2, adapter, config=config)
     return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
 
@@ -151,7 +180,9 @@ def target_paths(args: argparse.Namespace, skip: set[Path]) -> list[Path]:
     """Target image files from the files and folders given, minus the reference files."""
     from .files import expand_image_paths
 
-    targets = [p for p in expand_image_paths(args.targets) if p.resolve() not in skip]
+    from .targets import expand_inputs
+
+    targets = [p for p in expand_image_paths(expand_inputs(args.targets)) if p.resolve() not in skip]
     if not targets:
         raise SansaError("No target images: give image files or folders besides the references.")
     return targets
@@ -166,6 +197,10 @@ def labels_name(path: Path, labels) -> str:
 
 
 def _segment(args: argparse.Namespace) -> int:
+    if args.cluster or args.scheduler:
+        from .distributed.local import segment_on_cluster
+
+        return segment_on_cluster(args)
     from tqdm import tqdm
 
     from .files import ensure_writable_folder, read_image, write_labels
@@ -173,6 +208,10 @@ def _segment(args: argparse.Namespace) -> int:
     references, reference_files = reference_inputs(args)
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
+    if args.resume:
+        from .targets import resume_targets
+
+        targets = resume_targets(targets, out, references)
     model = load_model(args)
 
     failures: list[str] = []
@@ -198,7 +237,8 @@ def _segment(args: argparse.Namespace) -> int:
 
         for prediction in model.propagate(references, images(), on_error=skip):
             path = readable[prediction.index]
-            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=args.overwrite)
+            replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
+            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
             bar.update(1)
     finally:
         bar.close()
