@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="run on the workers of a running Dask scheduler (e.g. tcp://node1:8786: dask-jobqueue on "
-        "SLURM/PBS, dask_cuda.LocalCUDACluster); the weights' and images' paths must be readable there",
+        help="run on the workers of a running Dask scheduler: its address (tcp://node1:8786) or its "
+        "scheduler file (dask-jobqueue on SLURM/PBS, dask_cuda.LocalCUDACluster, ...); the weights and "
+        "images must be readable at the same paths there",
     )
     _add_model_options(segment)
 

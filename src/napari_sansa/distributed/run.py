@@ -18,7 +18,7 @@ from ..targets import existing, output_paths, reference_classes, refuse_existing
 from .spec import ModelSpec
 from .worker import Item, SansaWorker, TargetResult, segment_batch, stop_run, wait_idle, worker_status
 
-TASK_OVERHEAD_S = 0.02  # per task, measured (benchmarks/cluster.py: ~2-6 ms here), with a margin
+TASK_OVERHEAD_S = 0.04  # per task: 32 ms measured on 2 overloaded cores (benchmarks/cluster.py), rounded up
 OVERHEAD_SHARE = 0.02  # tasks are sized so that the overhead is at most this share of their compute
 CHECKS_PER_TASK = 64  # finished outputs read back per task on --resume (no compute)
 RETRIES = 2  # reruns of a task that raised (a worker that died is handled by the scheduler)
@@ -88,6 +88,18 @@ def _workers(client, timeout: float) -> dict[str, dict]:
         return client.scheduler_info(n_workers=-1)["workers"]
     except TypeError:  # before distributed 2025, every worker was listed anyway
         return client.scheduler_info()["workers"]
+
+
+def _siblings(client, workers: dict[str, dict]) -> dict[tuple[str, int], int]:
+    """Workers per (host, parent process): those started together (a local cluster, one job's
+    nanny) share their machine's cores; workers of separate jobs have cores of their own."""
+    parents = client.run(os.getppid)
+    counts: dict[tuple[str, int], int] = {}
+    for address, parent in parents.items():
+        key = (workers[address]["host"], parent) if address in workers else None
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _set_up(client, name: str, plugin: SansaWorker) -> dict[str, dict]:
@@ -180,11 +192,8 @@ def segment(
     checks = [item for item, o in zip(items, outputs) if not overwrite and o.name in names]
 
     workers = _workers(client, worker_timeout)
-    per_host: dict[str, int] = {}
-    for info in workers.values():
-        per_host[info["host"]] = per_host.get(info["host"], 0) + 1
     name = f"sansa-{uuid.uuid4().hex[:12]}"
-    plugin = SansaWorker(model, references, workers_per_host=per_host, torch_threads=torch_threads)
+    plugin = SansaWorker(model, references, siblings=_siblings(client, workers), torch_threads=torch_threads)
     records: dict[str, TargetResult] = {}
     futures: dict = {}
     try:

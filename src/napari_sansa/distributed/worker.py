@@ -58,7 +58,8 @@ class SansaWorker(WorkerPlugin):
     """Loads the model once per worker process and encodes the references' memories there.
 
     ``torch_threads``: threads for torch (None: the worker's share of the cores, i.e. its
-    usable cores divided by the workers on its host). Workers started by the client's own
+    usable cores divided by the workers started with it on its host, ``siblings`` counts them by
+    (host, parent process)). Workers started by the client's own
     process (a local cluster) share its terminal: they ignore Ctrl-C, which the client handles
     by stopping them cleanly.
     """
@@ -68,12 +69,12 @@ class SansaWorker(WorkerPlugin):
         model: ModelSpec,
         references: Sequence,
         *,
-        workers_per_host: dict[str, int] | None = None,
+        siblings: dict[tuple[str, int], int] | None = None,
         torch_threads: int | None = None,
     ) -> None:
         self.spec = model
         self.references = list(references)
-        self.workers_per_host = dict(workers_per_host or {})
+        self.siblings = dict(siblings or {})
         self.torch_threads = torch_threads
         self.client_pid = os.getpid()
         self.model = None
@@ -101,7 +102,7 @@ class SansaWorker(WorkerPlugin):
         self.address = worker.address
         if os.getppid() == self.client_pid and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-        sharing = self.workers_per_host.get(get_address_host(worker.address), 1)
+        sharing = self.siblings.get((get_address_host(worker.address), os.getppid()), 1)
         self.threads = self.torch_threads or max(1, usable_cpus() // max(1, sharing))
         # off the event loop, which keeps answering the scheduler meanwhile
         await asyncio.get_running_loop().run_in_executor(None, self._load)
