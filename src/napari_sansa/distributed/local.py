@@ -100,7 +100,7 @@ def segment_on_cluster(args: argparse.Namespace) -> int:
     references, reference_files = reference_inputs(args)
     targets = target_paths(args, reference_files)
     spec = model_spec(args)
-    logging.getLogger("distributed").setLevel(logging.ERROR)  # our own lines say what happened
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # our own lines say what happened
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
 
     def progress(done: int, total: int) -> None:

@@ -252,6 +252,7 @@ def segment(
         _stop(client, name, [f for f in futures if not f.done()])
     if not summary.cancelled:
         summary.leftovers_removed += remove_leftovers(outputs, time.time())
+    summary.tasks = len(futures)  # with the retries of single targets
     summary.results = [records[item.target] for item in items if item.target in records]
     summary.seconds = time.perf_counter() - start
     return summary
