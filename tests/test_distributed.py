@@ -60,13 +60,14 @@ def spec(checkpoints, config):
 
 @pytest.fixture(scope="module")
 def serial(files, references, checkpoints, config):
-    """The labels a single process writes, with one torch thread as each worker has."""
+    """The labels a single process writes, with as many torch threads as each worker has."""
     import torch
 
     from napari_sansa import Sansa
+    from napari_sansa.distributed.worker import usable_cpus
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, usable_cpus() // 2))
     try:
         model = Sansa.from_checkpoints(*checkpoints, config=config)
         images = [read_image(t) for t in files[1]]

@@ -28,7 +28,10 @@ def local_cluster(n_workers: int, *, gpu: bool = False):
 
     if n_workers < 1:
         raise SansaError(f"A local cluster needs at least one worker, not {n_workers}.")
+    from .worker import THREADS_ENV, usable_cpus
+
     options = {"resources": {"GPU": 1}} if gpu else {}
+    threads = max(1, usable_cpus() // n_workers)  # also for workers restarted after a crash
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # inherited by workers
     no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
@@ -42,6 +45,7 @@ def local_cluster(n_workers: int, *, gpu: bool = False):
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: any free port
+                env={THREADS_ENV: str(threads)},
                 **options,
             )
     finally:

@@ -169,7 +169,7 @@ def segment(
     """
     from distributed import as_completed
 
-    from ..engine.prompts import Reference
+    from ..engine.prompts import Reference, resolve_reference
     from ..files import ensure_writable_folder
 
     start = time.perf_counter()
@@ -177,6 +177,8 @@ def segment(
     references = [references] if isinstance(references, Reference) else list(references)
     if not references:
         raise SansaError("No references: give at least one annotated image.")
+    for index, reference in enumerate(references):  # bad prompts: said here, not by every worker
+        resolve_reference(reference, index)
     overwrite = overwrite and not resume  # resuming keeps complete outputs, whatever else is asked
     targets = [Path(t).absolute() for t in targets]
     if not targets:
@@ -195,7 +197,7 @@ def segment(
     name = f"sansa-{uuid.uuid4().hex[:12]}"
     plugin = SansaWorker(model, references, siblings=_siblings(client, workers), torch_threads=torch_threads)
     records: dict[str, TargetResult] = {}
-    futures: dict = {}
+    futures: dict = {}  # unfinished task -> its targets
     try:
         statuses = _set_up(client, name, plugin)
         summary.setup_seconds = time.perf_counter() - start
@@ -211,14 +213,14 @@ def segment(
 
         def submit(batch: list[Item]):
             future = client.submit(
-                segment_batch, name, batch, key=f"{name}-{len(futures)}", retries=RETRIES,
+                segment_batch, name, batch, key=f"{name}-{summary.tasks}", retries=RETRIES,
                 resources=resources, pure=False,
             )  # fmt: skip
             futures[future] = batch
+            summary.tasks += 1
             return future
 
         pending = as_completed([submit(batch) for batch in batches])
-        summary.tasks = len(futures)
         total = len(items)
         if progress is not None:
             progress(0, total)
@@ -231,7 +233,7 @@ def segment(
                 time.sleep(0.02)
                 continue
             for future in done:
-                batch = futures[future]
+                batch = futures.pop(future)  # its result is released once read
                 if future.status == "finished":
                     results = future.result()
                 elif future.status == "error" and len(batch) > 1:
@@ -249,10 +251,9 @@ def segment(
                 if progress is not None:
                     progress(len(records), total)
     finally:
-        _stop(client, name, [f for f in futures if not f.done()])
+        _stop(client, name, list(futures))
     if not summary.cancelled:
         summary.leftovers_removed += remove_leftovers(outputs, time.time())
-    summary.tasks = len(futures)  # with the retries of single targets
     summary.results = [records[item.target] for item in items if item.target in records]
     summary.seconds = time.perf_counter() - start
     return summary

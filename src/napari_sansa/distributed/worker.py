@@ -21,6 +21,7 @@ from ..engine.errors import SansaError
 from .spec import ModelSpec
 
 Status = Literal["written", "skipped", "failed"]
+THREADS_ENV = "NAPARI_SANSA_TORCH_THREADS"  # set on workers that know their share of the cores
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ def usable_cpus() -> int:
 class SansaWorker(WorkerPlugin):
     """Loads the model once per worker process and encodes the references' memories there.
 
-    ``torch_threads``: threads for torch (None: the worker's share of the cores, i.e. its
-    usable cores divided by the workers started with it on its host, ``siblings`` counts them by
-    (host, parent process)). Workers started by the client's own
+    ``torch_threads``: threads for torch (None: ``$NAPARI_SANSA_TORCH_THREADS`` where the
+    worker was started with it, as :func:`local_cluster` does, else the worker's share of the
+    cores: its usable cores divided by the workers started with it on its host, which
+    ``siblings`` counts by (host, parent process) when the run starts). Workers started by the client's own
     process (a local cluster) share its terminal: they ignore Ctrl-C, which the client handles
     by stopping them cleanly.
     """
@@ -103,7 +105,8 @@ class SansaWorker(WorkerPlugin):
         if os.getppid() == self.client_pid and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         sharing = self.siblings.get((get_address_host(worker.address), os.getppid()), 1)
-        self.threads = self.torch_threads or max(1, usable_cpus() // max(1, sharing))
+        configured = int(os.environ.get(THREADS_ENV, "0") or 0)
+        self.threads = self.torch_threads or configured or max(1, usable_cpus() // max(1, sharing))
         # off the event loop, which keeps answering the scheduler meanwhile
         await asyncio.get_running_loop().run_in_executor(None, self._load)
 
