@@ -119,7 +119,8 @@ def segment_on_cluster(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     for result in summary.failed:
-        print(f"napari-sansa: skipped: {result.target}: {result.error}", file=sys.stderr)
+        where = "" if result.target in result.error else f"{result.target}: "
+        print(f"napari-sansa: skipped: {where}{result.error}", file=sys.stderr)
     kept = f", {len(summary.skipped)} already complete" if summary.skipped else ""
     print(
         f"Wrote {len(summary.written)} label image(s) to {args.out}{kept} "
