@@ -355,6 +355,9 @@ def write_report(path: Path) -> None:
             "SAM2-Large in batches (encoder alone and end-to-end propagation).",
             "",
         ]
+    from cluster import report_lines  # benchmarks/cluster.py
+
+    lines += report_lines(load("cluster"))
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
     lines += [old[old.index("## Objects") :]] if "## Objects" in old else []
     path.write_text("\n".join(lines))

@@ -24,6 +24,10 @@ _LAZY = {"Sansa": "model", "Prediction": "model", "ModelInfo": "model"}
 
 
 def __getattr__(name: str):
+    if name == "distributed":  # imports Dask: only when asked for
+        from importlib import import_module
+
+        return import_module(".distributed", __name__)
     if name in _LAZY:
         from importlib import import_module
 

@@ -86,7 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID=NAME",
         help="name a class (repeatable); the names go to classes.csv in --out",
     )
-    segment.add_argument("targets", nargs="+", type=Path, help="target image files or folders")
+    segment.add_argument(
+        "targets",
+        nargs="+",
+        type=Path,
+        help="target image files, folders, quoted glob patterns ('plate/**/*.tif') or @list.txt "
+        "(one path a line)",
+    )
     segment.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
     segment.add_argument(
         "--sequential", action="store_true", help="targets are a time series: remember each prediction"
@@ -98,6 +104,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write each object's own label (<name>_objects.tif) and a table of them "
         "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
+    )
+    segment.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip targets whose label image exists and is complete; do only the rest",
+    )
+    cluster = segment.add_argument_group("cluster (Dask distributed)")
+    cluster.add_argument(
+        "--cluster", metavar="local:N", help="run on N worker processes of this machine, one thread each"
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the workers of a running Dask scheduler: its address (tcp://node1:8786) or its "
+        "scheduler file (dask-jobqueue on SLURM/PBS, dask_cuda.LocalCUDACluster, ...); the weights and "
+        "images must be readable at the same paths there",
     )
     _add_model_options(segment)
 
@@ -131,10 +153,8 @@ def _bytes(gigabytes: float | None, option: str) -> int | None:
     return int(gigabytes * 2**30)
 
 
-def load_model(args: argparse.Namespace):
-    """The model the options ask for: local files, else a published model."""
-    from .engine.model import Sansa
-
+def model_choice(args: argparse.Namespace) -> tuple[SansaConfig, Path | None, Path | None]:
+    """The run config and the local checkpoints the options name (both None: a published model)."""
     config = SansaConfig(
         device=args.device,
         precision=args.precision,
@@ -148,6 +168,16 @@ def load_model(args: argparse.Namespace):
     if args.model is None and (sam2 or adapter):
         if not (sam2 and adapter):
             raise SansaError("Give both --sam2 and --adapter (or neither, to use a published model).")
+        return config, sam2, adapter
+    return config, None, None
+
+
+def load_model(args: argparse.Namespace):
+    """The model the options ask for: local files, else a published model."""
+    from .engine.model import Sansa
+
+    config, sam2, adapter = model_choice(args)
+    if sam2 and adapter:
         return Sansa.from_checkpoints(sam2, adapter, config=config)
     return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
 
@@ -164,8 +194,9 @@ def reference_inputs(args: argparse.Namespace):
 def target_paths(args: argparse.Namespace, skip: set[Path]) -> list[Path]:
     """Target image files from the files and folders given, minus the reference files."""
     from .files import expand_image_paths
+    from .targets import expand_inputs
 
-    targets = [p for p in expand_image_paths(args.targets) if p.resolve() not in skip]
+    targets = [p for p in expand_image_paths(expand_inputs(args.targets)) if p.resolve() not in skip]
     if not targets:
         raise SansaError("No target images: give image files or folders besides the references.")
     return targets
@@ -180,6 +211,10 @@ def labels_name(path: Path, labels) -> str:
 
 
 def _segment(args: argparse.Namespace) -> int:
+    if args.cluster or args.scheduler:
+        from .distributed.local import segment_on_cluster
+
+        return segment_on_cluster(args)
     from tqdm import tqdm
 
     from .class_table import write_class_table
@@ -190,6 +225,10 @@ def _segment(args: argparse.Namespace) -> int:
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
     write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
+    if args.resume:
+        from .targets import resume_targets
+
+        targets = resume_targets(targets, out, references)
     model = load_model(args)
 
     failures: list[str] = []
@@ -217,9 +256,10 @@ def _segment(args: argparse.Namespace) -> int:
 
         for prediction in model.propagate(references, images(), on_error=skip):
             path = readable[prediction.index]
-            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=args.overwrite)
+            replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
+            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
             if args.instances:
-                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=args.overwrite)
+                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
             bar.update(1)
     finally:
         bar.close()

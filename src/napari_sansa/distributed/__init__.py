@@ -1,0 +1,16 @@
+"""The same run past one machine: targets segmented on the workers of a Dask cluster.
+
+``segment(client, references, targets, out, model=ModelSpec(...))`` takes a
+``distributed.Client`` of any cluster (``local_cluster(n)`` on this machine, dask-jobqueue on
+SLURM/PBS, ``dask_cuda.LocalCUDACluster`` on a multi-GPU box). The engine itself never imports
+Dask; this layer drives it on each worker.
+"""
+
+from __future__ import annotations
+
+from .local import local_cluster
+from .run import RunSummary, segment
+from .spec import ModelSpec
+from .worker import TargetResult
+
+__all__ = ["ModelSpec", "RunSummary", "TargetResult", "local_cluster", "segment"]
