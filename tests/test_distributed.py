@@ -164,12 +164,12 @@ def test_unreadable_weights_give_one_line(client, files, references, config, tmp
     assert "cannot load the model" in message and "sam2.pt" in message and "\n" not in message
 
 
-def test_cli_cluster_end_to_end_with_the_users_umask(files, checkpoints, tmp_path, capsys):
+def test_cli_cluster_end_to_end_with_the_users_umask_and_objects(files, checkpoints, tmp_path, capsys):
     root, targets = files
     sam2, adapter = checkpoints
     args = ["segment", "-r", f"{root / 'ref.png'}:{root / 'ref_mask.png'}", str(root / "targets" / "*.png")]
     args += ["--out", str(tmp_path), "--sam2", str(sam2), "--adapter", str(adapter), "--device", "cpu"]
-    args += ["--image-size", str(TEST_IMAGE_SIZE), "--cluster", "local:2"]
+    args += ["--image-size", str(TEST_IMAGE_SIZE), "--cluster", "local:2", "--instances", "watershed"]
     old = os.umask(0o027)
     try:
         code = main(args)
@@ -178,7 +178,10 @@ def test_cli_cluster_end_to_end_with_the_users_umask(files, checkpoints, tmp_pat
     err = capsys.readouterr().err
     assert code == 0, err
     assert f"Wrote {N_TARGETS} label image(s)" in err and "Traceback" not in err
-    assert label_files(tmp_path) == sorted(f"{t.stem}_labels.png" for t in targets)
+    assert [n for n in label_files(tmp_path) if "_labels" in n] == sorted(f"{t.stem}_labels.png" for t in targets)
+    for target in targets:  # each task also wrote its targets' objects and their tables
+        assert (tmp_path / f"{target.stem}_objects.tif").is_file()
+        assert (tmp_path / f"{target.stem}_objects.csv").read_text().startswith("label,")
     assert {(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {0o640}
 
 
