@@ -9,7 +9,7 @@ annotated planes seed SAM2's memory, and its masks travel plane by plane both wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,7 +67,7 @@ class ImageSource:
         return Image(pixels, contrast_limits=limits)
 
 
-class Planes:
+class Planes(Sequence):
     """A stack's planes as a lazy sequence of :class:`Image` (read when the engine asks)."""
 
     def __init__(self, source: ImageSource) -> None:
