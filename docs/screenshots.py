@@ -71,7 +71,8 @@ def main() -> int:
     viewer.close()
     own_data()
     through_the_stack()
-    print(f"wrote widget.png, reference.png, own-data.png and stack.png to {OUT}")
+    objects()
+    print(f"wrote widget.png, reference.png, own-data.png, stack.png and objects.png to {OUT}")
     return 0
 
 
@@ -95,7 +96,7 @@ def own_data() -> None:
     widget.run()
     wait(widget)
     for layer in viewer.layers:
-        layer.visible = layer.name in ("cells 0", "cells 0_cellpose", "Points")
+        layer.visible = layer.name in ("cells 0", "cells 0_cellpose")
     viewer.layers.selection.active = viewer.layers["cells 0_cellpose"]
     viewer.reset_view()
     QApplication.instance().processEvents()
@@ -122,6 +123,27 @@ def through_the_stack() -> None:
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "stack.png"), canvas_only=False)
+    viewer.close()
+
+
+
+def objects() -> None:
+    """Output "objects": every object its own label, listed least confident first."""
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    viewer.add_labels((cells(6)[0][1] > 0).astype(np.uint8), name="cells 0 mask")
+    widget.objects_panel.output.setCurrentText("objects")
+    widget.run()
+    wait(widget)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 2", "cells 2 [SANSA objects]")
+    viewer.layers.selection.active = viewer.layers["cells 2 [SANSA objects]"]
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)
     viewer.close()
 
 

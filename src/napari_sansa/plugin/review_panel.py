@@ -51,6 +51,7 @@ class ReviewPanel(QGroupBox):
             "with the correction in SAM2's memory (locked planes stay as they are)"
         )
         self.propagate.clicked.connect(lambda: self.propagate_requested.emit(self.selected_key()))
+        self.propagate.setEnabled(False)  # until a plane of a stack is selected
         box.addWidget(self.propagate)
 
     def order(self) -> list[TargetKey]:
@@ -92,6 +93,7 @@ class ReviewPanel(QGroupBox):
         if item is None:
             return
         key = item.data(Qt.UserRole)
+        self.propagate.setEnabled(bool(key.plane))
         layer = L.result_layer(self.viewer, key.image_id)
         if layer is None:
             return

@@ -6,8 +6,10 @@ Main-thread handlers stay short (napari must not stall): result layers are added
 worker starts (:mod:`.results`), a finished target only assigns its plane, and the references
 summary is recomputed once after a burst of layer events.
 
-The sections live in their own modules: :mod:`.model_panel`, :mod:`.references_panel`,
-:mod:`.review_panel` (scores and locked targets) and :mod:`.exports` (export, load a run).
+The sections live in their own modules: :mod:`.model_panel`, :mod:`.references_panel` (with
+the layer → image list), :mod:`.targets_panel`, :mod:`.run_controls`, :mod:`.objects_panel`,
+:mod:`.review_panel` (scores and locked targets) and :mod:`.exports` (export, save and load
+references).
 """
 
 from __future__ import annotations
@@ -20,16 +22,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QComboBox,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QListWidget,
-    QListWidgetItem,
-    QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -48,13 +42,14 @@ from .reference_layers import annotation_layers
 from .references_panel import ReferencesPanel
 from .results import RunLayers, target_sources
 from .review_panel import ReviewPanel
+from .run_controls import RunControls
 from .runs import record_parts
 from .session import ImageSource, Job, TargetKey, plan_job, repropagation_job
 from .settings import WidgetSettings, load_settings, save_settings
+from .targets_panel import TargetsPanel
 
 log = logging.getLogger(__name__)
 PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns
-THROUGH, INDEPENDENT = "through the stack", "independent planes"
 
 
 class SansaWidget(QWidget):
@@ -102,41 +97,18 @@ class SansaWidget(QWidget):
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
         self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
 
-        targets = QGroupBox("Targets")
-        box = QVBoxLayout(targets)
-        self.targets = QListWidget()
-        self.targets.setMaximumHeight(110)
-        box.addWidget(self.targets)
-        stacks = QHBoxLayout()
-        stacks.addWidget(QLabel("Annotated stacks"))
-        self.stack_mode = QComboBox()
-        self.stack_mode.addItems([THROUGH, INDEPENDENT])
-        self.stack_mode.setToolTip(
-            "Through the stack: the annotated planes seed SAM2's memory and masks travel plane by plane "
-            "both ways (volumes, time-lapses). Independent planes: each plane on its own, like any image."
+        self.targets_panel = TargetsPanel()
+        self.targets, self.stack_mode = self.targets_panel.list, self.targets_panel.stack_mode
+        layout.addWidget(self.targets_panel)
+        self.controls = RunControls(self.run, self.cancel)
+        c = self.controls
+        self.run_button, self.cancel_button, self.status, self.progress = (
+            c.run_button,
+            c.cancel_button,
+            c.status,
+            c.progress,
         )
-        stacks.addWidget(self.stack_mode)
-        box.addLayout(stacks)
-        layout.addWidget(targets)
-
-        run_row = QHBoxLayout()
-        self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        run_row.addWidget(self.run_button)
-        run_row.addWidget(self.cancel_button)
-        layout.addLayout(run_row)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        layout.addWidget(self.status)
-        self.progress = QProgressBar()  # in the dock: napari's progress bars process events on each update
-        self.progress.setFormat("%v / %m images")
-        policy = self.progress.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)  # showing it moves nothing: no relayout, no canvas resize
-        self.progress.setSizePolicy(policy)
-        self.progress.hide()
-        layout.addWidget(self.progress)
+        layout.addWidget(self.controls)
 
         self.objects_panel = ObjectsPanel(self.viewer)
         layout.addWidget(self.objects_panel)
@@ -174,21 +146,10 @@ class SansaWidget(QWidget):
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)
         self.references_panel.reset_choices()
-        unchecked = {
-            self.targets.item(i).data(Qt.UserRole)
-            for i in range(self.targets.count())
-            if self.targets.item(i).checkState() != Qt.Checked
-        }
-        self.targets.clear()
         annotated = {
             L.layer_id(a.image) for a in self.references_panel.assignments() if a.image is not None
         }
-        for layer in images:
-            image_id = L.layer_id(layer)
-            item = QListWidgetItem(layer.name + ("  (reference)" if image_id in annotated else ""))
-            item.setData(Qt.UserRole, image_id)
-            item.setCheckState(Qt.Unchecked if image_id in unchecked else Qt.Checked)
-            self.targets.addItem(item)
+        self.targets_panel.show_images(images, annotated)
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
@@ -205,17 +166,10 @@ class SansaWidget(QWidget):
         return self.references_panel.add_prompt_layer(kind, image_name)
 
     # ------------------------------------------------------------------ run
-    def _checked(self) -> set[str]:
-        return {
-            self.targets.item(i).data(Qt.UserRole)
-            for i in range(self.targets.count())
-            if self.targets.item(i).checkState() == Qt.Checked
-        }
-
     @property
     def through_stacks(self) -> bool:
         """Whether annotated stacks are segmented through the stack (else plane by plane)."""
-        return self.stack_mode.currentText() == THROUGH
+        return self.targets_panel.through_stacks
 
     def _plan(self) -> Job:
         sources = [L.image_source(layer) for layer in L.image_layers(self.viewer)]
@@ -223,7 +177,7 @@ class SansaWidget(QWidget):
         panel = self.references_panel
         assignments = panel.assignments()
         prompts = {s.image_id: panel.prompts(s, assignments) for s in sources}
-        job = plan_job(sources, prompts, self._checked(), self.locked, self.through_stacks)
+        job = plan_job(sources, prompts, self.targets_panel.checked(), self.locked, self.through_stacks)
         job.class_names = {c: n for c, n in panel.class_names.items() if c in job.classes}
         return job
 
@@ -274,8 +228,7 @@ class SansaWidget(QWidget):
             _start_thread=False,
             _connect=handlers,
         )
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
+        self.controls.running(True)
         if self.model is None or self._model_key != key:
             first_use = settings.model != LOCAL
             message = "Loading the SANSA model" + (
@@ -284,7 +237,7 @@ class SansaWidget(QWidget):
         else:
             message = "Starting"
         self.status.setText("Preparing the result layers…")
-        self._set_progress(0, self._total)
+        self.controls.set_progress(0, self._total)
         self.progress.show()
         self._collections.freeze()  # until _on_finished
         self.worker.start()  # it waits for the result layers
@@ -335,7 +288,7 @@ class SansaWidget(QWidget):
             self.status.setText(f"Estimate: {event.text}")
         elif isinstance(event, Started):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
-            self._set_progress(0, event.total)
+            self.controls.set_progress(0, event.total)
             self.status.setText(f"0 / {event.total} images")
         elif isinstance(event, TargetFailed):
             self.failures.append(f"{self._describe_key(event.key)}: {event.message}")
@@ -343,19 +296,11 @@ class SansaWidget(QWidget):
         elif isinstance(event, TargetDone):
             self._write(event.key, event.prediction, event.objects)
             self._done += 1
-            self._set_progress(self._done, self._total)
+            self.controls.set_progress(self._done, self._total)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
             self._show_status(
                 f"{self._done} / {self._total} images, about {left:.0f} s left (estimate: {self.estimate})"
             )
-
-    def _set_progress(self, done: int, total: int) -> None:
-        """Move the bar at the next paint: QProgressBar itself repaints the whole window at once."""
-        bar = self.progress
-        bar.setUpdatesEnabled(False)
-        bar.setRange(0, total)
-        bar.setValue(done)
-        bar.setUpdatesEnabled(True)  # schedules an ordinary repaint
 
     def _write(self, key: TargetKey, prediction, objects=None) -> None:
         source = self._sources.get(key)
@@ -403,8 +348,7 @@ class SansaWidget(QWidget):
         if self._results is not None:
             self._results.remove_empty()
         self.worker = None
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
+        self.controls.running(False)
         self.review_panel.refresh()
         for image_id in self._through:
             self.objects_panel.layers.link(image_id)
