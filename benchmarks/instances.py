@@ -1,6 +1,6 @@
 """Objects benchmark: time to split one image's classes into 1,000 objects, watershed and sam.
 
-    .venv/bin/python benchmarks/instances.py                    # CPU: sam at input 256 (about 4 min on 2 cores)
+    .venv/bin/python benchmarks/instances.py                    # CPU: sam at input 256 (2-4 min on 2 cores)
     .venv/bin/python benchmarks/instances.py --image-size 1024  # as trained (CUDA: seconds; CPU: many minutes)
 
 The image is 1024x1024 with 1,000 round objects 12-18 px across, in touching pairs. "sam" runs
@@ -44,6 +44,16 @@ def scene(seed: int = 0, hw=(1024, 1024)) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(image, 0, 255).astype(np.uint8), labels
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def timed(fn, repeats: int) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
@@ -69,7 +79,7 @@ def measure(image_size: int, repeats: int, sam_repeats: int) -> dict:
     sam_s, (_, sam_table) = timed(lambda: prediction.instances("sam"), sam_repeats)
     assert model.encoder_passes == passes, "objects must not run the encoder"
     return {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {device}",
+        "machine": f"{cpu_name()}, {torch.get_num_threads()} threads",
         "device": device if device == "cpu" else torch.cuda.get_device_name(),
         "image_size": image_size,
         "objects": int(split.max()),
