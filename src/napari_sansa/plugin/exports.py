@@ -66,17 +66,7 @@ def export_run(
     written = export_labels(results, folder, overwrite=overwrite)
     written += objects() if objects is not None else []
     if run.references:
-        written.append(
-            save_references(
-                set_folder,
-                run.references,
-                run.class_names,
-                model=run.model,
-                settings=run.settings,
-                sources=run.sources,
-                overwrite=overwrite,
-            )
-        )
+        written.append(_save_set(set_folder, run, overwrite))
     table = write_class_table(folder, run.class_names, class_ids, overwrite)
     return written + ([table] if table is not None else [])
 
@@ -151,15 +141,12 @@ def save_run_references(folder: str | os.PathLike, parts: Callable[[], ExportPar
     run = parts()
     if not run.references:
         raise SansaError("There are no references to save: annotate an image, or open a mask that fits one.")
-    return save_references(
-        folder,
-        run.references,
-        run.class_names,
-        model=run.model,
-        settings=run.settings,
-        sources=run.sources,
-        overwrite=overwrite,
-    )
+    return _save_set(folder, run, overwrite)
+
+
+def _save_set(folder: str | os.PathLike, run: ExportParts, overwrite: bool) -> Path:
+    options = {"model": run.model, "settings": run.settings, "sources": run.sources}
+    return save_references(folder, run.references, run.class_names, overwrite=overwrite, **options)
 
 
 class RunFileButtons(QWidget):
