@@ -13,13 +13,12 @@ import pytest
 
 pytest.importorskip("distributed")
 
+from conftest import TEST_IMAGE_SIZE  # noqa: E402
 from napari_sansa import Mask, Reference, SansaError  # noqa: E402
 from napari_sansa.cli import main  # noqa: E402
 from napari_sansa.distributed import ModelSpec, local_cluster, segment  # noqa: E402
 from napari_sansa.files import mask_to_classes, read_image, write_labels  # noqa: E402
 from napari_sansa.targets import expand_inputs  # noqa: E402
-
-from conftest import TEST_IMAGE_SIZE  # noqa: E402
 
 N_TARGETS = 3
 
