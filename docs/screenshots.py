@@ -128,19 +128,28 @@ def through_the_stack() -> None:
 
 
 def objects() -> None:
-    """Output "objects": every object its own label, listed least confident first."""
+    """Output "objects": every object its own label, its table on hover, listed least confident
+    first. The test weights segment nothing meaningful, so the objects shown are split from the
+    sample's true mask by the same code a run uses (``Prediction.instances``)."""
+    from napari_sansa.engine.results import Prediction
+    from napari_sansa.plugin import layers as L
+    from napari_sansa.plugin.session import TargetKey
+
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 1000)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
-    widget.image_size.setValue(512)
-    viewer.add_labels((cells(6)[0][1] > 0).astype(np.uint8), name="cells 0 mask")
     widget.objects_panel.output.setCurrentText("objects")
-    widget.run()
-    wait(widget)
+    image, truth = cells(6)[2]
+    found = Prediction(0, (truth > 0).astype(np.uint8), scores={1: 0.9}).instances(
+        class_names={1: "cell"}
+    )
+    source = L.image_source(viewer.layers["cells 2"])
+    widget.objects_panel.write(source, TargetKey(source.image_id), found, running=False)
     for layer in viewer.layers:
         layer.visible = layer.name in ("cells 2", "cells 2 [SANSA objects]")
     viewer.layers.selection.active = viewer.layers["cells 2 [SANSA objects]"]
+    widget.objects_panel.list.setCurrentRow(1)
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)

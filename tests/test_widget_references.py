@@ -115,7 +115,9 @@ def test_the_layer_list_follows_layers_and_its_choices_are_honoured(open_widget,
 def test_result_layers_are_never_references(open_widget, qtbot):
     viewer, widget = open_widget()
     viewer.add_labels(cells(6)[0][1], name="cells 0 mask")
+    widget.objects_panel.output.setCurrentText("objects")
     run_and_wait(widget, qtbot)
+    assert "cells 1 [SANSA objects]" in viewer.layers and "cells 1 [SANSA]" in viewer.layers
     assert list(rows(widget)) == ["cells 0 mask"]
     assert len(widget._plan().references) == 1
 

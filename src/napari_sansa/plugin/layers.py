@@ -26,8 +26,14 @@ from .prompt_layers import (
 from .session import ImageSource
 
 ID, PROMPTS_FOR, RESULT_OF = "sansa_id", "sansa_prompts_for", "sansa_result_of"
+OBJECTS_OF = "sansa_objects_of"  # an objects layer (see objects_layers)
 RESULT_SUFFIX = " [SANSA]"
 POINT_COLORS = {POSITIVE: "lime", NEGATIVE: "red"}
+
+
+def is_result(layer) -> bool:
+    """Whether SANSA made this layer as a result (classes or objects)."""
+    return RESULT_OF in layer.metadata or OBJECTS_OF in layer.metadata
 
 
 def layer_id(layer) -> str:

@@ -19,7 +19,7 @@ import pandas as pd
 from . import layers as L
 from .session import ImageSource, TargetKey
 
-OBJECTS_OF = "sansa_objects_of"
+OBJECTS_OF = L.OBJECTS_OF
 OBJECTS_SUFFIX = " [SANSA objects]"
 
 

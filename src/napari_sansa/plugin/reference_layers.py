@@ -5,8 +5,8 @@ A layer made with the widget's *Add prompt layer* button names its image. Any ot
 annotates the image it fits: Labels by the image's planes and YX size, Points and Shapes by
 their dimensionality and coordinates inside the image. When several images fit, the one whose
 name the layer's name starts with or contains wins, else the image chosen in the widget. The
-user's own choice, kept in the layer's metadata, overrides all of this. Result layers are never
-references (*Use as reference* copies a result into a prompt layer instead).
+user's own choice, kept in the layer's metadata, overrides all of this. Result layers (classes
+and objects) are never references (*Use as reference* copies a result into a prompt layer).
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ class Assignment:
 
 
 def annotation_layers(viewer) -> list:
-    """Labels, Points and Shapes layers that may be references (every layer but results)."""
+    """Labels, Points and Shapes layers that may be references (every layer but SANSA's results)."""
     from napari.layers import Labels, Points, Shapes
 
     return [
         layer
         for layer in viewer.layers
-        if isinstance(layer, (Labels, Points, Shapes)) and L.RESULT_OF not in layer.metadata
+        if isinstance(layer, (Labels, Points, Shapes)) and not L.is_result(layer)
     ]
 
 

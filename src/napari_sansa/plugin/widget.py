@@ -129,7 +129,7 @@ class SansaWidget(QWidget):
 
     def _layers_changed(self, event) -> None:
         """Result layers come and go with runs and change neither the images nor the references."""
-        if L.RESULT_OF not in event.value.metadata:
+        if not L.is_result(event.value):
             self._follow(event.value)
             self._refresh_layers()
 
