@@ -253,3 +253,19 @@ def test_memory_selection_matches_sam2(model, monkeypatch, reverse, pointer_enco
             track_in_reverse=reverse,
         )
     torch.testing.assert_close(ours, theirs)
+
+
+def test_objects_of_a_plane_tracked_through_the_stack_need_no_encoder_pass(checkpoints, config, encoder_calls):
+    """Objects (with mean intensities, and SAM2's own outlines) come from the plane's cached features."""
+    model = ns.Sansa.from_checkpoints(*checkpoints, config=config)
+    rng = np.random.default_rng(0)
+    stack = (rng.random((3, 96, 128)) * 255).astype(np.uint8)
+    mask = np.zeros((96, 128), bool)
+    mask[30:60, 40:80] = True
+    predictions = list(model.propagate_stack(stack, {0: {1: ns.Mask(mask)}}))
+    calls = encoder_calls(model)
+    for prediction in predictions:
+        for method in ("watershed", "sam"):
+            objects, table = prediction.instances(method)
+            assert objects.shape == (96, 128) and "mean_intensity" in table.columns
+    assert calls == []

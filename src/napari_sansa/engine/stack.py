@@ -12,7 +12,7 @@ distance, and the object pointers of the conditioning frames and of recent plane
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -315,8 +315,8 @@ def _run(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-                if not isinstance(outcome, SansaError):
-                    yield Prediction(z, *outcome)
+                if not isinstance(outcome, SansaError):  # keeps what .instances() needs
+                    yield Prediction(z, *outcome, _model=model, _target=replace(prepared, tensor=None))
 
 
 def _predict_plane(
