@@ -17,7 +17,8 @@ from conftest import TEST_IMAGE_SIZE  # noqa: E402
 from napari_sansa import Mask, Reference, SansaError  # noqa: E402
 from napari_sansa.cli import main  # noqa: E402
 from napari_sansa.distributed import ModelSpec, local_cluster, segment  # noqa: E402
-from napari_sansa.files import mask_to_classes, read_image, write_labels  # noqa: E402
+from napari_sansa.engine.masks import classes_from_mask  # noqa: E402
+from napari_sansa.files import read_image, write_labels  # noqa: E402
 from napari_sansa.targets import expand_inputs  # noqa: E402
 
 N_TARGETS = 3
@@ -48,7 +49,7 @@ def files(tmp_path_factory, samples):
 @pytest.fixture(scope="module")
 def references(files):
     root, _ = files
-    classes = mask_to_classes(read_image(root / "ref_mask.png"), "mask")
+    classes = classes_from_mask(read_image(root / "ref_mask.png"), "each").classes
     return [Reference(read_image(root / "ref.png"), {c: Mask(m) for c, m in classes.items()})]
 
 

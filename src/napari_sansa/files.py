@@ -122,9 +122,3 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
 
     return atomic_write(path, write)
 
-
-def mask_to_classes(mask: np.ndarray, source: str) -> dict[int, np.ndarray]:
-    """Class id -> boolean mask, one class per nonzero value (a 0/255 binary mask is class 1)."""
-    from .engine.masks import classes_from_mask
-
-    return classes_from_mask(mask, "each", source=source).classes
