@@ -11,15 +11,13 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-pytest.importorskip("distributed")
-
-from conftest import TEST_IMAGE_SIZE  # noqa: E402
-from napari_sansa import Mask, Reference, SansaError  # noqa: E402
-from napari_sansa.cli import main  # noqa: E402
-from napari_sansa.distributed import ModelSpec, local_cluster, segment  # noqa: E402
-from napari_sansa.engine.masks import classes_from_mask  # noqa: E402
-from napari_sansa.files import read_image, write_labels  # noqa: E402
-from napari_sansa.targets import expand_inputs  # noqa: E402
+from conftest import TEST_IMAGE_SIZE
+from napari_sansa import Mask, Reference, SansaError
+from napari_sansa.cli import main
+from napari_sansa.distributed import ModelSpec, local_cluster, segment
+from napari_sansa.engine.masks import classes_from_mask
+from napari_sansa.files import read_image, write_labels
+from napari_sansa.targets import expand_inputs
 
 N_TARGETS = 3
 
