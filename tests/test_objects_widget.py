@@ -42,6 +42,10 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     written = widget.export(tmp_path / "out")
     names = sorted(p.name for p in written)
     assert "cells 2_objects.csv" in names and "cells 2_objects.tif" in names
+    from napari_sansa.plugin.exports import export_summary
+
+    # what the notification says (one target was run)
+    assert export_summary(written) == "1 label file(s), the objects of 1 image(s) and the references"
     table = pd.read_csv(tmp_path / "out" / "cells 2_objects.csv")
     assert len(table) == len(features) and "index" not in table
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "cells 2_objects.tif"), layer.data)

@@ -136,6 +136,14 @@ def load_references(
     return LoadedReferences(len(loaded.references), loaded.class_names, added)
 
 
+def export_summary(written: list[Path]) -> str:
+    """What an export wrote, in words: label files, objects files, references."""
+    objects = [p for p in written if p.stem.endswith("_objects")]
+    labels = [p for p in written if p not in objects and p.name not in (SET_FILE, CLASSES_FILE)]
+    parts = [f"{len(labels)} label file(s)"] + ([f"the objects of {len(objects) // 2} image(s)"] if objects else [])
+    return ", ".join(parts) + (" and the references" if any(p.name == SET_FILE for p in written) else "")
+
+
 def save_run_references(folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False) -> Path:
     """Write the current references as a reference set, e.g. for the command line or a cluster."""
     run = parts()
@@ -192,9 +200,7 @@ class RunFileButtons(QWidget):
         written = self._with_leave(self._export, folder) if folder else None
         if written is None:
             return
-        labels = [p for p in written if p.name not in (SET_FILE, CLASSES_FILE)]
-        extra = " and the references" if len(labels) < len(written) else ""
-        notifications.info(f"Exported {len(labels)} label file(s){extra} to {folder}")
+        notifications.info(f"Exported {export_summary(written)} to {folder}")
 
     def _save_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save the references into (a new or empty folder)")
