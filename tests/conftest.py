@@ -37,7 +37,7 @@ def checkpoints(tmp_path_factory):
 def config():
     from napari_sansa import SansaConfig
 
-    return SansaConfig(device="cpu", image_size=TEST_IMAGE_SIZE)
+    return SansaConfig(device="cpu", image_size=TEST_IMAGE_SIZE, precision="fp32")
 
 
 @pytest.fixture(scope="session")

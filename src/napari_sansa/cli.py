@@ -29,7 +29,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--cache-dir", type=Path, default=None, help="where published models are kept")
     group.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (default: auto)")
-    group.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    group.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (default): bf16 where the hardware runs it natively (CUDA >= 8.0, CPUs with AMX or "
+        "AVX512-BF16), else fp32",
+    )
     group.add_argument(
         "--image-size", type=int, default=1024, help="model input side (default 1024, as trained)"
     )

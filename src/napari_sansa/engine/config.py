@@ -8,9 +8,9 @@ from typing import Literal
 
 from .errors import SansaError
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class SansaConfig:
     device
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision
-        ``"fp32"`` or ``"bf16"`` (autocast where the hardware supports it).
+        ``"auto"`` (bf16 where the hardware runs it natively, else fp32: see
+        :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (autocast). A model built with
+        ``"auto"`` keeps the decision in its ``config``.
     image_size
         Side of the square model input; SAM2 and SANSA were trained at 1024.
     threshold
@@ -42,7 +44,7 @@ class SansaConfig:
     """
 
     device: str = "auto"
-    precision: Precision = "fp32"
+    precision: Precision = "auto"
     image_size: int = 1024
     threshold: float = 0.0
     cache_bytes: int | None = None
@@ -56,7 +58,7 @@ class SansaConfig:
         if self.device.split(":")[0] not in DEVICES:
             raise SansaError(f"Unknown device {self.device!r}: use one of {', '.join(DEVICES)}.")
         if self.precision not in PRECISIONS:
-            raise SansaError(f"Unknown precision {self.precision!r}: use fp32 or bf16.")
+            raise SansaError(f"Unknown precision {self.precision!r}: use auto, fp32 or bf16.")
 
 
 def resolve_device(name: str):
@@ -77,8 +79,30 @@ def resolve_device(name: str):
     return torch.device(name)
 
 
+def native_bf16(device) -> bool:
+    """Whether the device multiplies bf16 matrices natively: CUDA from compute capability 8.0
+    (Ampere), x86 CPUs with AMX or AVX512-BF16. Elsewhere (older GPUs and CPUs, Apple silicon)
+    bf16 is emulated or converted and no faster than fp32."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def resolve_precision(device, precision: Precision) -> Precision:
+    """The precision a model runs at: ``"auto"`` becomes bf16 where it is native, else fp32."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
 def autocast(device, precision: Precision):
-    """bf16 autocast on devices that support it; a no-op for fp32."""
+    """bf16 autocast on devices that support it; a no-op for fp32 (resolve "auto" first)."""
     import torch
 
     if precision != "bf16":

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import SansaConfig, autocast, resolve_device
+from .config import SansaConfig, autocast, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
@@ -87,8 +87,10 @@ class Sansa:
     def __init__(
         self, sam: torch.nn.Module, config: SansaConfig | None = None, info: ModelInfo | None = None
     ) -> None:
-        self.config = config or SansaConfig()
-        self.device = resolve_device(self.config.device)
+        config = config or SansaConfig()
+        self.device = resolve_device(config.device)
+        self.config = replace(config, precision=resolve_precision(self.device, config.precision))
+        log.info("SANSA runs on %s at %s", self.device, self.config.precision)
         self.sam = sam.to(self.device).eval()
         for parameter in self.sam.parameters():
             parameter.requires_grad_(False)

@@ -68,6 +68,7 @@ class ModelPanel(QGroupBox):
         form.addRow("SAM2 file", self.sam2_file)
         form.addRow("Adapter file", self.adapter_file)
         form.addRow("Device", self.device)
+        self.precision.setToolTip("auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), else fp32")
         form.addRow("Precision", self.precision)
         form.addRow("Input size", self.image_size)
         self.model_choice.currentTextChanged.connect(self._choice_changed)
@@ -76,6 +77,10 @@ class ModelPanel(QGroupBox):
         self.sam2_file.setEnabled(choice == LOCAL)
         self.adapter_file.setEnabled(choice == LOCAL)
 
+    def show_running(self, model) -> None:
+        """Say what runs, once the model is loaded (e.g. what precision "auto" chose)."""
+        self.setTitle(f"Model: SAM2-{model.info.sam2_size}, {model.config.precision} on {model.device}")
+
     def restore(self, settings: WidgetSettings) -> None:
         """Show saved settings; the checkpoint environment variables take precedence."""
         self.sam2_file.edit.setText(os.environ.get(SAM2_ENV) or settings.sam2_checkpoint)
@@ -83,7 +88,7 @@ class ModelPanel(QGroupBox):
         model = LOCAL if os.environ.get(SAM2_ENV) else settings.model
         self.model_choice.setCurrentText(model if model in [*PUBLISHED, LOCAL] else "universal")
         self.device.setCurrentText(settings.device if settings.device in DEVICES else "auto")
-        self.precision.setCurrentText(settings.precision if settings.precision in PRECISIONS else "fp32")
+        self.precision.setCurrentText(settings.precision if settings.precision in PRECISIONS else "auto")
         self.image_size.setValue(settings.image_size)
         self._choice_changed(self.model_choice.currentText())
 

@@ -18,7 +18,7 @@ class WidgetSettings:
     sam2_checkpoint: str = ""
     adapter_checkpoint: str = ""
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"
     image_size: int = 1024
 
 

@@ -294,6 +294,7 @@ class SansaWidget(QWidget):
             return
         if isinstance(event, ModelReady):
             self.model, self._model_key = event.model, key
+            self.model_panel.show_running(event.model)
         elif isinstance(event, Estimated):
             self.estimate = event.text
             self.status.setText(f"Estimate: {event.text}")
