@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
-    QFrame,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -86,16 +84,7 @@ class SansaWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        # the sections scroll inside the dock: on a laptop screen nothing is squeezed
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.NoFrame)
-        content = QWidget()
-        scroll.setWidget(content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        layout = QVBoxLayout(content)
+        layout = QVBoxLayout(self)
         self.model_panel = ModelPanel()
         layout.addWidget(self.model_panel)
         mp = self.model_panel
