@@ -263,10 +263,16 @@ def test_choices_are_remembered_between_sessions(open_widget, qtbot, monkeypatch
     viewer, widget = open_widget()
     draw_labels_reference(widget)
     widget.precision.setCurrentText("bf16")
+    widget.stack_mode.setCurrentText("independent planes")
+    widget.references_panel.mask_classes.setCurrentText("one class (instance mask)")
+    widget.objects_panel.output.setCurrentText("objects")
     run_and_wait(widget, qtbot)
     monkeypatch.delenv("NAPARI_SANSA_SAM2_CHECKPOINT")
     _, again = open_widget()
     assert again.precision.currentText() == "bf16"
+    assert again.stack_mode.currentText() == "independent planes"
+    assert again.references_panel.mask_classes.currentText() == "one class (instance mask)"
+    assert again.objects_panel.output.currentText() == "objects"
     assert again.image_size.value() == 256
     assert again.model_choice.currentText() == "local files"
 

@@ -1,7 +1,7 @@
 """Loading the model a run asks for: in the worker thread, reusing the loaded one if it fits.
 
 The engine (and torch) is imported only when the worker calls the loader, so napari starts
-without it. A model is reused while every widget setting it was made with stays the same.
+without it. A model is reused while every setting it was made with stays the same.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .settings import WidgetSettings
 
 def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> tuple[tuple, Callable]:
     """The settings' key and a function that returns their model: ``cached`` if made with that key."""
-    key = tuple(vars(settings).values())
+    key = settings.model_key()
 
     def get_model():
         from ..engine.config import SansaConfig

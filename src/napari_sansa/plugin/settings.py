@@ -20,6 +20,14 @@ class WidgetSettings:
     device: str = "auto"
     precision: str = "auto"
     image_size: int = 1024
+    mask_values: str = "auto"  # how Labels layers not made by the widget are read
+    stacks: str = "through the stack"
+    output: str = "classes"  # or "objects"
+    method: str = "watershed"  # how objects are found
+
+    def model_key(self) -> tuple:
+        """What the model is made from: a loaded model is reused while this stays the same."""
+        return (self.model, self.sam2_checkpoint, self.adapter_checkpoint, self.device, self.precision, self.image_size)
 
 
 def settings_path() -> Path:

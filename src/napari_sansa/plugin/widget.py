@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -121,11 +122,24 @@ class SansaWidget(QWidget):
         layout.addWidget(self.run_files)
         layout.addStretch()
 
+    def _choices(self) -> dict[str, object]:
+        """The run choices remembered with the model's (settings field -> its combo box)."""
+        return {
+            "mask_values": self.references_panel.mask_classes,
+            "stacks": self.stack_mode,
+            "output": self.objects_panel.output,
+            "method": self.objects_panel.method,
+        }
+
     def _restore(self, settings: WidgetSettings) -> None:
         self.model_panel.restore(settings)
+        for field, combo in self._choices().items():
+            if combo.findText(getattr(settings, field)) >= 0:
+                combo.setCurrentText(getattr(settings, field))
 
     def _settings(self) -> WidgetSettings:
-        return self.model_panel.settings()
+        chosen = {field: combo.currentText() for field, combo in self._choices().items()}
+        return replace(self.model_panel.settings(), **chosen)
 
     def _layers_changed(self, event) -> None:
         """Result layers come and go with runs and change neither the images nor the references."""
