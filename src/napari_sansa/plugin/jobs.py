@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .session import Job, Planes, StackRun, TargetKey
+from .session import Job, PlaneImages, StackRun, TargetKey
 
 if TYPE_CHECKING:  # torch loads in the worker, not when napari starts
     from ..engine.model import Prediction, Sansa
@@ -95,7 +95,7 @@ def _through(
 
     both_ways = stack.start is None
     for prediction in model.propagate_stack(
-        Planes(stack.source),
+        PlaneImages(stack.source),
         stack.annotations,
         both_ways=both_ways,
         start=stack.start,

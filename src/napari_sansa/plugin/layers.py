@@ -18,7 +18,6 @@ from .prompt_layers import (
     SIGN,
     PlanePrompts,
     labels_prompts,
-    mask_mode,
     merge,
     points_prompts,
     shapes_prompts,
@@ -74,12 +73,12 @@ def result_layer(viewer, image_id: str):
 
 
 def prompts_of(
-    viewer, source: ImageSource, annotating: list, default_class: int = 1, mask_classes: str = "auto"
+    viewer, source: ImageSource, annotating: list, default_class: int = 1, modes: dict[int, str] | None = None
 ) -> PlanePrompts:
     """All prompts the ``annotating`` layers hold for an image, read from copies of their data.
 
-    Labels layers made with the widget's button hold one class per value; other Labels layers
-    are read as ``mask_classes`` says (``"auto"``: many values make an instance mask, one class).
+    ``modes`` says how each Labels layer (by ``id``) is read: ``"each"`` value a class (the
+    default, and always for the widget's own prompt layers) or ``"one"`` class (an instance mask).
     """
     from napari.layers import Labels, Points, Shapes
 
@@ -89,8 +88,7 @@ def prompts_of(
     parts = []
     for layer in annotating:
         if isinstance(layer, Labels):
-            own = layer.metadata.get(PROMPTS_FOR) == source.image_id
-            mode, _ = mask_mode(layer.data, "each" if own else mask_classes)
+            mode = (modes or {}).get(id(layer), "each")
             parts.append(labels_prompts(layer.data, source.lead, mode, default_class))
         elif isinstance(layer, Points) and len(layer.data):
             coords = to_image_coords(np.array(layer.data), layer, image)

@@ -102,26 +102,43 @@ class ReferencesPanel(QGroupBox):
         """Every annotation layer and the image it annotates, the chosen image breaking ties."""
         return assign(self.viewer, self.prompt_image.currentText() or None)
 
-    def prompts(self, source: ImageSource, assignments: list[Assignment]) -> PlanePrompts:
+    def mask_readings(self, assignments: list[Assignment]) -> dict[int, tuple[str, int | None]]:
+        """How each Labels layer is read, by ``id``: ``("each" or "one", distinct values)``.
+
+        Layers made with the widget's button hold one class per value (not counted); any
+        other mask is read as *Mask values* says, deciding once for all its planes.
+        """
+        readings: dict[int, tuple[str, int | None]] = {}
+        for a in assignments:
+            if a.image is None or a.layer.__class__.__name__ != "Labels":
+                continue
+            own = a.layer.metadata.get(L.PROMPTS_FOR) == L.layer_id(a.image)
+            readings[id(a.layer)] = ("each", None) if own else mask_mode(a.layer.data, self.mask_mode)
+        return readings
+
+    def prompts(
+        self, source: ImageSource, assignments: list[Assignment], readings: dict | None = None
+    ) -> PlanePrompts:
         """The prompts the layers annotating ``source`` hold, read as the panel's settings say."""
         annotating = layers_for(assignments, source.image_id)
-        return L.prompts_of(self.viewer, source, annotating, self.class_id.value(), self.mask_mode)
+        if readings is None:
+            readings = self.mask_readings([a for a in assignments if a.layer in annotating])
+        modes = {key: mode for key, (mode, _) in readings.items()}
+        return L.prompts_of(self.viewer, source, annotating, self.class_id.value(), modes)
 
     def describe(self) -> None:
         """Show the layer list and summarise the prompts per image (prefer describe_later)."""
         assignments = self.assignments()
+        readings = self.mask_readings(assignments)
         notes = {}
         for a in assignments:
-            if a.image is not None and a.layer.__class__.__name__ == "Labels":
-                own = a.layer.metadata.get(L.PROMPTS_FOR) == L.layer_id(a.image)
-                mode, count = mask_mode(a.layer.data, "each" if own else self.mask_mode)
-                notes[a.layer.name] = (
-                    f"{count} object ids: one class" if mode == "one" else f"{count} class(es)"
-                )
+            mode, count = readings.get(id(a.layer), (None, None))
+            if count is not None:
+                notes[a.layer.name] = f"{count} object ids: one class" if mode == "one" else f"{count} class(es)"
         self.layer_list.show_assignments(assignments, notes)
         parts = []
         for layer in L.image_layers(self.viewer):
-            prompts = self.prompts(L.image_source(layer), assignments)
+            prompts = self.prompts(L.image_source(layer), assignments, readings)
             for plane, classes in sorted(prompts.items()):
                 where = f"{layer.name}" + (f" plane {','.join(map(str, plane))}" if plane else "")
                 named = [self._class_label(c) for c in sorted(classes)]

@@ -67,7 +67,7 @@ class ImageSource:
         return Image(pixels, contrast_limits=limits)
 
 
-class Planes(Sequence):
+class PlaneImages(Sequence):
     """A stack's planes as a lazy sequence of :class:`Image` (read when the engine asks)."""
 
     def __init__(self, source: ImageSource) -> None:
