@@ -155,6 +155,7 @@ def rss_child(n_images, image_size, cache):
     memory, disk = CACHES[cache]
     config = ns.SansaConfig(
         device="cpu",
+        precision="fp32",  # as the published memory figures were measured
         image_size=image_size,
         cache_bytes=memory,
         disk_cache_bytes=disk,
