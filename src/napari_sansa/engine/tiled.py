@@ -61,8 +61,8 @@ class _Band:
         """Blended logits of the rows from the band's top to ``until``, which leave the band."""
         n = until - self.top
         weights = self.weights[:n]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            blended = np.where(weights > 0, self.sums[:, :n] / weights, -np.inf).astype(np.float32)
+        blended = np.full(self.sums[:, :n].shape, -np.inf, np.float32)  # -inf: no tile was read there
+        np.divide(self.sums[:, :n], weights, out=blended, where=weights > 0)
         rows = slice(self.top, until)
         keep = self.weights.shape[0] - n  # rows the next row of tiles still adds to
         self.sums[:, :keep] = self.sums[:, n:]
