@@ -278,3 +278,34 @@ def test_tiled_targets_cannot_be_a_sequence(model):
     ref = Reference(image[:, :300], {1: Points([[5, 5]])})
     with pytest.raises(SansaError, match="tile_size=None"):
         model.segment([ref], [image], sequential=True, tile_size=256, overlap=32)
+
+
+def test_a_full_disk_while_writing_fails_the_target_with_a_clear_message(model, oracle):
+    image, _ = blobs_on_tile_borders()
+
+    class Full(np.ndarray):
+        def __setitem__(self, key, value):
+            raise OSError(28, "No space left on device")
+
+    ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
+    output = lambda index, hw, dtype: np.zeros(hw, dtype).view(Full)  # noqa: E731
+    failures = []
+    results = model.segment(
+        [ref],
+        [image],
+        tile_size=256,
+        overlap=32,
+        output=output,
+        on_error=lambda i, e: failures.append(str(e)),
+    )
+    assert results == [] and "No space left" in failures[0] and "rows 0-" in failures[0]
+
+
+def test_objects_of_a_tiled_image_by_watershed_and_a_clear_word_for_sam(model, oracle):
+    image, mask = blobs_on_tile_borders()
+    ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
+    [result] = model.segment([ref], [image], tile_size=256, overlap=32)
+    objects = result.instances("watershed")
+    assert len(objects.table) == 4
+    with pytest.raises(SansaError, match="tiles.*watershed"):
+        result.instances("sam")
