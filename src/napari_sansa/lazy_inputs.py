@@ -251,7 +251,7 @@ def open_tiff(path: str | os.PathLike) -> LazyTarget:
     try:
         series = tif.series[0]
         axes = list(series.axes)
-        levels = [zarr.open(level.aszarr(), mode="r") for level in series.levels]
+        levels = [zarr.open(series.aszarr(level=k), mode="r") for k in range(len(series.levels))]
         viewed = [_spatial_view(level, axes, path) for level in levels]
     except SansaError:
         tif.close()
