@@ -75,10 +75,10 @@ def reference_classes(references) -> set[int]:
 
 
 def existing(folder: Path) -> set[str]:
-    """Names of the files (and zarr folders) in ``folder``, listed once (a stat per target is slow
-    on network disks)."""
+    """Names of the files and folders (zarr stores) in ``folder``, listed once (a stat per target
+    is slow on network disks)."""
     try:
-        return {entry.name for entry in os.scandir(folder) if entry.is_file() or entry.name.endswith(".zarr")}
+        return {entry.name for entry in os.scandir(folder)}
     except FileNotFoundError:
         return set()
 
