@@ -125,3 +125,11 @@ def test_a_full_disk_leaves_no_partial_labels(files, checkpoints, tmp_path, caps
     assert code == 2 and "disk is full" in err
     assert list((root / "out").iterdir()) == []
     assert errno.ENOSPC  # the error simulated
+
+
+def test_zarr_stores_and_tiling_flags_are_refused_on_a_cluster(files, checkpoints, tmp_path, capsys):
+    root, data = files
+    code, err = segment(root, checkpoints, capsys, data / "big.ome.zarr", options=["--cluster", "local:1"])
+    assert code == 2 and "is a zarr store; segment zarr stores without --cluster" in err
+    code, err = segment(root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--cluster", "local:1"])
+    assert code == 2 and "--tile-size, --overlap apply to runs without --cluster" in err

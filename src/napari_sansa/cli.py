@@ -281,10 +281,8 @@ def _segment(args: argparse.Namespace) -> int:
                 write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
             bar.update(0 if prediction.index in counted else 1)
             counted.add(prediction.index)
-    except BaseException:
-        large.abandon()
-        raise
     finally:
+        large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()
     for message in failures:
         print(f"napari-sansa: skipped: {message}", file=sys.stderr)

@@ -64,6 +64,18 @@ def tile_options(args: argparse.Namespace):
     return TileOptions(tile_size=size, overlap=args.overlap, scale=args.scale).check()
 
 
+def refuse_on_cluster(args: argparse.Namespace, targets: Sequence[Path]) -> None:
+    """The cluster runner reads image files whole with the default tiling: zarr stores and the
+    large-image flags are for the single-process run."""
+    stores = [t for t in targets if is_zarr_path(t)]
+    if stores:
+        raise SansaError(f"{stores[0]} is a zarr store; segment zarr stores without --cluster/--scheduler.")
+    defaults = {"tile_size": "auto", "overlap": 128, "scale": 1.0, "format": "auto"}
+    flags = ["--" + name.replace("_", "-") for name, value in defaults.items() if getattr(args, name) != value]
+    if flags:
+        raise SansaError(f"{', '.join(flags)} apply to runs without --cluster/--scheduler.")
+
+
 def _tiff_hw(path: Path) -> tuple[int, int] | None:
     info = tiff_shape(path)
     if info is None:
@@ -190,7 +202,8 @@ class LargeTargets:
             target.close()
 
     def abandon(self) -> None:
-        """After a failed run: remove outputs still being written, close what is open."""
+        """At the end of a run: remove outputs still being written (an error stopped the run), close
+        what is open."""
         for output in self.outputs.values():
             if output.level0 is not None:
                 output.discard()

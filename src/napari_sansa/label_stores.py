@@ -152,11 +152,12 @@ class LabelsOutput:
             if self.fmt == "tif":
                 if not missing:
                     self._write_tiff()
-                return
-            self._pyramid()
-            self._metadata(len(missing))
-            if not missing:
-                self._publish()
+            else:
+                self._pyramid()
+                self._metadata(len(missing))
+                if not missing:
+                    self._publish()
+            self.level0 = None  # done with: complete, or kept partial on purpose
         except OSError as exc:
             self.discard()
             raise write_error(self.final, exc) from None
