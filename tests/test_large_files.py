@@ -138,6 +138,15 @@ def test_labels_beside_an_ome_zarr_image_are_read_by_ome_zarr(tmp_path, version)
     assert root.get("ome", root)["labels"] == ["sansa"]
     image_nodes = list(Reader(parse_url(str(path)))())
     assert any(n.load(Label) for n in image_nodes)  # found from the image, as napari-ome-zarr does
+    validated = [type(validate(p)).__name__ for p in (path, path / "labels", path / "labels" / "sansa")]
+    assert validated == ["Image", "Labels", "ImageLabel"]  # the OME-NGFF models of the spec's version
+
+
+def validate(path):
+    """The OME-NGFF spec's model of a group (ome-zarr-models; raises if the metadata is invalid)."""
+    from ome_zarr_models import open_ome_zarr
+
+    return open_ome_zarr(zarr.open_group(str(path), mode="r"))
 
 
 def test_a_new_labels_store_gets_a_pyramid(tmp_path):
@@ -150,6 +159,7 @@ def test_a_new_labels_store_gets_a_pyramid(tmp_path):
     node = next(n for n in Reader(parse_url(str(output.final)))() if n.load(Label))
     assert [tuple(d.shape) for d in node.data] == [(1100, 900), (550, 450), (275, 225)]
     np.testing.assert_array_equal(np.asarray(node.data[2]), labels[::4, ::4])
+    assert type(validate(output.final)).__name__ == "ImageLabel"
     assert zarr.open_array(str(output.final / "0"), mode="r").chunks == (256, 256)
 
 

@@ -256,7 +256,8 @@ def _segment(args: argparse.Namespace) -> int:
 
     for note in notes:
         print(f"napari-sansa: {note}", file=sys.stderr)
-    print(f"Estimate: {model.estimate(references, len(targets))}", file=sys.stderr)
+    estimate = model.estimate(references, large.estimate_targets(targets), **large.tiling())
+    print(f"Estimate: {estimate}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
     counted: set[int] = set()  # an image with unreadable tiles is reported, then still predicted
     tiles: dict[Path, int] = {}

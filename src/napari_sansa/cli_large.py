@@ -94,6 +94,7 @@ class LargeTargets:
     outputs: dict[Path, LabelsOutput] = field(default_factory=dict)
     lazy: set[Path] = field(default_factory=set)  # zarr stores and large TIFFs, opened lazily
     written: dict[Path, Path] = field(default_factory=dict)  # target -> its complete output
+    hw: dict[Path, tuple[int, int]] = field(default_factory=dict)  # of zarr stores and tiled TIFFs
     _open: dict[Path, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -115,6 +116,7 @@ class LargeTargets:
             else:
                 continue
             tiled = tile_grid(hw, plan.options, image_size) is not None
+            plan.hw[path] = hw
             if tiled:
                 plan.lazy.add(path)
             if not (tiled or ome is not None):
@@ -164,6 +166,15 @@ class LargeTargets:
         self._open[path] = target
         return target.image()
 
+    def tiling(self) -> dict[str, Any]:
+        """The tiling keyword arguments of ``propagate`` and ``estimate``."""
+        return {"tile_size": self.options.tile_size, "overlap": self.options.overlap, "scale": self.options.scale}
+
+    def estimate_targets(self, targets: Sequence[Path]) -> list[np.ndarray]:
+        """Stand-ins of the targets' sizes for ``Sansa.estimate`` to count tiles (no pixels read:
+        zero-stride arrays); files not looked into count as one encoder pass."""
+        return [np.broadcast_to(np.zeros((), np.uint8), self.hw.get(t, (1, 1))) for t in targets]
+
     def engine_options(self, readable: Sequence[Path]) -> dict[str, Any]:
         """Keyword arguments for ``propagate``: the tiling options and the output factory."""
 
@@ -173,12 +184,7 @@ class LargeTargets:
                 return np.zeros(hw, dtype)
             return self.outputs[path].create(hw, dtype)
 
-        return {
-            "tile_size": self.options.tile_size,
-            "overlap": self.options.overlap,
-            "scale": self.options.scale,
-            "output": output,
-        }
+        return {**self.tiling(), "output": output}
 
     def finish(self, path: Path, prediction: Any) -> str | None:
         """Complete a large target's output; a message when tiles were missing (not complete)."""

@@ -133,6 +133,8 @@ class LabelsOutput:
         options: dict[str, Any] = {"shape": shape, "chunks": chunks, "dtype": dtype, "fill_value": 0}
         if self.zarr_format == 2:  # OME-NGFF 0.4 asks for "/"-separated chunk keys
             options["chunk_key_encoding"] = {"name": "v2", "separator": "/"}
+        else:  # 0.5: arrays name their axes
+            options["dimension_names"] = self._names()
         return options
 
     # ------------------------------------------------------------------ finishing
@@ -240,7 +242,10 @@ class LabelsOutput:
         fmt = FormatV04() if self.zarr_format == 2 else FormatV05()
         group = zarr.open_group(str(self.final.parent), mode="a", zarr_format=self.zarr_format)
         names = [n for n in get_metadata(group).get("labels", []) if n != self.final.name]
-        add_metadata(group, {"labels": names + [self.final.name]}, fmt=fmt)
+        listed: dict[str, Any] = {"labels": names + [self.final.name]}
+        if self.zarr_format == 3:  # 0.5: every OME group says its version
+            listed["version"] = fmt.version
+        add_metadata(group, listed, fmt=fmt)
 
     def _write_tiff(self) -> None:
         """The BigTIFF, tile by tile from level 0 (never the whole image in memory), then renamed."""
