@@ -182,6 +182,15 @@ def test_tiled_bigtiff_equals_the_labels(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["big_labels.tif"]
 
 
+def test_a_truncated_tiff_is_not_complete(tmp_path):
+    output = LabelsOutput(tmp_path / "big_labels.tif", "tif")
+    output.finish(write_in_bands(output, np.random.default_rng(5).integers(0, 9, (700, 900), np.uint8)))
+    assert is_complete_output(output.final)
+    data = output.final.read_bytes()
+    output.final.write_bytes(data[: len(data) // 2])  # as a killed copy leaves it
+    assert not is_complete_output(output.final)
+
+
 def test_labels_with_unreadable_tiles_stay_partial(tmp_path):
     labels = blocks((600, 700))
     output = LabelsOutput(tmp_path / "x_labels.ome.zarr", "ome-zarr")
