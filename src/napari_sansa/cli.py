@@ -271,7 +271,7 @@ def _segment(args: argparse.Namespace) -> int:
         run = model.propagate(references, images(), on_error=skip, **large.engine_options(readable))
         for prediction in run:
             path = readable[prediction.index]
-            tiles[path] = int(getattr(prediction, "tiles", 1))
+            tiles[path] = prediction.tiles
             replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
             if large.handles(path):
                 incomplete = large.finish(path, prediction)

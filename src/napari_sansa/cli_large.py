@@ -188,7 +188,7 @@ class LargeTargets:
 
     def finish(self, path: Path, prediction: Any) -> str | None:
         """Complete a large target's output; a message when tiles were missing (not complete)."""
-        missing = tuple(getattr(prediction, "missing", ()))
+        missing = tuple(prediction.missing)
         output = self.outputs[path]
         try:
             output.finish(prediction.labels, missing)
