@@ -10,7 +10,7 @@ import tifffile
 import zarr
 
 from napari_sansa.cli import main
-from test_large_files import full_disk_after, mosaic, needs_tiling, write_ome_zarr
+from test_large_files import full_disk_after, mosaic, write_ome_zarr
 
 TILED = ["--tile-size", "320", "--overlap", "32"]  # a 300 x 460 image: 2 tiles; the reference: 1
 
@@ -47,7 +47,6 @@ def level0(path):
     return np.asarray(group[multiscale["datasets"][0]["path"]][:]).squeeze()
 
 
-@needs_tiling
 def test_large_targets_get_streamed_labels_and_small_ones_todays_files(files, checkpoints, tmp_path, capsys):
     root, data = files
     code, err = segment(root, checkpoints, capsys, data / "big.ome.zarr", data / "big.tif", data / "small.png", options=TILED)
@@ -68,7 +67,6 @@ def test_large_targets_get_streamed_labels_and_small_ones_todays_files(files, ch
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
-@needs_tiling
 def test_a_corrupt_chunk_is_reported_the_rest_written_and_resume_redoes_it(files, checkpoints, tmp_path, capsys):
     root, data = files
     store = data / "big.ome.zarr"
@@ -100,7 +98,6 @@ def test_a_store_without_multiscales_metadata_is_refused_in_one_line(files, chec
     assert str(data / "bare.ome.zarr" / "0") in err
 
 
-@needs_tiling
 @pytest.mark.parametrize(
     "options, says",
     [
@@ -117,7 +114,6 @@ def test_bad_tiling_options_exit_2_before_any_work(files, checkpoints, tmp_path,
     assert not (root / "out" / "small_labels.png").exists()
 
 
-@needs_tiling
 def test_a_full_disk_leaves_no_partial_labels(files, checkpoints, tmp_path, capsys, monkeypatch):
     root, data = files
     full_disk_after(monkeypatch, 3)  # the store's metadata is written, then the first chunk fails

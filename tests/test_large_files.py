@@ -13,12 +13,6 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.label_stores import LabelsOutput, is_complete_output
 from napari_sansa.lazy_inputs import open_lazy
 
-needs_tiling = pytest.mark.skipif(
-    not __import__("importlib").util.find_spec("napari_sansa.engine.tiling"),
-    reason="the engine's tiled propagate is not on this branch yet",
-)
-
-
 def write_ome_zarr(path, data, axes="cyx", version="0.5", chunks=128):
     """An OME-Zarr image with two levels, written by ome-zarr's own writer."""
     from ome_zarr.format import FormatV04, FormatV05
@@ -252,7 +246,6 @@ def test_a_full_disk_while_writing_the_tiff_leaves_nothing(tmp_path, monkeypatch
 
 
 # ---------------------------------------------------------------------------------- engine
-@needs_tiling
 def test_lazy_inputs_give_the_same_labels_as_the_pixels_in_memory(model, samples, tmp_path):
     from napari_sansa import Mask, Reference
     from napari_sansa.engine.images import Multiscale
