@@ -111,6 +111,7 @@ def one_size(side: int, image_size: int, folder: Path) -> dict:
         "seconds_per_tile": seconds / prediction.tiles,
         "megapixels_per_second": side * side / 1e6 / seconds,
         "rss_growth_gib": (rss.peak - rss.start) / 2**30,
+        "feature_cache_gib": model.features.nbytes / 2**30,  # part of the growth, up to its budget
         "threads": torch.get_num_threads(),
     }
 
@@ -226,6 +227,11 @@ def section(results: dict, command: str) -> str:
             "| side (px) | tiles | seconds | s per tile | megapixels/s | RSS growth (GiB) |",
             "| --- | --- | --- | --- | --- | --- |",
             *rows,
+            "",
+            "Time grows linearly with the tiles. The RSS growth includes the feature cache, which "
+            "keeps each tile's features (1 MiB at input 256, 16 MiB at 1024) up to its budget (an "
+            "eighth of RAM, at most 1 GiB; `SansaConfig(cache_bytes=...)`); the rest is the band of "
+            "blended logits, one tile high and as wide as the image, and the tiles in flight.",
             "",
             f"Seams (heads replaced by an oracle that sees each tile at the decoder's resolution, "
             f"input {checks['oracle_image_size']}): a disc of 600 px centred where four tiles meet "
