@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .engine import Box, Image, Mask, Points, Reference, SansaConfig, SansaError, Scribble
+from .engine import Box, Image, Mask, Multiscale, Points, Reference, SansaConfig, SansaError, Scribble
 from .engine.instances import link_planes, split_instances
 from .engine.masks import MaskClasses, classes_from_mask
 from .reference_sets import ReferenceSet, load_references, read_reference_set, save_references
@@ -41,6 +41,7 @@ __all__ = [
     "Mask",
     "MaskClasses",
     "ModelInfo",
+    "Multiscale",
     "Points",
     "Prediction",
     "Reference",

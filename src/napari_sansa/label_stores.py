@@ -212,7 +212,7 @@ class LabelsOutput:
 
         fmt = FormatV04() if self.zarr_format == 2 else FormatV05()
         group = zarr.open_group(str(self.partial), mode="a")
-        levels = sorted((int(k) for k in group.array_keys() if k.isdigit()))
+        levels = sorted(int(k) for k in group.array_keys() if k.isdigit())
         datasets = [{"path": str(k), "coordinateTransformations": self._transforms(k)} for k in levels]
         name = self.final.name if self.image is not None else self.final.name.split(".")[0]
         write_multiscales_metadata(group, datasets, fmt=fmt, axes=self._axes(), name=name)

@@ -2,7 +2,17 @@
 
 from .config import SansaConfig
 from .errors import SansaError
-from .images import Image
+from .images import Image, Multiscale
 from .prompts import Box, Mask, Points, Reference, Scribble
 
-__all__ = ["Box", "Image", "Mask", "Points", "Reference", "SansaConfig", "SansaError", "Scribble"]
+__all__ = [
+    "Box",
+    "Image",
+    "Mask",
+    "Multiscale",
+    "Points",
+    "Reference",
+    "SansaConfig",
+    "SansaError",
+    "Scribble",
+]
