@@ -72,7 +72,8 @@ def main() -> int:
     own_data()
     through_the_stack()
     objects()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png and objects.png to {OUT}")
+    large_images()
+    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
     return 0
 
 
@@ -153,6 +154,34 @@ def objects() -> None:
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)
+    viewer.close()
+
+
+def large_images() -> None:
+    """A 1536x1920 mosaic opened as a 3-level pyramid, a few nuclei annotated in one corner, and
+    its result: a zarr-backed Labels layer of full resolution, written in 512 px tiles."""
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    (mosaic, truth), = cells(1, shape=(1536, 1920), seed=5)
+    pyramid = [np.ascontiguousarray(mosaic[:: 2**k, :: 2**k]) for k in range(3)]
+    viewer.add_image(pyramid, name="mosaic", rgb=True, multiscale=True, scale=(0.65, 0.65))
+    widget.prompt_image.setCurrentText("mosaic")
+    prompts = widget.add_prompt_layer("labels")
+    corner = np.zeros(truth.shape, bool)
+    corner[:400, :400] = True
+    prompts.data[(truth == 1) & corner] = 1
+    prompts.refresh()
+    widget.large_panel.tile_size.setCurrentText("512")
+    widget.large_panel.overlap.setValue(64)
+    widget.run()
+    wait(widget)
+    viewer.layers["mosaic [SANSA]"].opacity = 0.5
+    viewer.layers.selection.active = viewer.layers["mosaic [SANSA]"]
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
     viewer.close()
 
 

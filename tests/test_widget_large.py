@@ -176,12 +176,20 @@ class Unreadable:
         return np.asarray(self.data, dtype=dtype)
 
 
-def test_an_unreadable_tile_is_named_in_a_notification_and_the_rest_is_shown(open_widget, qtbot, errors):
+def test_an_unreadable_tile_is_named_in_a_notification_and_the_rest_is_shown(
+    open_widget, qtbot, errors, monkeypatch
+):
+    from napari_sansa.plugin import notifications
+
+    told = []
+    monkeypatch.setattr(notifications, "info", told.append)
     mosaic = cells(1, shape=LARGE, seed=4)[0][0]
     levels = pyramid(mosaic)
     levels[0] = Unreadable(levels[0], (slice(0, 100), slice(0, 100)))
     viewer, widget = large_viewer(open_widget, levels=levels)
+    widget.objects_panel.output.setCurrentText("objects")
     run_and_wait(widget, qtbot)
+    assert any("Objects are not split on images segmented in tiles" in t for t in told)
     assert len(errors) == 1
     assert "mosaic" in errors[0] and "Tile 1 of" in errors[0] and "damaged" in errors[0]
     layer = viewer.layers["mosaic [SANSA]"]

@@ -62,6 +62,18 @@ class TilesMissing:
     messages: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know about the run (not an error)."""
+
+    text: str
+
+
+NO_TILED_OBJECTS = (
+    "Objects are not split on images segmented in tiles (their labels may not fit in memory); "
+    "their classes are shown."
+)
+
 Output = Callable[[TargetKey, tuple, object], object]
 
 
@@ -94,6 +106,7 @@ def run_job(
     yield ModelReady(model)
     yield Estimated(str(_estimate(model, job)))
     yield Started(len(job.targets))
+    told = False  # about objects of tiled images
     for options, group in _groups(job):
         if cancel.is_set():
             break
@@ -107,6 +120,9 @@ def run_job(
             yield from _settle(failed, keys, prediction.index)
             tiled = getattr(prediction, "tiles", 1) > 1
             found = objects(prediction) if objects is not None and not tiled else None
+            if objects is not None and tiled and not told:
+                told = True
+                yield Notice(NO_TILED_OBJECTS)
             yield TargetDone(key, prediction, found)
         yield from _drain(failed)
     failed = []

@@ -33,7 +33,7 @@ from ..engine.errors import SansaError
 from ..engine.prompts import label_dtype
 from . import exports, notifications
 from . import layers as L
-from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, TilesMissing, run_job
+from .jobs import Estimated, ModelReady, Notice, Started, TargetDone, TargetFailed, TilesMissing, run_job
 from .model_loading import model_loader
 from .model_panel import LOCAL, ModelPanel
 from .objects_panel import ObjectsPanel
@@ -342,6 +342,8 @@ class SansaWidget(QWidget):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
             self.controls.set_progress(0, event.total)
             self.status.setText(f"0 / {event.total} images")
+        elif isinstance(event, Notice):
+            notifications.info(event.text)
         elif isinstance(event, TilesMissing):
             notifications.error(
                 f"Some tiles of {self._describe_key(event.key)} could not be read and are left empty; "
