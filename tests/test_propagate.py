@@ -261,10 +261,10 @@ def test_running_out_of_memory_says_what_to_change(fresh_model, samples, targets
         fresh_model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], targets[:1])
 
 
-def test_a_very_large_image_is_downsampled_for_the_model_and_labelled_at_full_size(model, samples):
+def test_a_very_large_image_seen_whole_is_labelled_at_full_size(model, samples):
     image, labels = samples[0]
     big = np.kron(samples[1][0][..., 0], np.ones((10, 10), np.uint8)).astype(np.int32)  # 2560 x 3200
-    pred = model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], [big])[0]
+    pred = model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], [big], tile_size=None)[0]
     assert pred.labels.shape == big.shape and pred.logits[1].shape == big.shape
 
 

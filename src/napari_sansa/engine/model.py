@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import statistics
@@ -20,7 +21,8 @@ from .config import SansaConfig, autocast, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
-from .images import Image, as_image, image_hw, model_input, to_rgb01
+from .images import Image, Multiscale, as_image, image_hw, model_input, to_rgb01
+from .large_images import large_image
 from .loading import assemble
 from .memory import (
     Decoded,
@@ -43,12 +45,15 @@ from .prompts import (
     sam_point_inputs,
 )
 from .results import Estimate, ModelInfo, Prediction
+from .tiled import OnTile, Output, TiledTarget, run_tiled
+from .tiling import AUTO, TileOptions, count_tiles, tile_grid
 
 log = logging.getLogger(__name__)
 
-ImageLike = Image | np.ndarray
+ImageLike = Image | Multiscale | np.ndarray
 Cancel = Callable[[], bool] | threading.Event | None
 Progress = Callable[[int, int | None], None] | None
+_CANCELLED = object()
 OnError = Callable[[int, SansaError], None] | None
 T = TypeVar("T")
 OOM_ADVICE = "choose precision bf16, a smaller input size, or device cpu"
@@ -222,11 +227,27 @@ class Sansa:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def estimate(self, references: Sequence[Reference] | Reference, n_targets: int) -> Estimate:
-        """Time and memory for ``n_targets`` targets, measured on the references (no extra encoder pass)."""
+    def estimate(
+        self,
+        references: Sequence[Reference] | Reference,
+        targets: int | Sequence[ImageLike],
+        *,
+        tile_size: int | str | None = AUTO,
+        overlap: int = 128,
+        scale: float = 1.0,
+    ) -> Estimate:
+        """Time and memory for ``targets`` (images, or a count of images of the references' size),
+        measured on the references (no extra encoder pass); large images count their tiles."""
+        options = TileOptions(tile_size, overlap, scale).check()
+        if isinstance(targets, (int, np.integer)):
+            n_targets = passes = int(targets)
+        else:
+            n_targets = len(targets)
+            passes = sum(count_tiles(image_hw(t), options, self.image_size) for t in targets)
         with self._lock:
-            banks = self._class_banks(references)
+            banks = self._class_banks(references, options)
             refs = [references] if isinstance(references, Reference) else list(references)
+            refs = self._crops(refs, options)
             feats = self._features(self._prepare(refs[0].image))
             bank = next(iter(banks.values()))
             start = time.perf_counter()
@@ -235,8 +256,14 @@ class Sansa:
             self._sync()
             heads = time.perf_counter() - start
         encoder = statistics.median(self._encoder_seconds)
-        per_target = encoder + heads * len(banks)
-        return Estimate(n_targets, per_target, feats.nbytes, self.features.max_bytes or 0)
+        per_pass = encoder + heads * len(banks)
+        return Estimate(
+            n_targets,
+            per_pass * passes / max(n_targets, 1),
+            feats.nbytes,
+            self.features.max_bytes or 0,
+            passes,
+        )
 
     def encode(self, image: ImageLike) -> ImageFeatures:
         """Encode an image now (or take it from the cache), e.g. to prepare targets ahead."""
@@ -263,12 +290,21 @@ class Sansa:
         self._memories[key] = entry
         return entry
 
-    def _class_banks(self, references: Sequence[Reference]) -> dict[int, dict[int, MemoryEntry]]:
+    def _crops(self, references: list[Reference], options: TileOptions) -> list[Reference]:
+        """Large references as tile-sized crops around their prompts, at the working scale."""
+        from .reference_crops import crop_references
+
+        return crop_references(references, options, self.image_size, int(self.sam.num_maskmem))
+
+    def _class_banks(
+        self, references: Sequence[Reference], options: TileOptions | None = None
+    ) -> dict[int, dict[int, MemoryEntry]]:
         if isinstance(references, Reference):
             references = [references]
         references = list(references)
         if not references:
             raise SansaError("No references: annotate at least one image.")
+        references = self._crops(references, options or TileOptions())
         resolved = [resolve_reference(ref, i) for i, ref in enumerate(references)]
         prepared = [self._prepare(ref.image) for ref in references]
         banks: dict[int, dict[int, MemoryEntry]] = {}
@@ -361,9 +397,20 @@ class Sansa:
             )
         return results
 
-    def _prepare_target(self, target: ImageLike) -> _Prepared:
-        """Run in prefetch workers: check, key and pre-process a target."""
-        return self._prepare(target, load=True)
+    def _prepare_target(
+        self, target: ImageLike, options: TileOptions, sequential: bool
+    ) -> _Prepared | TiledTarget:
+        """Run in prefetch workers: check, key and pre-process a target; a large one is planned
+        in tiles (its contrast decided from a sample), its pixels left where they are."""
+        grid = tile_grid(image_hw(target), options, self.image_size)
+        if grid is None:
+            return self._prepare(target, load=True)
+        if sequential:
+            raise SansaError(
+                f"This {grid.shape[0]}x{grid.shape[1]} image would be segmented in {len(grid)} tiles, "
+                "and tiles are not a sequence: pass tile_size=None to track large images whole."
+            )
+        return TiledTarget(large_image(target), grid, float(options.scale))
 
     def propagate(
         self,
@@ -374,6 +421,12 @@ class Sansa:
         cancel: Cancel = None,
         progress: Progress = None,
         on_error: OnError = None,
+        tile_size: int | str | None = AUTO,
+        overlap: int = 128,
+        scale: float = 1.0,
+        output: Output | None = None,
+        keep_logits: bool = False,
+        on_tile: OnTile | None = None,
     ) -> Iterator[Prediction]:
         """Segment each target with the classes annotated on the references, in order.
 
@@ -384,10 +437,21 @@ class Sansa:
         batches; ``progress(done, total)`` is called after each target. A target that cannot
         be segmented (bad data, out of memory) raises a :class:`SansaError`, or, with
         ``on_error(index, error)``, is reported there and skipped while the others go on.
+
+        Large images are segmented at their own resolution in overlapping tiles (see
+        :class:`~.tiling.TileOptions` for ``tile_size``, ``overlap`` and ``scale``), each tile an
+        encoder pass, their logits blended without seams; targets may be zarr or dask arrays or
+        :class:`Multiscale` pyramids, read a tile at a time. A tiled target's labels are written
+        row of tiles by row of tiles into ``output(index, (H, W), dtype)`` (any array that takes
+        slices: numpy, memory map, zarr; default a numpy array), its logits kept only with
+        ``keep_logits`` (float16, on disk); ``on_tile(index, done, total)`` follows its tiles.
+        A tile that cannot be read is reported to ``on_error`` and left 0, the rest written
+        (:attr:`Prediction.missing`); without ``on_error`` it fails the target.
         """
         total = len(targets) if hasattr(targets, "__len__") else None
+        options = TileOptions(tile_size, overlap, scale).check()
         with self._lock:
-            banks = self._class_banks(references)
+            banks = self._class_banks(references, options)
         if progress is not None:
             progress(0, total)
         shots = {c: len(bank) for c, bank in banks.items()}
@@ -395,30 +459,61 @@ class Sansa:
             banks = {c: dict(bank) for c, bank in banks.items()}
         batch = 1 if sequential else self.batch_size
         workers = min(4, os.cpu_count() or 1) if self.device.type == "cuda" else 1
-        with Prefetch(self._prepare_target, targets, ahead=2 * batch, workers=workers) as queue:
+        tiling = {
+            "output": output,
+            "keep_logits": keep_logits,
+            "on_tile": on_tile,
+            "on_error": on_error,
+            "cancelled": lambda: _is_cancelled(cancel),
+        }
+        prepare = functools.partial(self._prepare_target, options=options, sequential=sequential)
+        with Prefetch(prepare, targets, ahead=2 * batch, workers=workers) as queue:
             for chunk in queue.chunks(batch):
                 if _is_cancelled(cancel):
                     return
-                for index, outcome in self._run_chunk(chunk, banks, shots, sequential):
+                for index, outcome in self._run_chunk(chunk, banks, shots, sequential, tiling):
+                    if outcome is _CANCELLED:
+                        return
                     if isinstance(outcome, SansaError):
                         if on_error is None:
                             raise outcome
                         on_error(index, outcome)
                     if progress is not None:
                         progress(index + 1, total)
-                    if not isinstance(outcome, SansaError):
+                    if isinstance(outcome, Prediction):
+                        yield outcome
+                    elif not isinstance(outcome, SansaError):
                         yield Prediction(index, *outcome)
 
-    def _run_chunk(self, chunk, banks, shots, sequential):
+    def _run_tiled(self, index: int, target: TiledTarget, banks, shots, tiling) -> object:
+        """A tiled target's Prediction, its SansaError, or _CANCELLED."""
+        frames = {c: shots[c] for c in banks}
+        try:
+            result = run_tiled(self, index, target, banks, frames, **tiling)
+        except SansaError as exc:
+            return exc
+        if result is None:
+            return _CANCELLED
+        labels, logits, scores, missing = result
+        return Prediction(index, labels, logits, scores, self, None, tiles=len(target.grid), missing=missing)
+
+    def _run_chunk(self, chunk, banks, shots, sequential, tiling):
         """(index, result or SansaError) for each target of a chunk, in order; a failing batch
         is run again one target at a time, so that only the failing target is reported."""
         outcomes: dict[int, object] = {}
         ready: list[tuple[int, _Prepared]] = []
         for index, future in chunk:
             try:
-                ready.append((index, future.result()))
+                item = future.result()
             except SansaError as exc:
                 outcomes[index] = exc
+                continue
+            if isinstance(item, TiledTarget):
+                outcomes[index] = self._run_tiled(index, item, banks, shots, tiling)
+                if outcomes[index] is _CANCELLED:
+                    return sorted(outcomes.items(), key=lambda pair: pair[0])
+            else:
+                ready.append((index, item))
         groups = [ready] if ready else []
         while groups:
             group = groups.pop(0)
@@ -475,10 +570,12 @@ class Sansa:
         cancel: Cancel = None,
         progress: Progress = None,
         on_error: OnError = None,
+        **tiling: Any,
     ) -> list[Prediction]:
-        """:meth:`propagate`, collected into a list."""
+        """:meth:`propagate`, collected into a list (``tiling``: its ``tile_size``, ``overlap``,
+        ``scale``, ``output``, ``keep_logits`` and ``on_tile``)."""
         options = {"sequential": sequential, "cancel": cancel, "progress": progress, "on_error": on_error}
-        return list(self.propagate(references, targets, **options))
+        return list(self.propagate(references, targets, **options, **tiling))
 
     def propagate_stack(
         self,

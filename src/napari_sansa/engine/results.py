@@ -36,6 +36,9 @@ class Prediction:
     [0, 1] (predicted IoU times mask stability), for ranking targets for review.
     ``propagate`` also keeps the model and the target image (``_model``, ``_target``, without
     the model input) for :meth:`instances`: its mean intensities and method "sam".
+    A large image segmented in tiles has ``tiles`` > 1 (its encoder passes), ``labels`` in the
+    array the caller gave (e.g. zarr), ``logits`` only if asked, and ``missing``: the windows
+    ``(rows, cols)`` of tiles that could not be read (left 0).
     """
 
     index: int
@@ -44,6 +47,13 @@ class Prediction:
     scores: dict[int, float] = field(default_factory=dict)
     _model: Sansa | None = field(default=None, repr=False)
     _target: _Prepared | None = field(default=None, repr=False)
+    tiles: int = 1
+    missing: tuple[tuple[slice, slice], ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """Whether every pixel was segmented (no tile was left out because it could not be read)."""
+        return not self.missing
 
     def __getstate__(self) -> dict:
         """Pickled (e.g. sent between processes) without the model, which stays where it is."""
@@ -80,6 +90,7 @@ class Estimate:
     seconds_per_target: float
     feature_bytes_per_image: int
     cache_bytes: int
+    encoder_passes: int | None = None  # images plus the extra tiles of large ones
 
     @property
     def seconds(self) -> float:
@@ -88,12 +99,17 @@ class Estimate:
     @property
     def memory_bytes(self) -> int:
         """Feature memory the run may hold (bounded by the cache budget)."""
-        return min(self.feature_bytes_per_image * self.n_targets, self.cache_bytes)
+        return min(self.feature_bytes_per_image * self.passes, self.cache_bytes)
+
+    @property
+    def passes(self) -> int:
+        return self.n_targets if self.encoder_passes is None else self.encoder_passes
 
     def __str__(self) -> str:
         minutes = self.seconds / 60
         when = f"{self.seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min"
+        tiles = f" in {self.passes} tiles" if self.passes > self.n_targets else ""
         return (
-            f"about {when} for {self.n_targets} image(s) ({self.seconds_per_target:.1f} s each), "
+            f"about {when} for {self.n_targets} image(s){tiles} ({self.seconds_per_target:.1f} s each), "
             f"up to {self.memory_bytes / 2**30:.1f} GiB of cached features"
         )
