@@ -9,7 +9,18 @@ on the main thread, and checked before a run starts (the engine's :class:`SansaE
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QSpinBox
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .session import ImageSource, Job
 
@@ -18,13 +29,24 @@ SCALE, PIXEL_SIZE = "scale", "pixel size"
 DEFAULT_OVERLAP = 128
 
 
-class LargeImagesPanel(QGroupBox):
-    """Tile size, overlap and scale (or working pixel size) of a run's large images."""
+class LargeImagesPanel(QWidget):
+    """Tile size, overlap and scale (or working pixel size) of a run's large images: one line
+    that says them, opened to change them (most images need no change)."""
 
     def __init__(self, pixel_size_of_chosen=lambda: 1.0) -> None:
-        super().__init__("Large images")
+        super().__init__()
         self._chosen_pixel_size = pixel_size_of_chosen
-        form = QFormLayout(self)
+        box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
+        self.header = QToolButton(checkable=True, autoRaise=True)
+        self.header.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.header.setArrowType(Qt.RightArrow)
+        self.header.toggled.connect(self.expand)
+        box.addWidget(self.header)
+        self.body = QWidget()
+        box.addWidget(self.body)
+        form = QFormLayout(self.body)
+        form.setContentsMargins(12, 0, 0, 0)
         self.tile_size = QComboBox(editable=True)
         self.tile_size.addItems(list(TILE_SIZES))
         self.tile_size.setToolTip(
@@ -32,11 +54,11 @@ class LargeImagesPanel(QGroupBox):
             "(choose one or type a number). auto: tile at the model's input size when the whole image "
             "would be shrunk more than 2x; whole image: never tile (the image is resized to the model's input)."
         )
-        self.overlap = QSpinBox(minimum=0, maximum=8192, value=DEFAULT_OVERLAP, suffix=" px")
+        self.overlap = QSpinBox(minimum=0, maximum=8192, value=DEFAULT_OVERLAP)
         self.overlap.setToolTip("How far neighbouring tiles overlap; results are blended there, without seams")
         row = QHBoxLayout()
         row.addWidget(self.tile_size)
-        row.addWidget(QLabel("overlap"))
+        row.addWidget(QLabel("overlap (px)"))
         row.addWidget(self.overlap)
         form.addRow("Tile size", row)
         self.resolution = QComboBox()
@@ -51,6 +73,28 @@ class LargeImagesPanel(QGroupBox):
         row.addWidget(self.resolution)
         row.addWidget(self.value)
         form.addRow("Resolution", row)
+        for changed in (
+            self.tile_size.currentTextChanged, self.overlap.valueChanged, self.value.valueChanged,
+            self.resolution.currentTextChanged,
+        ):
+            changed.connect(self._describe)
+        self.expand(False)
+
+    def expand(self, yes: bool) -> None:
+        """Show or hide the settings (the line above them stays)."""
+        if self.header.isChecked() != yes:
+            self.header.setChecked(yes)  # comes back here through `toggled`
+            return
+        self.header.setArrowType(Qt.DownArrow if yes else Qt.RightArrow)
+        self.body.setVisible(yes)
+        self._describe()
+
+    def _describe(self, *_) -> None:
+        tile = self.tile_size.currentText().strip()
+        tiles = "whole images" if tile == "whole image" else f"tiles {tile}"
+        value = f"{self.value.value():g}"
+        where = f"pixel size {value}" if self.pixel_size_mode else f"scale {value}"
+        self.header.setText(f"Large images: {tiles}, overlap {self.overlap.value()}, {where}")
 
     def _resolution_changed(self, text: str) -> None:
         """Start from no change: scale 1.0, or the chosen image's own pixel size."""
