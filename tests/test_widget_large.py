@@ -49,7 +49,10 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(open_widget,
     from napari_sansa.engine.images import Multiscale
     from napari_sansa.engine.tiling import TileOptions, count_tiles
 
-    viewer, widget = large_viewer(open_widget)
+    mosaic = cells(1, shape=LARGE, seed=4)[0][0]
+    levels = pyramid(mosaic)
+    levels[0] = Watched(levels[0])
+    viewer, widget = large_viewer(open_widget, levels=levels)
     filled_at_refresh = []  # how much of the result layer is labelled each time it is redrawn
     refresh = Labels.refresh
 
@@ -76,11 +79,12 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(open_widget,
     # the layer was redrawn while its tiles were still coming, more of it labelled each time
     assert len(set(filled_at_refresh)) >= 3 and filled_at_refresh == sorted(filled_at_refresh)
     # the same labels as the engine gives for the same pyramid and settings
+    # the run read the image by tiles, never whole
+    assert len(levels[0].reads) >= expected_tiles and max(h * w for h, w in levels[0].reads) <= 256 * 256
     references = widget._plan().references
-    levels = list(image.data)
     expected = widget.model.segment(
         references,
-        [Multiscale(levels, contrast_limits=None)],
+        [Multiscale(pyramid(mosaic), contrast_limits=None)],
         tile_size="auto",
         overlap=OVERLAP,
     )[0]
@@ -156,19 +160,22 @@ def test_bad_tiling_settings_are_a_notification_and_nothing_runs(open_widget, er
     assert "mosaic [SANSA]" not in [layer.name for layer in viewer.layers]
 
 
-class Unreadable:
-    """An array whose pixels in ``bad`` cannot be read off the main thread (a damaged chunk the
-    engine meets; napari, drawing on the main thread, still shows the rest)."""
+class Watched:
+    """An array that records the windows read off the main thread (by the run, not by napari's
+    drawing), and cannot read those that touch ``bad`` there (a damaged chunk)."""
 
-    def __init__(self, data: np.ndarray, bad: tuple[slice, slice]) -> None:
-        self.data, self.bad = data, bad
+    def __init__(self, data: np.ndarray, bad: tuple[slice, slice] | None = None) -> None:
+        self.data, self.bad, self.reads = data, bad, []
         self.shape, self.dtype, self.ndim, self.size = data.shape, data.dtype, data.ndim, data.size
 
     def __getitem__(self, key):
         if threading.current_thread() is not threading.main_thread():
+            window = self.data[key]
+            self.reads.append(window.shape[:2])
             rows, cols = key[0], key[1]
-            if rows.start < self.bad[0].stop and rows.stop > self.bad[0].start:
-                if cols.start < self.bad[1].stop and cols.stop > self.bad[1].start:
+            bad = self.bad
+            if bad and rows.start < bad[0].stop and rows.stop > bad[0].start:
+                if cols.start < bad[1].stop and cols.stop > bad[1].start:
                     raise OSError("chunk 0/0 is damaged")
         return self.data[key]
 
@@ -185,7 +192,7 @@ def test_an_unreadable_tile_is_named_in_a_notification_and_the_rest_is_shown(
     monkeypatch.setattr(notifications, "info", told.append)
     mosaic = cells(1, shape=LARGE, seed=4)[0][0]
     levels = pyramid(mosaic)
-    levels[0] = Unreadable(levels[0], (slice(0, 100), slice(0, 100)))
+    levels[0] = Watched(levels[0], (slice(0, 100), slice(0, 100)))
     viewer, widget = large_viewer(open_widget, levels=levels)
     widget.objects_panel.output.setCurrentText("objects")
     run_and_wait(widget, qtbot)
