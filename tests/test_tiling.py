@@ -7,13 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import disk_mask
 from napari_sansa import Image, Mask, Points, Reference, SansaError
 from napari_sansa.engine import tiled
 from napari_sansa.engine.images import Multiscale
 from napari_sansa.engine.reference_crops import crop_reference
 from napari_sansa.engine.tiling import TileOptions, count_tiles, tile_grid
-
-from conftest import disk_mask
 
 IMAGE_SIZE = 256
 
@@ -164,7 +163,9 @@ def test_lazy_inputs_give_the_labels_of_the_same_pixels_in_memory(model):
     rng = np.random.default_rng(3)
     image = rng.integers(0, 4000, (520, 700), dtype=np.uint16)
     ref = Reference(image[:300, :300], {1: Points([[150, 150]])})
-    on_disk = zarr.create_array(store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(128, 128), dtype=image.dtype)
+    on_disk = zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=image.shape, chunks=(128, 128), dtype=image.dtype
+    )
     on_disk[:] = image
     options = {"tile_size": 256, "overlap": 32, "keep_logits": True}
     [in_memory] = model.segment([ref], [image], **options)
@@ -230,7 +231,9 @@ def test_a_tile_that_cannot_be_read_is_reported_and_the_rest_written(model, orac
     ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
     errors = []
     target = Image(image.view(Broken), contrast_limits=(0, 255))
-    [result] = model.segment([ref], [target], tile_size=256, overlap=32, on_error=lambda i, e: errors.append((i, e)))
+    [result] = model.segment(
+        [ref], [target], tile_size=256, overlap=32, on_error=lambda i, e: errors.append((i, e))
+    )
     grid = grid_of(image.shape)
     bad = [t for t in grid.tiles if t.rows.start >= 400]
     assert len(errors) == len(bad) and all(i == 0 and "corrupt" in str(e) for i, e in errors)
@@ -263,7 +266,9 @@ def test_large_references_become_crops_at_the_working_scale():
     assert all(((p >= 0) & (p < 256)).all() for p in points)  # each click inside its crop
     assert sorted(len(p) for p in points) == [1, 2]  # the negative click goes with its neighbour
 
-    half = crop_reference(Reference(image, {1: Mask(small)}), 0, TileOptions(256, 32, 0.5).check(), IMAGE_SIZE, 7)
+    half = crop_reference(
+        Reference(image, {1: Mask(small)}), 0, TileOptions(256, 32, 0.5).check(), IMAGE_SIZE, 7
+    )
     assert half[0].image.data.shape[:2] == (512, 512)  # a tile of 512 image pixels, seen at half scale
     assert half[0].prompts[1].mask.sum() == small.sum()
 
@@ -273,3 +278,34 @@ def test_tiled_targets_cannot_be_a_sequence(model):
     ref = Reference(image[:, :300], {1: Points([[5, 5]])})
     with pytest.raises(SansaError, match="tile_size=None"):
         model.segment([ref], [image], sequential=True, tile_size=256, overlap=32)
+
+
+def test_a_full_disk_while_writing_fails_the_target_with_a_clear_message(model, oracle):
+    image, _ = blobs_on_tile_borders()
+
+    class Full(np.ndarray):
+        def __setitem__(self, key, value):
+            raise OSError(28, "No space left on device")
+
+    ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
+    output = lambda index, hw, dtype: np.zeros(hw, dtype).view(Full)  # noqa: E731
+    failures = []
+    results = model.segment(
+        [ref],
+        [image],
+        tile_size=256,
+        overlap=32,
+        output=output,
+        on_error=lambda i, e: failures.append(str(e)),
+    )
+    assert results == [] and "No space left" in failures[0] and "rows 0-" in failures[0]
+
+
+def test_objects_of_a_tiled_image_by_watershed_and_a_clear_word_for_sam(model, oracle):
+    image, mask = blobs_on_tile_borders()
+    ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
+    [result] = model.segment([ref], [image], tile_size=256, overlap=32)
+    objects = result.instances("watershed")
+    assert len(objects.table) == 4
+    with pytest.raises(SansaError, match="tiles.*watershed"):
+        result.instances("sam")

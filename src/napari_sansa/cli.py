@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .cli_large import add_options as add_large_options
 from .engine.config import DEVICES, PRECISIONS, SansaConfig
 from .engine.errors import SansaError
 
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip targets whose label image exists and is complete; do only the rest",
     )
+    add_large_options(segment)
     cluster = segment.add_argument_group("cluster (Dask distributed)")
     cluster.add_argument(
         "--cluster", metavar="local:N", help="run on N worker processes of this machine, one thread each"
@@ -224,17 +226,19 @@ def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .class_table import write_class_table
+    from .cli_large import LargeTargets
     from .files import ensure_writable_folder, read_image, write_labels
     from .object_files import write_objects
 
     references, reference_files, class_names, notes = reference_inputs(args)
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
+    large = LargeTargets.plan(targets, out, args, image_size=args.image_size)
     write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
     if args.resume:
         from .targets import resume_targets
 
-        targets = resume_targets(targets, out, references)
+        targets = resume_targets(targets, out, references, large.output_paths)
     model = load_model(args)
 
     failures: list[str] = []
@@ -243,7 +247,7 @@ def _segment(args: argparse.Namespace) -> int:
     def images():
         for path in targets:
             try:
-                image = read_image(path)
+                image = large.read(path) if path in large.lazy else read_image(path)
             except SansaError as exc:
                 failures.append(str(exc))
                 continue
@@ -252,26 +256,38 @@ def _segment(args: argparse.Namespace) -> int:
 
     for note in notes:
         print(f"napari-sansa: {note}", file=sys.stderr)
-    print(f"Estimate: {model.estimate(references, len(targets))}", file=sys.stderr)
+    estimate = model.estimate(references, large.estimate_targets(targets), **large.tiling())
+    print(f"Estimate: {estimate}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
+    counted: set[int] = set()  # an image with unreadable tiles is reported, then still predicted
+    tiles: dict[Path, int] = {}
     try:
 
         def skip(index: int, error: SansaError) -> None:
             failures.append(f"{readable[index].name}: {error}")
-            bar.update(1)
+            bar.update(0 if index in counted else 1)
+            counted.add(index)
 
-        for prediction in model.propagate(references, images(), on_error=skip):
+        run = model.propagate(references, images(), on_error=skip, **large.engine_options(readable))
+        for prediction in run:
             path = readable[prediction.index]
+            tiles[path] = prediction.tiles
             replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
-            write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
-            if args.instances:
+            if large.handles(path):
+                incomplete = large.finish(path, prediction)
+                failures.extend([incomplete] if incomplete else [])
+            else:
+                write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
+            if args.instances and not large.handles(path):
                 write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
-            bar.update(1)
+            bar.update(0 if prediction.index in counted else 1)
+            counted.add(prediction.index)
     finally:
+        large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()
     for message in failures:
         print(f"napari-sansa: skipped: {message}", file=sys.stderr)
-    print(f"Wrote {len(readable)} label image(s) to {out}", file=sys.stderr)
+    print(f"Wrote {len(readable)} label image(s) to {out}{large.summary(tiles)}", file=sys.stderr)
     return EXIT_USAGE if failures else 0
 
 

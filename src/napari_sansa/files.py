@@ -36,14 +36,20 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given, and the image files inside folders (sorted by name)."""
+    """Files and zarr stores as given, and the images inside folders (sorted by name)."""
+    from .lazy_inputs import is_zarr_path
+
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            inside = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if is_zarr_path(path):  # a zarr store is one image, not a folder of them
+            found.append(path)
+        elif path.is_dir():
+            inside = sorted(
+                p for p in path.iterdir() if (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_path(p)
+            )
             if not inside:
-                raise SansaError(f"Folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
+                raise SansaError(f"Folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}, .zarr).")
             found.extend(inside)
         elif path.is_file():
             found.append(path)

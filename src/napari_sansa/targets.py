@@ -18,6 +18,7 @@ import numpy as np
 from .engine.errors import SansaError
 
 GLOB_CHARS = frozenset("*?[")
+LARGE_FILE = 256 * 2**20  # label files beyond this are checked by their header, not read whole
 
 
 def _expand_one(raw: str) -> list[str]:
@@ -74,17 +75,22 @@ def reference_classes(references) -> set[int]:
 
 
 def existing(folder: Path) -> set[str]:
-    """Names of the files in ``folder``, listed once (a stat per target is slow on network disks)."""
+    """Names of the files and folders (zarr stores) in ``folder``, listed once (a stat per target
+    is slow on network disks)."""
     try:
-        return {entry.name for entry in os.scandir(folder) if entry.is_file()}
+        return {entry.name for entry in os.scandir(folder)}
     except FileNotFoundError:
         return set()
 
 
 def is_complete(path: str | os.PathLike) -> bool:
-    """Whether a label file exists and reads back as an image."""
+    """Whether a label file exists and reads back as an image (a zarr folder or a large TIFF:
+    its metadata and tiles, without reading it whole)."""
     from .files import read_image
+    from .label_stores import is_complete_output
 
+    if Path(path).is_dir() or (Path(path).is_file() and Path(path).stat().st_size > LARGE_FILE):
+        return is_complete_output(path)
     try:
         return read_image(path).size > 0
     except SansaError:
@@ -103,8 +109,8 @@ def refuse_existing(outputs: Sequence[Path], names: set[str]) -> None:
 
 def unfinished(targets: Sequence[Path], outputs: Sequence[Path]) -> list[int]:
     """Indices of the targets whose output is missing or unreadable (checked here, in this process)."""
-    names = existing(outputs[0].parent) if outputs else set()
-    return [i for i, out in enumerate(outputs) if out.name not in names or not is_complete(out)]
+    names = {folder: existing(folder) for folder in {out.parent for out in outputs}}
+    return [i for i, out in enumerate(outputs) if out.name not in names[out.parent] or not is_complete(out)]
 
 
 def remove_leftovers(outputs: Sequence[Path], before: float) -> int:
@@ -132,12 +138,14 @@ def remove_leftovers(outputs: Sequence[Path], before: float) -> int:
     return removed
 
 
-def resume_targets(targets: Sequence[Path], out: Path, references) -> list[Path]:
-    """The targets a resumed single-process run still has to do (says how many are done)."""
+def resume_targets(targets: Sequence[Path], out: Path, references, large=None) -> list[Path]:
+    """The targets a resumed single-process run still has to do (says how many are done);
+    ``large(targets, outputs)`` replaces the outputs of large targets (OME-Zarr, tiled TIFF)."""
     import sys
     import time
 
     outputs = output_paths(targets, out, reference_classes(references))
+    outputs = large(targets, outputs) if large is not None else outputs
     remove_leftovers(outputs, time.time())
     todo = unfinished(targets, outputs)
     print(f"Resuming: {len(targets) - len(todo)} of {len(targets)} label images are complete.", file=sys.stderr)

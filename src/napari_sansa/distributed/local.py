@@ -96,6 +96,7 @@ def segment_on_cluster(args: argparse.Namespace) -> int:
 
     from ..class_table import write_class_table
     from ..cli import EXIT_USAGE, reference_inputs, target_paths
+    from ..cli_large import refuse_on_cluster
     from ..files import ensure_writable_folder
     from .run import segment
 
@@ -105,6 +106,7 @@ def segment_on_cluster(args: argparse.Namespace) -> int:
         raise SansaError("--sequential targets are segmented one after another; it cannot run on a cluster.")
     references, reference_files, class_names, notes = reference_inputs(args)
     targets = target_paths(args, reference_files)
+    refuse_on_cluster(args, targets)
     out = ensure_writable_folder(args.out)
     write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
     for note in notes:

@@ -65,6 +65,11 @@ def _sam(prediction: Prediction, min_size: int) -> tuple[np.ndarray, dict[int, i
     from .sam_objects import sam_instances
 
     model, target = prediction._model, prediction._target
+    if prediction.tiles > 1:
+        raise SansaError(
+            f"Method 'sam' does not yet work on an image segmented in {prediction.tiles} tiles; "
+            "use method 'watershed'."
+        )
     if model is None or target is None:
         raise SansaError(
             "Method 'sam' needs the model and the image: use a Prediction from Sansa.propagate or "

@@ -289,7 +289,7 @@ def _run(
     done = 0
     to_read = [v.plane for v in visits if v.plane not in held]  # before held planes are popped
     reading = (planes.read(z) for z in to_read)
-    with Prefetch(model._prepare_target, reading, ahead=2, workers=1) as queue:
+    with Prefetch(partial(model._prepare, load=True), reading, ahead=2, workers=1) as queue:
         futures = (future for chunk in queue.chunks(1) for _, future in chunk)
         turned = False
         for visit in visits:

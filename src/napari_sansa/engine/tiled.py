@@ -61,8 +61,8 @@ class _Band:
         """Blended logits of the rows from the band's top to ``until``, which leave the band."""
         n = until - self.top
         weights = self.weights[:n]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            blended = np.where(weights > 0, self.sums[:, :n] / weights, -np.inf).astype(np.float32)
+        blended = np.full(self.sums[:, :n].shape, -np.inf, np.float32)  # -inf: no tile was read there
+        np.divide(self.sums[:, :n], weights, out=blended, where=weights > 0)
         rows = slice(self.top, until)
         keep = self.weights.shape[0] - n  # rows the next row of tiles still adds to
         self.sums[:, :keep] = self.sums[:, n:]
@@ -137,13 +137,17 @@ def run_tiled(
         rows, blended = band.take(row_ends[row])
         best = blended.argmax(axis=0)
         top = np.take_along_axis(blended, best[None], axis=0)[0]
-        labels[rows, :] = np.where(top > threshold, lookup[best], 0).astype(dtype)
-        for k, c in enumerate(class_ids):
-            if keep_logits:
-                logits[c][rows, :] = blended[k]
+        try:
+            labels[rows, :] = np.where(top > threshold, lookup[best], 0).astype(dtype)
+            for k, c in enumerate(class_ids):
+                if keep_logits:
+                    logits[c][rows, :] = blended[k]
+        except OSError as exc:  # a full disk, a store gone away: the target cannot be completed
+            raise SansaError(f"Could not write the labels of rows {rows.start}-{rows.stop}: {exc}") from exc
 
     done = 0
-    with Prefetch(read, tiles, ahead=2 * model.batch_size, workers=1) as queue:
+    workers = 4 if model.device.type == "cuda" else 1  # reading keeps up with a GPU
+    with Prefetch(read, tiles, ahead=2 * model.batch_size, workers=workers) as queue:
         for chunk in queue.chunks(model.batch_size):
             if cancelled():
                 return None

@@ -166,9 +166,11 @@ def export_zarr(labels, path: str | os.PathLike, scale=None, overwrite: bool = F
             data, group, scale_factors=levels, method=Methods.NEAREST, axes=axes,
             storage_options=options, scale=physical,
         )
-    except OSError as exc:
+    except OSError as exc:  # a full disk says so, as the command line does
+        from ..label_stores import write_error
+
         shutil.rmtree(partial, ignore_errors=True)
-        raise SansaError(f"Could not write {path}: {exc}") from exc
+        raise write_error(path, exc) from None
     if path.exists():
         shutil.rmtree(path)
     partial.rename(path)
