@@ -8,6 +8,7 @@ array chunk by chunk (dask) into an OME-Zarr store.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -166,11 +167,12 @@ def export_zarr(labels, path: str | os.PathLike, scale=None, overwrite: bool = F
             data, group, scale_factors=levels, method=Methods.NEAREST, axes=axes,
             storage_options=options, scale=physical,
         )
-    except OSError as exc:  # a full disk says so, as the command line does
-        from ..label_stores import write_error
-
+    except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise write_error(path, exc) from None
+        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise SansaError(
+            f"Could not export {path.name}: {why}. Nothing was left there; free some space or choose another folder."
+        ) from None
     if path.exists():
         shutil.rmtree(path)
     partial.rename(path)
