@@ -43,7 +43,9 @@ def large_viewer(open_widget, levels=None, scale=(0.5, 0.5)):
     return viewer, widget
 
 
-def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(open_widget, qtbot, monkeypatch, tmp_path):
+def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
+    open_widget, qtbot, monkeypatch, tmp_path
+):
     from napari.layers import Labels
 
     from napari_sansa.engine.images import Multiscale
@@ -172,11 +174,10 @@ class Watched:
         if threading.current_thread() is not threading.main_thread():
             window = self.data[key]
             self.reads.append(window.shape[:2])
-            rows, cols = key[0], key[1]
-            bad = self.bad
-            if bad and rows.start < bad[0].stop and rows.stop > bad[0].start:
-                if cols.start < bad[1].stop and cols.stop > bad[1].start:
-                    raise OSError("chunk 0/0 is damaged")
+            rows, cols, bad = key[0], key[1], self.bad
+            hit = bad and rows.start < bad[0].stop and rows.stop > bad[0].start
+            if hit and cols.start < bad[1].stop and cols.stop > bad[1].start:
+                raise OSError("chunk 0/0 is damaged")
         return self.data[key]
 
     def __array__(self, dtype=None, copy=None):
@@ -202,3 +203,24 @@ def test_an_unreadable_tile_is_named_in_a_notification_and_the_rest_is_shown(
     layer = viewer.layers["mosaic [SANSA]"]
     assert layer.data.shape == LARGE
     assert "1 of 1 images segmented" in widget.status.text()
+
+
+def test_planes_of_a_large_zarr_stack_are_tiled_one_by_one_into_the_stack_result(open_widget, qtbot):
+    from napari_sansa.engine.images import Image
+
+    stack = zarr.create_array(
+        store=zarr.storage.MemoryStore(), shape=(2, *LARGE), chunks=(1, 256, 256), dtype=np.uint8
+    )
+    for z in range(2):
+        stack[z] = cells(1, shape=LARGE, seed=10 + z)[0][0][..., 1]
+    viewer, widget = large_viewer(open_widget)
+    viewer.layers.remove("mosaic")
+    image = viewer.add_image(stack, name="stack", contrast_limits=(0, 255))
+    run_and_wait(widget, qtbot)
+    layer = viewer.layers["stack [SANSA]"]
+    assert isinstance(layer.data, zarr.Array) and layer.data.shape == (2, *LARGE)
+    planes = [Image(stack[z], contrast_limits=tuple(image.contrast_limits)) for z in range(2)]
+    expected = widget.model.segment(widget._plan().references, planes, tile_size="auto", overlap=OVERLAP)
+    for z in range(2):
+        np.testing.assert_array_equal(layer.data[z], expected[z].labels)
+    assert "2 of 2 images segmented in 18 tiles" in widget.status.text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .session import Job, PlaneImages, StackRun, TargetKey
@@ -112,7 +113,7 @@ def run_job(
             break
         keys = [key for key, _ in group]
         failed: list[TargetFailed] = []
-        report = lambda index, error, keys=keys: failed.append(TargetFailed(keys[index], str(error)))  # noqa: E731
+        report = partial(_report, failed, keys)
         images = (source.image(key.plane) for key, source in group)
         tiling = _tile_arguments(options, keys, output, notify)
         for prediction in model.propagate(job.references, images, cancel=cancel, on_error=report, **tiling):
@@ -129,6 +130,10 @@ def run_job(
     for stack in job.stacks:
         yield from _through(model, stack, cancel, failed, objects)
     yield from _drain(failed)
+
+
+def _report(failed: list[TargetFailed], keys: list[TargetKey], index: int, error) -> None:
+    failed.append(TargetFailed(keys[index], str(error)))
 
 
 def _groups(job: Job) -> list[tuple[dict, list]]:

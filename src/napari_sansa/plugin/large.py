@@ -164,8 +164,13 @@ def export_zarr(labels, path: str | os.PathLike, scale=None, overwrite: bool = F
     try:
         group = zarr.open_group(str(partial), mode="w")
         write_image(
-            data, group, scale_factors=levels, method=Methods.NEAREST, axes=axes,
-            storage_options=options, scale=physical,
+            data,
+            group,
+            scale_factors=levels,
+            method=Methods.NEAREST,
+            axes=axes,
+            storage_options=options,
+            scale=physical,
         )
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)

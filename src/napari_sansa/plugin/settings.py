@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -54,10 +55,8 @@ def load_settings() -> WidgetSettings:
     for f in fields(WidgetSettings):  # each field as its default's type; a damaged one keeps its default
         value, kind = raw.get(f.name), type(getattr(WidgetSettings, f.name))
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            try:
+            with contextlib.suppress(ValueError):
                 values[f.name] = kind(value)
-            except ValueError:
-                pass
     return WidgetSettings(**values)
 
 

@@ -55,7 +55,9 @@ class LargeImagesPanel(QWidget):
             "would be shrunk more than 2x; whole image: never tile (the image is resized to the model's input)."
         )
         self.overlap = QSpinBox(minimum=0, maximum=8192, value=DEFAULT_OVERLAP)
-        self.overlap.setToolTip("How far neighbouring tiles overlap; results are blended there, without seams")
+        self.overlap.setToolTip(
+            "How far neighbouring tiles overlap; results are blended there, without seams"
+        )
         row = QHBoxLayout()
         row.addWidget(self.tile_size)
         row.addWidget(QLabel("overlap (px)"))
@@ -74,7 +76,9 @@ class LargeImagesPanel(QWidget):
         row.addWidget(self.value)
         form.addRow("Resolution", row)
         for changed in (
-            self.tile_size.currentTextChanged, self.overlap.valueChanged, self.value.valueChanged,
+            self.tile_size.currentTextChanged,
+            self.overlap.valueChanged,
+            self.value.valueChanged,
             self.resolution.currentTextChanged,
         ):
             changed.connect(self._describe)

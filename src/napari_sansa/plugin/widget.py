@@ -14,6 +14,7 @@ references).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -312,10 +313,8 @@ class SansaWidget(QWidget):
 
     def _emit_tile(self, event) -> None:
         """From the worker thread: hand a finished tile to the main thread (queued)."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the widget is gone (napari closing): the run stops
             self._tile_done.emit(event)
-        except RuntimeError:
-            pass  # the widget is gone (napari closing): the run stops after this image
 
     def _on_tile(self, event) -> None:
         if not is_deleted(self) and self.worker is not None:
