@@ -88,10 +88,10 @@ def one_size(side: int, image_size: int, folder: Path) -> dict:
     target = write_target(folder / f"image-{side}.zarr", side)
     config = ns.SansaConfig(device="cpu", image_size=image_size, precision="fp32", disk_cache_bytes=0)
     model = ns.Sansa(random_sansa_module("tiny", image_size), config)
-    reference_pixels = np.asarray(target[:CHUNK, :CHUNK])
+    reference_pixels = np.asarray(target[:CHUNK, :CHUNK])[::-1].copy()  # not one of the target's tiles
     reference = ns.Reference(reference_pixels, {1: ns.Mask(reference_pixels > 2500)})
     tiling = {"tile_size": TILE, "overlap": OVERLAP}
-    model.segment([reference], [reference_pixels[::-1]], **tiling)  # warm: reference encoded, threads up
+    model.segment([reference], [reference_pixels[:, ::-1]], **tiling)  # warm: reference encoded, threads up
 
     def output(index, hw, dtype):
         return zarr.create_array(

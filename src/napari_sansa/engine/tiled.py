@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,20 +57,24 @@ class _Band:
         self.sums[:, rows, tile.cols] += logits * weights
         self.weights[rows, tile.cols] += weights
 
-    def take(self, until: int) -> tuple[slice, np.ndarray]:
-        """Blended logits of the rows from the band's top to ``until``, which leave the band."""
+    def take(self, until: int, block: int = 4096) -> Iterator[tuple[slice, slice, np.ndarray]]:
+        """Blended logits of the rows from the band's top to ``until``, a block of columns at a
+        time (so that the copies stay small on wide images); then those rows leave the band."""
         n = until - self.top
-        weights = self.weights[:n]
-        blended = np.full(self.sums[:, :n].shape, -np.inf, np.float32)  # -inf: no tile was read there
-        np.divide(self.sums[:, :n], weights, out=blended, where=weights > 0)
         rows = slice(self.top, until)
+        width = self.weights.shape[1]
+        for start in range(0, width, block):
+            cols = slice(start, min(start + block, width))
+            weights = self.weights[:n, cols]
+            blended = np.full((self.sums.shape[0], n, cols.stop - cols.start), -np.inf, np.float32)
+            np.divide(self.sums[:, :n, cols], weights, out=blended, where=weights > 0)  # -inf: not read
+            yield rows, cols, blended
         keep = self.weights.shape[0] - n  # rows the next row of tiles still adds to
         self.sums[:, :keep] = self.sums[:, n:]
         self.sums[:, keep:] = 0
         self.weights[:keep] = self.weights[n:]
         self.weights[keep:] = 0
         self.top = until
-        return rows, blended
 
 
 @dataclass
@@ -134,16 +138,18 @@ def run_tiled(
 
     def finish_row(tile: Tile) -> None:
         row = tile.index // len(grid.col_starts)
-        rows, blended = band.take(row_ends[row])
-        best = blended.argmax(axis=0)
-        top = np.take_along_axis(blended, best[None], axis=0)[0]
-        try:
-            labels[rows, :] = np.where(top > threshold, lookup[best], 0).astype(dtype)
-            for k, c in enumerate(class_ids):
-                if keep_logits:
-                    logits[c][rows, :] = blended[k]
-        except OSError as exc:  # a full disk, a store gone away: the target cannot be completed
-            raise SansaError(f"Could not write the labels of rows {rows.start}-{rows.stop}: {exc}") from exc
+        for rows, cols, blended in band.take(row_ends[row]):
+            best = blended.argmax(axis=0)
+            top = np.take_along_axis(blended, best[None], axis=0)[0]
+            try:
+                labels[rows, cols] = np.where(top > threshold, lookup[best], 0).astype(dtype)
+                for k, c in enumerate(class_ids):
+                    if keep_logits:
+                        logits[c][rows, cols] = blended[k]
+            except OSError as exc:  # a full disk, a store gone away: the target cannot be completed
+                raise SansaError(
+                    f"Could not write the labels of rows {rows.start}-{rows.stop}: {exc}"
+                ) from exc
 
     done = 0
     workers = 4 if model.device.type == "cuda" else 1  # reading keeps up with a GPU
