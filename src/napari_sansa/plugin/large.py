@@ -58,10 +58,11 @@ class PlaneView:
 
 class Guarded:
     """Labels the engine writes tile by tile, unless ``stop()`` says the user took them over
-    (painted on them, or accepted them): then the writes are dropped, the user's labels stay."""
+    (painted on them, or accepted them): then the writes are dropped, the user's labels stay.
+    ``written()`` is called after each write (the layer has something new to show)."""
 
-    def __init__(self, array, stop: Callable[[], bool]) -> None:
-        self.array, self.stop = array, stop
+    def __init__(self, array, stop: Callable[[], bool], written: Callable[[], None] = lambda: None) -> None:
+        self.array, self.stop, self.written = array, stop, written
         self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), len(array.shape)
 
     def __getitem__(self, key) -> np.ndarray:
@@ -70,6 +71,7 @@ class Guarded:
     def __setitem__(self, key, value) -> None:
         if not self.stop():
             self.array[key] = value
+            self.written()
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         data = np.asarray(self.array[...])

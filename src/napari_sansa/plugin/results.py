@@ -40,6 +40,7 @@ class RunLayers:
     kept: set[str] = field(default_factory=set)  # written, or painted by the user
     arrays: dict[str, object] = field(default_factory=dict)  # prepared layers' data, for the worker
     streamed: dict[TargetKey, object] = field(default_factory=dict)  # written by tiles, into this array
+    unseen: set[TargetKey] = field(default_factory=set)  # tiled targets written since their last redraw
 
     def prepare(self, budget_s: float) -> bool:
         """Add or widen layers that need it until ``budget_s`` is spent; whether any remain."""
@@ -73,7 +74,7 @@ class RunLayers:
             key_plane = ()
         else:
             key_plane = key.plane
-        target = Guarded(plane_of(array, key_plane), lambda: locked(key))
+        target = Guarded(plane_of(array, key_plane), lambda: locked(key), lambda: self.unseen.add(key))
         self.streamed[key] = array
         return target
 

@@ -1,7 +1,8 @@
 """Showing a large target while its tiles finish: the result layer redrawn, the bar in tiles.
 
-The engine writes each tile into the result layer's zarr array from the worker thread and the
-widget hears of it through a queued Qt signal (:class:`TileDone` events). Redrawing a layer
+The engine writes the result layer's zarr array from the worker thread, a row of tiles at a
+time, and the widget hears of each tile through a queued Qt signal (:class:`TileDone` events);
+it redraws a layer only when labels were written since its last redraw. Redrawing a layer
 reads its whole plane on screen, so redraws are spaced: at least :data:`REFRESH_EVERY_S`
 apart and a few times the last redraw's own duration, so a slow redraw of a huge plane never
 keeps napari busy; the finished target is redrawn once more at the end.
@@ -56,10 +57,14 @@ class TileProgress:
         layer = L.result_layer(self.viewer, event.key.image_id)
         if layer is None:
             return
+        if event.key not in results.unseen:
+            return  # the engine writes a row of tiles at once: nothing new to show yet
         if results.fill(event.key.image_id):
-            layer.visible = True  # the first tile of a new layer: shows (and draws) it
+            results.unseen.discard(event.key)
+            layer.visible = True  # the first labels of a new layer: shows (and draws) it
             self._last[layer] = time.monotonic()
         elif self._due(layer) and L.shows_plane(self.viewer, layer, event.key.plane):
+            results.unseen.discard(event.key)
             self.refresh(layer)
 
     def _due(self, layer) -> bool:
