@@ -72,7 +72,8 @@ def main() -> int:
     own_data()
     through_the_stack()
     objects()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png and objects.png to {OUT}")
+    large_images()
+    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
     return 0
 
 
@@ -153,6 +154,49 @@ def objects() -> None:
     viewer.reset_view()
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)
+    viewer.close()
+
+
+def large_images() -> None:
+    """A 1536x1920 mosaic (6x6 fields of the cells sample) opened as a 3-level pyramid and
+    segmented in 512 px tiles from one annotated field, into a zarr-backed Labels layer."""
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1500, 1000)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    fields = cells(37, seed=5)
+    viewer.add_image(fields[36][0], name="field", rgb=True, scale=(0.65, 0.65))
+    mosaic = np.block([[[fields[6 * r + c][0]] for c in range(6)] for r in range(6)])
+    pyramid = [np.ascontiguousarray(mosaic[:: 2**k, :: 2**k]) for k in range(3)]
+    viewer.add_image(pyramid, name="mosaic", rgb=True, multiscale=True, scale=(0.65, 0.65))
+    widget.prompt_image.setCurrentText("field")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.data[fields[36][1] == 1] = 1
+    prompts.refresh()
+    widget.large_panel.expand(True)
+    widget.large_panel.tile_size.setCurrentText("512")
+    widget.large_panel.overlap.setValue(64)
+    widget.run()
+    wait(widget)
+    from napari_sansa.engine.tiling import TileOptions, tile_grid
+    from napari_sansa.plugin.reference_layers import choose
+
+    grid = tile_grid(mosaic.shape[:2], TileOptions(512, 64), 512)
+    boxes = [[[t.rows.start, t.cols.start], [t.rows.stop - 1, t.cols.stop - 1]] for t in grid.tiles]
+    viewer.add_shapes(
+        boxes, shape_type="rectangle", name="tiles", edge_color="yellow", face_color="transparent",
+        edge_width=4, scale=(0.65, 0.65), opacity=0.7,
+    )
+    choose(viewer.layers["tiles"], None)  # a picture of the grid, not boxes to segment
+    widget._refresh_layers()
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("mosaic", "mosaic [SANSA]", "tiles")
+    viewer.layers["mosaic [SANSA]"].opacity = 0.4
+    viewer.layers.selection.active = viewer.layers["mosaic [SANSA]"]
+    viewer.reset_view()
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
+    print(widget.status.text(), "| estimate:", widget.estimate)
     viewer.close()
 
 

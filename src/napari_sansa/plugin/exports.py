@@ -31,6 +31,7 @@ from ..reference_sets import (
 )
 from . import layers as L
 from . import notifications
+from .large import export_zarr, is_lazy, zarr_file
 from .model_panel import ModelPanel
 from .record import RECORD_NAME, RecordedReference, export_labels, planned_labels, read_record
 from .runs import ExportParts, recreate_reference
@@ -48,12 +49,14 @@ def export_run(
     """Write every result layer, then the run's reference set and class names ``parts()`` gives
     (and, with ``objects``, what it writes: the objects layers and their tables)."""
     folder = Path(folder)
-    results = {}
+    results, large = {}, {}
     for layer in L.image_layers(viewer):
         result = L.result_layer(viewer, L.layer_id(layer))
-        if result is not None:
+        if result is not None and is_lazy(result.data):  # zarr-backed: streamed to OME-Zarr
+            large[layer.name] = result
+        elif result is not None:
             results[layer.name] = np.asarray(result.data)
-    if not results:
+    if not results and not large:
         raise SansaError("There is nothing to export yet: run SANSA first.")
     run = parts()
     set_folder = folder / REFERENCES_FOLDER
@@ -62,8 +65,11 @@ def export_run(
     class_ids = [c for ref in run.references for c in ref.prompts]
     planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
     planned_labels(results, folder, overwrite)
+    stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite, file=zarr_file)
     folder.mkdir(parents=True, exist_ok=True)
     written = export_labels(results, folder, overwrite=overwrite)
+    for name, result in large.items():
+        written.append(export_zarr(result.data, stores[name], scale=result.scale, overwrite=overwrite))
     written += objects() if objects is not None else []
     if run.references:
         written.append(_save_set(set_folder, run, overwrite))

@@ -54,9 +54,12 @@ def image_layers(viewer) -> list:
 
 def image_source(layer) -> ImageSource:
     """Snapshot of an image layer: its (possibly lazy) data and display settings."""
-    data = layer.data[0] if layer.multiscale else layer.data
+    levels = tuple(layer.data) if layer.multiscale else ()
+    data = levels[0] if levels else layer.data
     limits = tuple(float(v) for v in layer.contrast_limits) if layer.contrast_limits is not None else None
-    return ImageSource(layer_id(layer), layer.name, data, _plane_axes(layer), bool(layer.rgb), limits)
+    pixel = float(np.mean(np.abs(layer.scale[-2:])))
+    lead = _plane_axes(layer)
+    return ImageSource(layer_id(layer), layer.name, data, lead, bool(layer.rgb), limits, levels, pixel)
 
 
 def find_image(viewer, image_id: str):
@@ -215,15 +218,22 @@ def go_to(viewer, layer, plane: tuple[int, ...]) -> None:
         viewer.dims.set_current_step(offset + axis, value)
 
 
-def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype, visible: bool = True):
-    """The image's result layer, created empty (all background) the first time."""
+def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype, visible: bool = True, tiled: bool = False):
+    """The image's result layer, created empty (all background) the first time.
+
+    ``tiled``: labels of an image segmented in tiles, in a chunked zarr array the engine
+    writes tile by tile (napari paints into it like into a NumPy array).
+    """
+    from .large import new_labels, widened
+
     layer = result_layer(viewer, source.image_id)
     if fits(layer, source, dtype):
         return layer, False
-    shape = source.plane_shape + source.hw
-    data = np.zeros(shape, dtype=np.result_type(dtype, layer.data.dtype) if layer is not None else dtype)
-    if layer is not None:  # widen the dtype (more classes), keeping what was there
-        data[...] = layer.data
+    if layer is not None and layer.data.shape == source.plane_shape + source.hw:
+        layer.data = widened(layer.data, dtype)  # more classes: a wider dtype, keeping what was there
+        return layer, False
+    data = new_labels(source.plane_shape + source.hw, dtype, tiled)
+    if layer is not None:  # the image changed shape: start again
         layer.data = data
         return layer, False
     image = find_image(viewer, source.image_id)

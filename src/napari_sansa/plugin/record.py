@@ -41,9 +41,12 @@ def result_file(folder: Path, name: str, labels: np.ndarray) -> Path:
     return folder / f"{safe_name(name)}{labels_suffix(labels, '.png' if labels.ndim == 2 else '.tif')}"
 
 
-def planned_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> dict[str, Path]:
-    """Each image's label file; refuses if one exists (unless ``overwrite``). Writes nothing."""
-    planned = {name: result_file(folder, name, labels) for name, labels in results.items()}
+def planned_labels(
+    results: dict[str, np.ndarray], folder: Path, overwrite: bool = False, file=result_file
+) -> dict[str, Path]:
+    """Each image's label file (``file(folder, name, labels)``); refuses if one exists (unless
+    ``overwrite``). Writes nothing."""
+    planned = {name: file(folder, name, labels) for name, labels in results.items()}
     existing = [p for p in planned.values() if p.exists()]
     if existing and not overwrite:
         raise SansaError(

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import layers as L
-from .session import ImageSource, Job
+from .large import Guarded, new_labels, plane_of
+from .session import ImageSource, Job, TargetKey
 
 
 def target_sources(job: Job) -> list[ImageSource]:
@@ -33,9 +34,13 @@ class RunLayers:
     pending: list[ImageSource]
     on_added: Callable[[ImageSource, object], None]
     class_names: dict[int, str] = field(default_factory=dict)
+    tiled: set[str] = field(default_factory=set)  # images whose labels are written tile by tile
     added: dict[str, object] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)
     kept: set[str] = field(default_factory=set)  # written, or painted by the user
+    arrays: dict[str, object] = field(default_factory=dict)  # prepared layers' data, for the worker
+    streamed: dict[TargetKey, object] = field(default_factory=dict)  # written by tiles, into this array
+    unseen: set[TargetKey] = field(default_factory=set)  # tiled targets written since their last redraw
 
     def prepare(self, budget_s: float) -> bool:
         """Add or widen layers that need it until ``budget_s`` is spent; whether any remain."""
@@ -48,15 +53,30 @@ class RunLayers:
             if not L.fits(layer, source, self.dtype):
                 layer = self.get(source, self.dtype)
             L.name_classes(layer, self.class_names)
+            self.arrays[source.image_id] = layer.data
         return bool(self.pending)
 
     def get(self, source: ImageSource, dtype: np.dtype):
         """The image's result layer, added (hidden) if it is missing: not prepared, or removed by the user."""
-        layer, created = L.ensure_result_layer(self.viewer, source, dtype, visible=False)
+        tiled = source.image_id in self.tiled
+        layer, created = L.ensure_result_layer(self.viewer, source, dtype, visible=False, tiled=tiled)
         if created:
             self.added[source.image_id] = layer
             self.on_added(source, layer)
         return layer
+
+    def writer(self, key: TargetKey, hw: tuple[int, int], dtype, locked: Callable[[TargetKey], bool]):
+        """Where the engine writes a tiled target's labels (from the worker thread): its plane of
+        the prepared result layer, writes dropped once the user locks the target."""
+        array = self.arrays.get(key.image_id)
+        if array is None or tuple(array.shape[-2:]) != tuple(hw) or not np.can_cast(dtype, array.dtype):
+            array = new_labels(tuple(hw), dtype, tiled=True)  # its image was closed: nobody sees it
+            key_plane = ()
+        else:
+            key_plane = key.plane
+        target = Guarded(plane_of(array, key_plane), lambda: locked(key), lambda: self.unseen.add(key))
+        self.streamed[key] = array
+        return target
 
     def fill(self, image_id: str) -> bool:
         """Note that labels were written to an image's layer; whether it is a new layer to show now."""

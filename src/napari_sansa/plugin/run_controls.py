@@ -38,10 +38,13 @@ class RunControls(QWidget):
         self.run_button.setEnabled(not yes)
         self.cancel_button.setEnabled(yes)
 
-    def set_progress(self, done: int, total: int) -> None:
-        """Move the bar at the next paint: QProgressBar itself repaints the whole window at once."""
+    def set_progress(self, done: int, total: int, unit: str = "images") -> None:
+        """Move the bar at the next paint: QProgressBar itself repaints the whole window at once.
+
+        ``unit``: what is counted, images (or tiles, while a large image runs)."""
         bar = self.progress
         bar.setUpdatesEnabled(False)
+        bar.setFormat(f"%v / %m {unit}")
         bar.setRange(0, total)
         bar.setValue(done)
         bar.setUpdatesEnabled(True)  # schedules an ordinary repaint

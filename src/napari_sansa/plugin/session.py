@@ -9,7 +9,7 @@ annotated planes seed SAM2's memory, and its masks travel plane by plane both wa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +34,9 @@ class TargetKey:
 class ImageSource:
     """An image layer's data and display settings, taken on the main thread.
 
-    ``data`` may be a NumPy, dask or zarr array: planes are read one at a time.
+    ``data`` may be a NumPy, dask or zarr array (level 0 of a multiscale layer, whose levels
+    are ``levels``): nothing is read here; the engine reads planes, or a large plane's tiles,
+    in the worker thread.
     """
 
     image_id: str
@@ -43,6 +45,8 @@ class ImageSource:
     lead: int  # leading axes that index planes
     rgb: bool = False
     contrast_limits: tuple[float, float] | None = None
+    levels: tuple = ()  # a multiscale layer's arrays, level 0 (= data) first
+    pixel_size: float = 1.0  # the layer's scale along Y and X (world units per pixel)
 
     @property
     def plane_shape(self) -> tuple[int, ...]:
@@ -61,10 +65,16 @@ class ImageSource:
             yield tuple(int(i) for i in plane)
 
     def image(self, plane: Plane) -> Image:
-        """One plane, read now, with the layer's contrast limits."""
-        pixels = np.asarray(self.data[plane] if plane else self.data)
-        limits = None if (self.rgb and pixels.dtype == np.uint8) else self.contrast_limits
-        return Image(pixels, contrast_limits=limits)
+        """One plane with the layer's contrast limits; lazy (read by the engine, by windows)
+        unless the layer holds a NumPy array. A multiscale layer's plane is a pyramid."""
+        from .large import plane_of
+
+        limits = None if (self.rgb and np.dtype(self.data.dtype) == np.uint8) else self.contrast_limits
+        if len(self.levels) > 1:
+            from ..engine.images import Multiscale
+
+            return Multiscale([plane_of(level, plane) for level in self.levels], contrast_limits=limits)
+        return Image(plane_of(self.data, plane), contrast_limits=limits)
 
 
 class PlaneImages(Sequence):
@@ -111,18 +121,17 @@ class Job:
     classes: list[int] = field(default_factory=list)
     stacks: list[StackRun] = field(default_factory=list)
     class_names: dict[int, str] = field(default_factory=dict)  # class id -> name, as the user named them
+    tiling: dict[str, dict] = field(default_factory=dict)  # image id -> tile_size, overlap, scale
+    tiles: dict[str, int] = field(default_factory=dict)  # image id -> tiles per plane (1: read whole)
+
+    def tiled(self, image_id: str) -> bool:
+        """Whether an image's planes are segmented in tiles (their labels written tile by tile)."""
+        return self.tiles.get(image_id, 1) > 1
 
     def independent(self) -> list[tuple[TargetKey, ImageSource]]:
         """Targets segmented each on its own (not through a stack)."""
         through = {key for stack in self.stacks for key in stack.keys}
         return [(key, source) for key, source in self.targets if key not in through]
-
-    def target_images(self, on_read: Callable[[TargetKey], None] | None = None) -> Iterator[Image]:
-        """Independent target planes, read lazily (in the worker thread)."""
-        for key, source in self.independent():
-            if on_read is not None:
-                on_read(key)
-            yield source.image(key.plane)
 
 
 def _engine_prompts(classes: dict[int, list[Prompt]]) -> dict[int, list[Prompt]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -24,6 +25,10 @@ class WidgetSettings:
     stacks: str = "through the stack"
     output: str = "classes"  # or "objects"
     method: str = "watershed"  # how objects are found
+    tile_size: str = "auto"  # large images: "auto", "512", "1024", "2048" or "whole image"
+    overlap: int = 128  # pixels of the working resolution
+    scale: float = 1.0  # working resolution relative to each image's pixels
+    pixel_size: float = 0.0  # > 0: a working pixel size in the layers' units instead of ``scale``
 
     def model_key(self) -> tuple:
         """What the model is made from: a loaded model is reused while this stays the same."""
@@ -46,16 +51,13 @@ def load_settings() -> WidgetSettings:
         return WidgetSettings()
     if not isinstance(raw, dict):
         return WidgetSettings()
-    known = {f.name for f in fields(WidgetSettings)}
-    values = {
-        k: v for k, v in raw.items() if k in known and isinstance(v, (str, int)) and not isinstance(v, bool)
-    }
-    try:
-        settings = WidgetSettings(**values)
-        settings.image_size = int(settings.image_size)
-    except (TypeError, ValueError):
-        return WidgetSettings()
-    return settings
+    values = {}
+    for f in fields(WidgetSettings):  # each field as its default's type; a damaged one keeps its default
+        value, kind = raw.get(f.name), type(getattr(WidgetSettings, f.name))
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            with contextlib.suppress(ValueError):
+                values[f.name] = kind(value)
+    return WidgetSettings(**values)
 
 
 def save_settings(settings: WidgetSettings) -> None:

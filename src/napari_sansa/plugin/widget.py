@@ -14,6 +14,7 @@ references).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -23,7 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QTimer
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
@@ -33,7 +34,7 @@ from ..engine.errors import SansaError
 from ..engine.prompts import label_dtype
 from . import exports, notifications
 from . import layers as L
-from .jobs import Estimated, ModelReady, Started, TargetDone, TargetFailed, run_job
+from .jobs import Estimated, ModelReady, Notice, Started, TargetDone, TargetFailed, TilesMissing, run_job
 from .model_loading import model_loader
 from .model_panel import LOCAL, ModelPanel
 from .objects_panel import ObjectsPanel
@@ -48,6 +49,8 @@ from .runs import record_parts
 from .session import ImageSource, Job, TargetKey, plan_job, repropagation_job
 from .settings import WidgetSettings, load_settings, save_settings
 from .targets_panel import TargetsPanel
+from .tile_progress import TileProgress
+from .tiling_panel import LargeImagesPanel, plan_tiling
 
 log = logging.getLogger(__name__)
 PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns
@@ -55,6 +58,8 @@ PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari r
 
 class SansaWidget(QWidget):
     """SANSA few-shot segmentation: annotate a few images, label all the others."""
+
+    _tile_done = Signal(object)  # a tile of a large target, emitted by the worker thread
 
     def __init__(self, napari_viewer) -> None:
         super().__init__()
@@ -76,6 +81,8 @@ class SansaWidget(QWidget):
         self._sources: dict[TargetKey, object] = {}
         self._through: set[str] = set()
         self._build()
+        self._tiles = TileProgress(self.viewer, self.controls, self._describe_key)
+        self._tile_done.connect(self._on_tile)
         self.destroyed.connect(self._cancel.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self._ready.set)
         self._restore(load_settings())
@@ -101,6 +108,8 @@ class SansaWidget(QWidget):
         self.targets_panel = TargetsPanel()
         self.targets, self.stack_mode = self.targets_panel.list, self.targets_panel.stack_mode
         layout.addWidget(self.targets_panel)
+        self.large_panel = LargeImagesPanel(self._chosen_pixel_size)
+        layout.addWidget(self.large_panel)
         self.controls = RunControls(self.run, self.cancel)
         c = self.controls
         self.run_button, self.cancel_button, self.status, self.progress = (
@@ -133,13 +142,19 @@ class SansaWidget(QWidget):
 
     def _restore(self, settings: WidgetSettings) -> None:
         self.model_panel.restore(settings)
+        self.large_panel.restore(settings)
         for field, combo in self._choices().items():
             if combo.findText(getattr(settings, field)) >= 0:
                 combo.setCurrentText(getattr(settings, field))
 
     def _settings(self) -> WidgetSettings:
         chosen = {field: combo.currentText() for field, combo in self._choices().items()}
-        return replace(self.model_panel.settings(), **chosen)
+        return replace(self.model_panel.settings(), **chosen, **self.large_panel.settings())
+
+    def _chosen_pixel_size(self) -> float:
+        """The pixel size of the image chosen for prompts (1.0 for a layer without a scale)."""
+        layer = next((i for i in L.image_layers(self.viewer) if i.name == self.prompt_image.currentText()), None)
+        return L.image_source(layer).pixel_size if layer is not None else 1.0
 
     def _layers_changed(self, event) -> None:
         """Result layers come and go with runs and change neither the images nor the references."""
@@ -215,6 +230,11 @@ class SansaWidget(QWidget):
             )
             return None
         settings = self._settings()
+        try:
+            plan_tiling(job, self.large_panel, settings.image_size)
+        except SansaError as exc:  # e.g. an overlap as large as the tiles
+            notifications.error(str(exc))
+            return None
         save_settings(settings)
         key, get_model = model_loader(settings, self.model, self._model_key)
         self._sources = dict(job.targets)
@@ -224,8 +244,10 @@ class SansaWidget(QWidget):
         self._cancel.clear()
         self._ready.clear()
         self._results = RunLayers(
-            self.viewer, label_dtype(job.classes), target_sources(job), self._watch, job.class_names
+            self.viewer, label_dtype(job.classes), target_sources(job), self._watch, job.class_names,
+            tiled={source.image_id for _, source in job.targets if job.tiled(source.image_id)},
         )
+        self._tiles.start()
         self._active_before = self.viewer.layers.selection.active
         handlers = {
             "yielded": partial(self._on_event, key),
@@ -239,6 +261,8 @@ class SansaWidget(QWidget):
             self._cancel,
             self._ready,
             objects=self.objects_panel.splitter(job.class_names),
+            output=partial(self._results.writer, locked=self._locked_now),
+            notify=self._emit_tile,
             _start_thread=False,
             _connect=handlers,
         )
@@ -284,6 +308,18 @@ class SansaWidget(QWidget):
         """Lock the targets the user paints on in a new result layer."""
         layer.events.paint.connect(partial(self._on_paint, source.image_id, source.lead))
 
+    def _locked_now(self, key: TargetKey) -> bool:
+        return key in self.locked
+
+    def _emit_tile(self, event) -> None:
+        """From the worker thread: hand a finished tile to the main thread (queued)."""
+        with contextlib.suppress(RuntimeError):  # the widget is gone (napari closing): the run stops
+            self._tile_done.emit(event)
+
+    def _on_tile(self, event) -> None:
+        if not is_deleted(self) and self.worker is not None:
+            self._tiles.on_tile(event, self._results, self.locked)
+
     def cancel(self) -> None:
         """Stop after the target in progress; finished targets are kept."""
         if self.worker is not None:
@@ -305,6 +341,13 @@ class SansaWidget(QWidget):
             self._total, self._done, self._started = event.total, 0, time.monotonic()
             self.controls.set_progress(0, event.total)
             self.status.setText(f"0 / {event.total} images")
+        elif isinstance(event, Notice):
+            notifications.info(event.text)
+        elif isinstance(event, TilesMissing):
+            notifications.error(
+                f"Some tiles of {self._describe_key(event.key)} could not be read and are left empty; "
+                f"the rest is shown. {' '.join(event.messages)}"
+            )
         elif isinstance(event, TargetFailed):
             self.failures.append(f"{self._describe_key(event.key)}: {event.message}")
             notifications.error(f"Skipped {self.failures[-1]}")
@@ -324,11 +367,13 @@ class SansaWidget(QWidget):
         if L.find_image(self.viewer, key.image_id) is None:
             return  # the image was closed during the run
         layer = self._results.get(source, prediction.labels.dtype)  # prepared: only a look-up
-        layer.data[key.plane if key.plane else ...] = prediction.labels
+        if self._results.streamed.get(key) is not layer.data:  # else written there tile by tile
+            layer.data[key.plane if key.plane else ...] = np.asarray(prediction.labels)
+        self._tiles.tiles_done(key, getattr(prediction, "tiles", 1))
         if self._results.fill(key.image_id):
             layer.visible = True  # refreshes it
         elif L.shows_plane(self.viewer, layer, key.plane):
-            layer.refresh()  # redraws the canvas: only when the plane is on screen
+            self._tiles.refresh(layer)  # redraws the canvas: only when the plane is on screen
         self.review_panel.add_result(key, prediction.score, running=self.worker is not None)
         if objects is not None:
             self.objects_panel.write(source, key, objects, running=self.worker is not None)
@@ -375,7 +420,7 @@ class SansaWidget(QWidget):
         if self.worker is not None:
             self.status.setText(running)
             return
-        done = f"{self._done} of {self._total} images segmented"
+        done = f"{self._done} of {self._total} images segmented" + self._tiles.summary()
         if self.failures:
             done += f", {len(self.failures)} skipped"
         self.status.setText(done + (" (cancelled; finished images kept)." if self._cancel.is_set() else "."))
