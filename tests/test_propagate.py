@@ -192,7 +192,7 @@ def test_bf16_runs_on_cpu_with_reduced_precision(checkpoints, model, samples, ta
     low = bf16.segment(refs, targets[:1])[0]
     full = model.segment(refs, targets[:1])[0]
     assert low.logits[1].dtype == np.float32 and low.labels.shape == full.labels.shape
-    assert not np.array_equal(low.logits[1], full.logits[1])  # autocast really ran in bf16
+    assert not np.array_equal(low.logits[1], full.logits[1])  # it really ran in bf16
 
 
 @pytest.mark.parametrize(

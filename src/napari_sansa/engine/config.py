@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,8 @@ class SansaConfig:
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision
         ``"auto"`` (bf16 where the hardware runs it natively, else fp32: see
-        :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (autocast). A model built with
+        :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (weights cast to bf16 once, the numerically sensitive
+        parts kept in fp32: see :mod:`napari_sansa.engine.precision`). A model built with
         ``"auto"`` keeps the decision in its ``config``.
     image_size
         Side of the square model input; SAM2 and SANSA were trained at 1024.
@@ -99,12 +99,3 @@ def resolve_precision(device, precision: Precision) -> Precision:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
-
-
-def autocast(device, precision: Precision):
-    """bf16 autocast on devices that support it; a no-op for fp32 (resolve "auto" first)."""
-    import torch
-
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
