@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .compiling import compile_encoder
 from .config import SansaConfig, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
@@ -99,6 +100,9 @@ class Sansa:
         for parameter in self.sam.parameters():
             parameter.requires_grad_(False)
         self.image_size = int(self.sam.image_size)
+        self.compile_seconds: float | None = None  # how long compiling the encoder took, if it was
+        if self.config.compile:
+            self.compile_seconds = compile_encoder(self.sam, self.image_size, self.dtype, self.device)
         self.info = info or ModelInfo("unknown", (), 0.0)
         budget = (
             self.config.cache_bytes
