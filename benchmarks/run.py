@@ -260,7 +260,9 @@ CPU_SECTIONS = ("encoder", "ratios", "naive", "rss", "stall", "peak")
 CHART = ROOT / "docs" / "images" / "encoder-speed.png"
 
 
-def run_cpu(quick: bool, sections=CPU_SECTIONS, peak_sizes=("tiny", "small"), precisions=("fp32", "bf16")) -> dict:
+def run_cpu(
+    quick: bool, sections=CPU_SECTIONS, peak_sizes=("tiny", "small"), precisions=("fp32", "bf16"), compile_size=None
+) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base_plus", "large"]
     ratio_size = "tiny" if quick else "large"
     repeats = 2 if quick else 3
@@ -285,7 +287,8 @@ def run_cpu(quick: bool, sections=CPU_SECTIONS, peak_sizes=("tiny", "small"), pr
     if "peak" in sections:
         import peak  # benchmarks/peak.py
 
-        out["peak"] = peak.measure(peak_sizes, precisions, image_size=512 if quick else 1024, repeats=repeats)
+        side = 512 if quick else 1024
+        out["peak"] = peak.measure(peak_sizes, precisions, side, repeats, compile_size)
         peak.chart(out["peak"], CHART)
     return out
 
@@ -317,6 +320,7 @@ def main():
         "--sizes", default="tiny,small", help="SAM2 sizes of the peak section (tiny, small, base_plus, large)"
     )
     parser.add_argument("--precisions", default="fp32,bf16", help="precisions of the peak section")
+    parser.add_argument("--compile-size", default=None, help="peak section: also time compile=True on this size")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not args.report_only:
@@ -330,7 +334,7 @@ def main():
             if unknown:
                 sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
             sizes, precisions = args.sizes.split(","), args.precisions.split(",")
-            results = {**(load("cpu") or {}), **run_cpu(args.quick, sections, sizes, precisions)}
+            results = {**(load("cpu") or {}), **run_cpu(args.quick, sections, sizes, precisions, args.compile_size)}
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.device}.json").write_text(json.dumps(results, indent=1))
     write_report(args.out)

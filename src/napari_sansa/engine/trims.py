@@ -1,7 +1,7 @@
 """Position encodings made once per grid instead of at every call.
 
-SAM2 recomputes or copies the same position encodings again and again: the image encoder's
-FPN neck repeats a cached sine encoding into a new tensor for every level of every image
+SAM2 recomputes or copies the same position encodings again and again: the Hiera trunk
+resizes (bicubic) and tiles its learned position embedding for every image, the FPN neck repeats a cached sine encoding into a new tensor for every level of every image
 (256 x 256 x 256 floats at input 1024: 64 MiB copied per image, of which SANSA uses only the top
 level), the memory encoder does the same for every memory it encodes, and the prompt encoder
 recomputes the dense position encoding of the image grid at every decoder call. They depend
@@ -48,9 +48,27 @@ def _share_dense_pe(encoder: nn.Module, dtype: torch.dtype) -> None:
     encoder.get_dense_pe = get_dense_pe
 
 
+def _share_trunk_pos_embed(trunk: nn.Module) -> None:
+    original = trunk._get_pos_embed
+    if getattr(original, "shared", False):
+        return
+    cache: dict[tuple, torch.Tensor] = {}
+
+    def get_pos_embed(hw) -> torch.Tensor:
+        key = (tuple(hw), trunk.pos_embed.device, trunk.pos_embed.dtype)
+        if key not in cache:
+            with torch.no_grad():
+                cache[key] = original(hw)
+        return cache[key]
+
+    get_pos_embed.shared = True
+    trunk._get_pos_embed = get_pos_embed
+
+
 def share_position_encodings(sam: nn.Module, dtype: torch.dtype = torch.float32) -> nn.Module:
     """Make SAM2's position encodings once per grid (in place; ``dtype``: the dense position
     encoding's dtype, the model's); returns the model."""
+    _share_trunk_pos_embed(sam.image_encoder.trunk)
     neck = sam.image_encoder.neck
     if not isinstance(neck.position_encoding, SharedPositions):
         neck.position_encoding = SharedPositions(neck.position_encoding)
