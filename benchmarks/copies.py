@@ -100,3 +100,35 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def report_lines(r: dict | None) -> list[str]:
+    """The page's paragraph on the copy trims."""
+    if not r:
+        return []
+    own, trimmed = r["profile"]["SAM2's own"], r["profile"]["trimmed"]
+    seconds = r["median s"]
+    return (
+        [
+            f"### Copies in a target (SAM2 {r['size']}, fp32, input {r['image size']})",
+            "",
+            f"Measured by `.venv/bin/python benchmarks/copies.py` (load average {r['load average'][0]:.1f} "
+            "at the end: shared cores). Position encodings made once per grid (`engine/trims.py`) against "
+            "SAM2's own calls, alternating targets in the same run:",
+            "",
+            "| | seconds per target (median) | `aten::copy_` share of the profile | `copy_` calls | `_to_copy` calls | `repeat` calls |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        + [
+            f"| {name} | {seconds[name]:.2f} | {p['copy_ share']:.1%} | {p['calls'].get('aten::copy_', 0)} | "
+            f"{p['calls'].get('aten::_to_copy', 0)} | {p['calls'].get('aten::repeat', 0)} |"
+            for name, p in (("SAM2's own", own), ("trimmed", trimmed))
+        ]
+        + [
+            "",
+            "The remaining copies are inside SAM2's modules: each linear layer's bias copied into its output "
+            "before the product (`addmm`), `contiguous()` before layer norms and pooling in Hiera, window "
+            "partitions, and the fp32 round trip of rotary position encoding in memory attention.",
+            "",
+        ]
+    )

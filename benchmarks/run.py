@@ -364,6 +364,9 @@ def write_report(path: Path) -> None:
         from peak import report_lines as peak_lines  # benchmarks/peak.py
 
         lines += peak_lines(cpu.get("peak"), os.path.relpath(CHART, path.parent))
+        from copies import report_lines as copies_lines  # benchmarks/copies.py
+
+        lines += copies_lines(load("copies"))
     if cuda:
         lines += cuda_section(cuda)
     else:

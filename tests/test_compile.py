@@ -42,7 +42,9 @@ def test_compiled_encoder_gives_the_same_masks(checkpoints, config, model, sampl
     assert np.array_equal(got.labels, expected.labels)
 
 
-def test_compile_failure_warns_and_runs_uncompiled(checkpoints, config, model, samples, references, monkeypatch):
+def test_compile_failure_warns_and_runs_uncompiled(
+    checkpoints, config, model, samples, references, monkeypatch
+):
     def no_compiler(module, **kwargs):
         def run(*args, **kw):
             raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found")

@@ -19,7 +19,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def compile_encoder(sam: torch.nn.Module, image_size: int, dtype: torch.dtype, device: torch.device) -> float | None:
+def compile_encoder(
+    sam: torch.nn.Module, image_size: int, dtype: torch.dtype, device: torch.device
+) -> float | None:
     """Compile ``sam.image_encoder`` in place and run it once; the seconds that took, or
     ``None`` (with a warning) where compiling failed and the encoder stays as it was."""
     eager = sam.image_encoder

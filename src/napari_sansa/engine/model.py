@@ -23,8 +23,6 @@ from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
 from .images import Image, as_image, image_hw, model_input, to_rgb01
 from .loading import assemble
-from .precision import cast_model, model_dtype
-from .trims import share_position_encodings
 from .memory import (
     Decoded,
     MemoryEntry,
@@ -33,6 +31,7 @@ from .memory import (
     decode_target,
     encode_memory,
 )
+from .precision import cast_model, model_dtype
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
@@ -46,6 +45,7 @@ from .prompts import (
     sam_point_inputs,
 )
 from .results import Estimate, ModelInfo, Prediction
+from .trims import share_position_encodings
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,9 @@ def _cast_output(dtype: torch.dtype):
     def hook(module, args, output):
         if isinstance(output, torch.Tensor):
             return output.to(dtype)
-        return tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in output)
+        return tuple(
+            t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in output
+        )
 
     return hook
 
@@ -80,7 +82,7 @@ def cast_model(sam: nn.Module, precision: Precision) -> nn.Module:
     for module in sam.modules():
         if id(module) in kept:
             continue
-        for name, tensor in list(module.named_parameters(recurse=False)):
+        for tensor in list(module.parameters(recurse=False)):
             if tensor.is_floating_point():
                 tensor.data = tensor.data.to(dtype)
         for name, tensor in list(module.named_buffers(recurse=False)):
