@@ -42,6 +42,14 @@ def matmul_peak(dtype: torch.dtype, budget_s: float = 1.0) -> dict[str, float]:
     return best
 
 
+def _cpu_name() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+
+
 def count_flops(run) -> tuple[int, int]:
     """(all FLOPs, those of the CPU flash attention) of ``run()``, which runs once."""
 
@@ -84,7 +92,7 @@ def images(n: int, seed: int, hw=(480, 640)) -> list[np.ndarray]:
     return [rng.integers(0, 255, (*hw, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def per_target(model: ns.Sansa, encoder_flops: int, repeats: int) -> dict:
+def per_target(model: ns.Sansa, encoder_flops: tuple[int, int], repeats: int) -> dict:
     """One target with its references cached (1 class, 1 shot) against one encoder pass."""
     mask = np.zeros((480, 640), bool)
     mask[150:330, 200:420] = True
@@ -102,13 +110,13 @@ def per_target(model: ns.Sansa, encoder_flops: int, repeats: int) -> dict:
         seconds.append(time.perf_counter() - start)
     encoder = statistics.median(model._encoder_seconds[passes:])
     target = statistics.median(seconds)
-    beyond = flops - encoder_flops
+    beyond = flops - encoder_flops[0]
     return {
         "target s": target,
         "encoder s": encoder,
         "ratio": target / encoder,
         "beyond GFLOP": beyond / 1e9,
-        "beyond attention GFLOP": attention / 1e9,
+        "beyond attention GFLOP": (attention - encoder_flops[1]) / 1e9,
         "beyond GFLOP/s": beyond / 1e9 / max(target - encoder, 1e-9),
     }
 
@@ -148,7 +156,7 @@ def measure(
 
     auto = resolve_precision(torch.device("cpu"), "auto")
     out = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{_cpu_name() or platform.machine()}, {torch.get_num_threads()} torch threads",
         "torch": torch.__version__,
         "image size": image_size,
         "auto": auto,
@@ -174,7 +182,7 @@ def measure(
             print(f"{size} {precision}: {seconds:.2f} s, {gflops:.0f} GFLOP/s", flush=True)
         if auto in precisions:
             model = fp32 if auto == "fp32" else build(size, auto, image_size)
-            row["target"] = per_target(model, flops, repeats)
+            row["target"] = per_target(model, (flops, attention), repeats)
             print(f"{size} target: {row['target']['ratio']:.2f}x one encoder pass", flush=True)
         out["sizes"][size] = row
     if compile_size:
@@ -282,7 +290,8 @@ def report_lines(r: dict | None, chart_path: str = "images/encoder-speed.png") -
             f"### `compile=True` (SAM2 {c['size']}, {r['auto']})",
             "",
             f"Compiling the encoder took {c['compile s']:.0f} s at model build (Inductor, C++ on this CPU; "
-            "Inductor's disk cache makes a later process faster). Encoder pass compiled "
+            "Inductor keeps compiled kernels in a disk cache, so this is less where an earlier run "
+            "compiled the same model). Encoder pass compiled "
             f"{c['compiled s']:.2f} s against {c['eager s']:.2f} s uncompiled (largest feature difference "
             f"{c['max feature gap']:.1g}): "
             + (

@@ -261,7 +261,11 @@ CHART = ROOT / "docs" / "images" / "encoder-speed.png"
 
 
 def run_cpu(
-    quick: bool, sections=CPU_SECTIONS, peak_sizes=("tiny", "small"), precisions=("fp32", "bf16"), compile_size=None
+    quick: bool,
+    sections=CPU_SECTIONS,
+    peak_sizes=("tiny", "small"),
+    precisions=("fp32", "bf16"),
+    compile_size=None,
 ) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base_plus", "large"]
     ratio_size = "tiny" if quick else "large"
@@ -320,7 +324,9 @@ def main():
         "--sizes", default="tiny,small", help="SAM2 sizes of the peak section (tiny, small, base_plus, large)"
     )
     parser.add_argument("--precisions", default="fp32,bf16", help="precisions of the peak section")
-    parser.add_argument("--compile-size", default=None, help="peak section: also time compile=True on this size")
+    parser.add_argument(
+        "--compile-size", default=None, help="peak section: also time compile=True on this size"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not args.report_only:
@@ -334,7 +340,10 @@ def main():
             if unknown:
                 sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
             sizes, precisions = args.sizes.split(","), args.precisions.split(",")
-            results = {**(load("cpu") or {}), **run_cpu(args.quick, sections, sizes, precisions, args.compile_size)}
+            results = {
+                **(load("cpu") or {}),
+                **run_cpu(args.quick, sections, sizes, precisions, args.compile_size),
+            }
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.device}.json").write_text(json.dumps(results, indent=1))
     write_report(args.out)
@@ -382,7 +391,10 @@ def write_report(path: Path) -> None:
 
     lines += report_lines(load("cluster"))
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
-    lines += [old[old.index("## Objects") :]] if "## Objects" in old else []
+    if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
+        start = old.index("## Objects")
+        end = old.find("\n## ", start + 1)
+        lines += [old[start : end if end > 0 else None].rstrip("\n") + "\n"]
     path.write_text("\n".join(lines))
 
 

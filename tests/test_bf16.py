@@ -80,12 +80,11 @@ class WeightCopies(TorchDispatchMode):
 
 
 def test_bf16_features_are_bf16_and_no_weight_is_copied_per_call(bf16_model, samples, one_class):
-    features = bf16_model.encode(samples[2][0])
-    assert {t.dtype for t in features.tensors} == {torch.bfloat16}
-    bf16_model.segment(one_class, [samples[2][0]])  # references encoded, target cached
-    with WeightCopies(bf16_model.sam) as watch:
+    with WeightCopies(bf16_model.sam) as watch:  # a new target: encoder, memory attention, decoder
         bf16_model.segment(one_class, [samples[2][0]])
     assert watch.copied == []
+    features = bf16_model.encode(samples[2][0])
+    assert {t.dtype for t in features.tensors} == {torch.bfloat16}
     with torch.inference_mode(), WeightCopies(bf16_model.sam) as watch:  # the watch sees casts
         bf16_model.sam.obj_ptr_proj.layers[0].weight.float()
     assert watch.copied == ["obj_ptr_proj.layers.0.weight"]
