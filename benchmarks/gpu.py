@@ -51,10 +51,10 @@ def encoder_throughput(sam, precision: str, batches=(1, 8, 16, 32), repeats: int
     model = make_model(sam, precision)
     out = {}
     for batch in batches:
-        x = torch.randn(batch, 3, 1024, 1024, device=DEVICE)
+        x = torch.randn(batch, 3, 1024, 1024, device=DEVICE, dtype=model.dtype)
 
         def run(x=x):
-            with torch.inference_mode(), model._autocast():
+            with torch.inference_mode():
                 model.sam.forward_image(x)
 
         run()

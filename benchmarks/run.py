@@ -4,6 +4,7 @@
     xvfb-run -a .venv/bin/python benchmarks/run.py --quick         # smaller, to check the script
     .venv/bin/python benchmarks/run.py --device cuda               # NVIDIA GPU (no napari needed)
     xvfb-run -a .venv/bin/python benchmarks/run.py --only rss,stall  # measure some sections again
+    .venv/bin/python benchmarks/run.py --only peak --sizes tiny,small  # matmul peaks, GFLOP/s, chart
     .venv/bin/python benchmarks/run.py --report-only               # rewrite the page from saved figures
 
 Random-weight models: speed and memory do not depend on the weights' values. Every figure is a
@@ -255,10 +256,17 @@ def stall_probe(n_images, image_size):
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-CPU_SECTIONS = ("encoder", "ratios", "naive", "rss", "stall")
+CPU_SECTIONS = ("encoder", "ratios", "naive", "rss", "stall", "peak")
+CHART = ROOT / "docs" / "images" / "encoder-speed.png"
 
 
-def run_cpu(quick: bool, sections=CPU_SECTIONS) -> dict:
+def run_cpu(
+    quick: bool,
+    sections=CPU_SECTIONS,
+    peak_sizes=("tiny", "small"),
+    precisions=("fp32", "bf16"),
+    compile_size=None,
+) -> dict:
     sizes = ["tiny", "small"] if quick else ["tiny", "small", "base_plus", "large"]
     ratio_size = "tiny" if quick else "large"
     repeats = 2 if quick else 3
@@ -280,6 +288,12 @@ def run_cpu(quick: bool, sections=CPU_SECTIONS) -> dict:
         out["rss 1000"] = rss_long(50 if quick else 1000, 512)
     if "stall" in sections:
         out["stall"] = stall_probe(4 if quick else 8, 512)
+    if "peak" in sections:
+        import peak  # benchmarks/peak.py
+
+        side = 512 if quick else 1024
+        out["peak"] = peak.measure(peak_sizes, precisions, side, repeats, compile_size)
+        peak.chart(out["peak"], CHART)
     return out
 
 
@@ -306,6 +320,13 @@ def main():
         default=",".join(CPU_SECTIONS),
         help=f"CPU sections to measure again, the others kept from the saved results: {', '.join(CPU_SECTIONS)}",
     )
+    parser.add_argument(
+        "--sizes", default="tiny,small", help="SAM2 sizes of the peak section (tiny, small, base_plus, large)"
+    )
+    parser.add_argument("--precisions", default="fp32,bf16", help="precisions of the peak section")
+    parser.add_argument(
+        "--compile-size", default=None, help="peak section: also time compile=True on this size"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if not args.report_only:
@@ -318,7 +339,11 @@ def main():
             unknown = set(sections) - set(CPU_SECTIONS)
             if unknown:
                 sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}")
-            results = {**(load("cpu") or {}), **run_cpu(args.quick, sections)}
+            sizes, precisions = args.sizes.split(","), args.precisions.split(",")
+            results = {
+                **(load("cpu") or {}),
+                **run_cpu(args.quick, sections, sizes, precisions, args.compile_size),
+            }
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / f"{args.device}.json").write_text(json.dumps(results, indent=1))
     write_report(args.out)
@@ -345,6 +370,12 @@ def write_report(path: Path) -> None:
     ]
     if cpu:
         lines += cpu_section(cpu)
+        from peak import report_lines as peak_lines  # benchmarks/peak.py
+
+        lines += peak_lines(cpu.get("peak"), os.path.relpath(CHART, path.parent))
+        from copies import report_lines as copies_lines  # benchmarks/copies.py
+
+        lines += copies_lines(load("copies"))
     if cuda:
         lines += cuda_section(cuda)
     else:
@@ -360,7 +391,10 @@ def write_report(path: Path) -> None:
 
     lines += report_lines(load("cluster"))
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
-    lines += [old[old.index("## Objects") :]] if "## Objects" in old else []
+    if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
+        start = old.index("## Objects")
+        end = old.find("\n## ", start + 1)
+        lines += [old[start : end if end > 0 else None].rstrip("\n") + "\n"]
     path.write_text("\n".join(lines))
 
 

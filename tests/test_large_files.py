@@ -13,6 +13,7 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.label_stores import LabelsOutput, is_complete_output
 from napari_sansa.lazy_inputs import open_lazy
 
+
 def write_ome_zarr(path, data, axes="cyx", version="0.5", chunks=128):
     """An OME-Zarr image with two levels, written by ome-zarr's own writer."""
     from ome_zarr.format import FormatV04, FormatV05

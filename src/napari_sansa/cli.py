@@ -41,6 +41,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--image-size", type=int, default=1024, help="model input side (default 1024, as trained)"
     )
     group.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the image encoder with torch.compile first (costs time once; pays over many images)",
+    )
+    group.add_argument(
         "--memory-gb",
         type=float,
         default=None,
@@ -170,6 +175,7 @@ def model_choice(args: argparse.Namespace) -> tuple[SansaConfig, Path | None, Pa
         cache_bytes=_bytes(args.memory_gb, "--memory-gb"),
         disk_cache_bytes=_bytes(args.disk_cache_gb, "--disk-cache-gb"),
         batch_size=args.batch_size,
+        compile=args.compile,
     )
     sam2 = args.sam2 or (Path(os.environ[SAM2_ENV]) if os.environ.get(SAM2_ENV) else None)
     adapter = args.adapter or (Path(os.environ[ADAPTER_ENV]) if os.environ.get(ADAPTER_ENV) else None)

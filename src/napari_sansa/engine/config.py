@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,8 @@ class SansaConfig:
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision
         ``"auto"`` (bf16 where the hardware runs it natively, else fp32: see
-        :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (autocast). A model built with
+        :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (weights cast to bf16 once, the numerically sensitive
+        parts kept in fp32: see :mod:`napari_sansa.engine.precision`). A model built with
         ``"auto"`` keeps the decision in its ``config``.
     image_size
         Side of the square model input; SAM2 and SANSA were trained at 1024.
@@ -41,6 +41,11 @@ class SansaConfig:
     batch_size
         Targets encoded and decoded together (``None``: 8 on CUDA, 1 elsewhere, where batches
         bring no speed and delay the first result).
+    compile
+        Compile the image encoder with ``torch.compile`` when the model is built (off by
+        default: it costs time once per process and pays only over many images; the model's
+        ``compile_seconds`` says how long it took). Where it cannot work, a warning, and the
+        encoder runs uncompiled.
     """
 
     device: str = "auto"
@@ -51,12 +56,15 @@ class SansaConfig:
     disk_cache_bytes: int | None = None
     disk_cache_dir: str | None = None
     batch_size: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise SansaError(f"batch_size must be at least 1, got {self.batch_size}.")
         if self.device.split(":")[0] not in DEVICES:
             raise SansaError(f"Unknown device {self.device!r}: use one of {', '.join(DEVICES)}.")
+        if not isinstance(self.compile, bool):
+            raise SansaError(f"compile must be True or False, got {self.compile!r}.")
         if self.precision not in PRECISIONS:
             raise SansaError(f"Unknown precision {self.precision!r}: use auto, fp32 or bf16.")
 
@@ -99,12 +107,3 @@ def resolve_precision(device, precision: Precision) -> Precision:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
-
-
-def autocast(device, precision: Precision):
-    """bf16 autocast on devices that support it; a no-op for fp32 (resolve "auto" first)."""
-    import torch
-
-    if precision != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

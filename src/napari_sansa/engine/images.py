@@ -216,8 +216,9 @@ def select_channels(image: Image) -> np.ndarray:
     return _select_channels(_channels_last(image), image.channels)
 
 
-def model_input(rgb01: np.ndarray, image_size: int):
-    """``(1, 3, S, S)`` float32 tensor: ImageNet-normalised, antialiased bilinear resize."""
+def model_input(rgb01: np.ndarray, image_size: int, dtype=None):
+    """``(1, 3, S, S)`` tensor in the model's dtype (default float32): ImageNet-normalised,
+    antialiased bilinear resize (computed in float32)."""
     import torch
     import torch.nn.functional as F
 
@@ -225,6 +226,5 @@ def model_input(rgb01: np.ndarray, image_size: int):
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     x = ((x - mean) / std)[None]
-    return F.interpolate(
-        x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True
-    )
+    x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    return x if dtype is None else x.to(dtype)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import SansaConfig, autocast, resolve_device, resolve_precision
+from .compiling import compile_encoder
+from .config import SansaConfig, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
 from .errors import SansaError
 from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
@@ -32,6 +33,7 @@ from .memory import (
     decode_target,
     encode_memory,
 )
+from .precision import cast_model, model_dtype
 from .prefetch import Prefetch
 from .prompts import (
     ClassPrompt,
@@ -47,6 +49,7 @@ from .prompts import (
 from .results import Estimate, ModelInfo, Prediction
 from .tiled import OnTile, Output, TiledTarget, run_tiled
 from .tiling import AUTO, TileOptions, count_tiles, tile_grid
+from .trims import share_position_encodings
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +99,15 @@ class Sansa:
         self.device = resolve_device(config.device)
         self.config = replace(config, precision=resolve_precision(self.device, config.precision))
         log.info("SANSA runs on %s at %s", self.device, self.config.precision)
-        self.sam = sam.to(self.device).eval()
+        self.dtype = model_dtype(self.config.precision)
+        sam = cast_model(sam.to(self.device).eval(), self.config.precision)
+        self.sam = share_position_encodings(sam, self.dtype)
         for parameter in self.sam.parameters():
             parameter.requires_grad_(False)
         self.image_size = int(self.sam.image_size)
+        self.compile_seconds: float | None = None  # how long compiling the encoder took, if it was
+        if self.config.compile:
+            self.compile_seconds = compile_encoder(self.sam, self.image_size, self.dtype, self.device)
         self.info = info or ModelInfo("unknown", (), 0.0)
         budget = (
             self.config.cache_bytes
@@ -152,9 +160,6 @@ class Sansa:
         )
 
     # ----------------------------------------------------------------- encoding
-    def _autocast(self):
-        return autocast(self.device, self.config.precision)
-
     def _disk_cache(self) -> DiskFeatureCache | None:
         if self.config.disk_cache_bytes == 0:
             return None
@@ -186,7 +191,7 @@ class Sansa:
 
     def _input(self, prepared: _Prepared) -> torch.Tensor:
         if prepared.tensor is None:
-            prepared.tensor = model_input(to_rgb01(prepared.image), self.image_size)
+            prepared.tensor = model_input(to_rgb01(prepared.image), self.image_size, self.dtype)
         return prepared.tensor
 
     def _features(self, prepared: _Prepared) -> ImageFeatures:
@@ -208,15 +213,15 @@ class Sansa:
             inputs = torch.cat([self._input(item) for item in missing.values()]).to(self.device)
             single = len(missing) == 1
             start = time.perf_counter()
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode():
                 out = self.sam.forward_image(inputs)
             if single:  # timed for estimates; batches run on without waiting for the GPU
                 self._sync()
                 self._encoder_seconds.append(time.perf_counter() - start)
             self.encoder_passes += len(missing)
-            fpn = out["backbone_fpn"]
+            fpn = [level.to(self.dtype) for level in out["backbone_fpn"]]  # the FPN adds in fp32
             if self._position is None:
-                self._position = out["vision_pos_enc"][-1][:1]
+                self._position = out["vision_pos_enc"][-1][:1].to(self.dtype)
             batch = ImageFeatures((fpn[0], fpn[1]), fpn[2])
             for index, key in enumerate(missing):
                 found[key] = batch if single else batch.item(index)
@@ -251,7 +256,7 @@ class Sansa:
             feats = self._features(self._prepare(refs[0].image))
             bank = next(iter(banks.values()))
             start = time.perf_counter()
-            with torch.inference_mode(), self._autocast():
+            with torch.inference_mode():
                 decode_target(self.sam, feats, self._position, len(bank), bank)
             self._sync()
             heads = time.perf_counter() - start
@@ -277,7 +282,7 @@ class Sansa:
         if entry is not None:
             return entry
         feats = self._features(prepared)
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             if isinstance(prompt, DensePrompt):
                 mask = mask_in_model_frame(prompt.mask, self.image_size).to(self.device)
                 decoded = decode_mask_prompt(self.sam, feats, mask)
@@ -341,7 +346,7 @@ class Sansa:
         feats = ImageFeatures.stack(self._features_many(prepared))
         low_res: dict[int, torch.Tensor] = {}
         scores: dict[int, torch.Tensor] = {}
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():
             for class_id, bank in banks.items():
                 frame = frames[class_id]
                 decoded = decode_target(self.sam, feats, self._position, frame, bank)

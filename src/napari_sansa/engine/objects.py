@@ -79,7 +79,7 @@ def _sam(prediction: Prediction, min_size: int) -> tuple[np.ndarray, dict[int, i
     seeds = {int(c): split_instances(labels == c, min_size=min_size) for c in np.unique(labels) if c != 0}
     with model._lock:
         feats = model._features(target)  # from the cache: no encoder pass while it holds them
-        with torch.inference_mode(), model._autocast():
+        with torch.inference_mode():
             return sam_instances(model.sam, feats, labels, seeds, model.image_size, min_size)
 
 

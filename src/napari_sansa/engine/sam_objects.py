@@ -169,7 +169,7 @@ def sam_instances(
     """Objects of every class from SAM2's decoder: (int32 labels, label -> class, label -> score).
 
     ``labels`` are the prediction's class labels, ``seeds`` each class's watershed labels.
-    Call inside ``torch.inference_mode`` and the model's autocast.
+    Call inside ``torch.inference_mode``.
     """
     from scipy import ndimage
 

@@ -336,7 +336,7 @@ def _predict_plane(
         feats = model._features(prepared)
     low_res: dict[int, torch.Tensor] = {}
     scores: dict[int, torch.Tensor] = {}
-    with torch.inference_mode(), model._autocast():
+    with torch.inference_mode():
         for class_id, memory in recent.items():
             if z in cond[class_id]:
                 continue

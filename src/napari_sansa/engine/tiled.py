@@ -193,7 +193,7 @@ def _predict(model: Any, prepared: list, banks, frames) -> list[tuple[torch.Tens
     """Each tile's low-resolution logits ``(classes, h, w)`` on the host, and its class scores."""
     feats = ImageFeatures.stack(model._features_many(prepared))
     per_class = []
-    with torch.inference_mode(), model._autocast():
+    with torch.inference_mode():
         for class_id, bank in banks.items():
             decoded = decode_target(model.sam, feats, model._position, frames[class_id], bank)
             per_class.append(model._scored(decoded))
