@@ -262,14 +262,14 @@ def test_problems_are_notifications_not_tracebacks(open_widget, qtbot, errors):
 def test_choices_are_remembered_between_sessions(open_widget, qtbot, monkeypatch):
     viewer, widget = open_widget()
     draw_labels_reference(widget)
-    widget.precision.setCurrentText("bf16")
+    widget.precision.setCurrentText("fp32")  # not the default (auto), and native here
     widget.stack_mode.setCurrentText("independent planes")
     widget.references_panel.mask_classes.setCurrentText("one class (instance mask)")
     widget.objects_panel.output.setCurrentText("objects")
     run_and_wait(widget, qtbot)
     monkeypatch.delenv("NAPARI_SANSA_SAM2_CHECKPOINT")
     _, again = open_widget()
-    assert again.precision.currentText() == "bf16"
+    assert again.precision.currentText() == "fp32"
     assert again.stack_mode.currentText() == "independent planes"
     assert again.references_panel.mask_classes.currentText() == "one class (instance mask)"
     assert again.objects_panel.output.currentText() == "objects"
