@@ -309,3 +309,17 @@ def test_objects_of_a_tiled_image_by_watershed_and_a_clear_word_for_sam(model, o
     assert len(objects.table) == 4
     with pytest.raises(SansaError, match="tiles.*watershed"):
         result.instances("sam")
+
+
+def test_a_damaged_smallest_level_of_a_pyramid_costs_no_more_than_its_tiles(model, oracle):
+    image, mask = blobs_on_tile_borders((800, 800))
+
+    class Damaged(np.ndarray):
+        def __getitem__(self, key):
+            raise OSError("chunk 0.0 is corrupt")
+
+    levels = [image, image[::2, ::2].copy(), image[::4, ::4].copy().view(Damaged)]
+    ref = Reference(image[:200, :200], {1: Mask(image[:200, :200] > 100)})
+    [result] = model.segment([ref], [Multiscale(levels)], tile_size=256, overlap=32)
+    assert result.complete  # contrast sampled from the next level; tiles read level 0
+    assert ((result.labels == 1) ^ mask).mean() < 0.02

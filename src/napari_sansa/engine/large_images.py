@@ -124,6 +124,18 @@ def _sample(levels: list[_Level], hw: tuple[int, int]) -> np.ndarray:
     return np.concatenate([w.reshape(-1, w.shape[-1]) for w in windows])[:, None, :]
 
 
+def _readable_sample(levels: list[_Level], hw: tuple[int, int]) -> np.ndarray:
+    """A sample from the smallest level that can be read: a damaged level of the pyramid only
+    costs the tiles that read it, not the whole image."""
+    for k in range(len(levels), 0, -1):
+        try:
+            return _sample(levels[:k], hw)
+        except SansaError:
+            if k == 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
     """Wrap an image for reading by windows, with contrast limits decided for all of it."""
     if not isinstance(image, (Image, Multiscale)):
@@ -133,7 +145,7 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
         n = _select_channels(np.zeros((1, 1, _channel_count(levels[0])), np.uint8), image.channels).shape[-1]
         limits = [tuple(float(v) for v in image.contrast_limits)] * n
     else:
-        sample = _select_channels(_sample(levels, hw), image.channels)
+        sample = _select_channels(_readable_sample(levels, hw), image.channels)
         limits = [channel_limits(sample[..., i]) for i in range(sample.shape[-1])]
     return LargeImage(hw, levels, image.channels, limits)
 
