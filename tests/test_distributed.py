@@ -118,7 +118,10 @@ def test_a_killed_worker_loses_nothing(client, files, references, spec, serial, 
         client, references, files[1], tmp_path, model=spec, targets_per_task=1, progress=progress
     )
     assert killed
-    assert sorted(r.status for r in summary.results) == ["written"] * N_TARGETS
+    # "skipped": the killed worker had written that output before it died, and the task's retry
+    # found it complete; either way every target's labels are there, none failed
+    assert len(summary.results) == N_TARGETS
+    assert {r.status for r in summary.results} <= {"written", "skipped"}
     assert_complete(tmp_path, serial)
 
 
