@@ -130,14 +130,6 @@ def image_hw(image: Image | np.ndarray | Multiscale) -> tuple[int, int]:
     return shape[order[0]], shape[order[1]]
 
 
-def is_lazy(image: Image | np.ndarray | Multiscale) -> bool:
-    """Whether an image's pixels are not all in memory (a pyramid, a zarr or dask array...)."""
-    if isinstance(image, Multiscale):
-        return True
-    data = image.data if isinstance(image, Image) else image
-    return not isinstance(data, np.ndarray) and hasattr(data, "shape") and hasattr(data, "dtype")
-
-
 def _select_channels(data: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
     n = data.shape[-1]
     if channels is None:

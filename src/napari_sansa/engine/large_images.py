@@ -83,7 +83,7 @@ def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
     return np.moveaxis(window, level.order[2], -1) if level.order[2] != 2 else window
 
 
-def _levels(image: Image | Multiscale) -> tuple[list[_Level], tuple[int, int], int | None]:
+def _levels(image: Image | Multiscale) -> tuple[list[_Level], tuple[int, int]]:
     arrays = list(image.levels) if isinstance(image, Multiscale) else [image.data]
     channel_axis = image.channel_axis
     hw = image_hw(image)
@@ -99,7 +99,7 @@ def _levels(image: Image | Multiscale) -> tuple[list[_Level], tuple[int, int], i
                 "levels must go from the full resolution down."
             )
         levels.append(_Level(data, (h / hw[0], w / hw[1]), order))
-    return levels, hw, channel_axis
+    return levels, hw
 
 
 def _sample(levels: list[_Level], hw: tuple[int, int]) -> np.ndarray:
@@ -140,7 +140,7 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
     """Wrap an image for reading by windows, with contrast limits decided for all of it."""
     if not isinstance(image, (Image, Multiscale)):
         image = Image(image)
-    levels, hw, _ = _levels(image)
+    levels, hw = _levels(image)
     if image.contrast_limits is not None:
         n = _select_channels(np.zeros((1, 1, _channel_count(levels[0])), np.uint8), image.channels).shape[-1]
         limits = [tuple(float(v) for v in image.contrast_limits)] * n
