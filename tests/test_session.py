@@ -20,7 +20,7 @@ def sources():
 
 def test_prompted_planes_are_references_and_all_other_planes_targets():
     prompts = {"a": {(): {1: [Box(1, 1, 10, 10)]}}, "s": {(2,): {2: [Points([[5, 5]])]}}}
-    job = plan_job(sources(), prompts, checked={"a", "b", "s"}, locked=set())
+    job = plan_job(sources(), prompts, checked={"b"}, locked=set())
     assert job.reference_keys == [TargetKey("a"), TargetKey("s", (2,))]
     assert [k for k, _ in job.targets] == [
         TargetKey("b"),
@@ -29,6 +29,17 @@ def test_prompted_planes_are_references_and_all_other_planes_targets():
         TargetKey("s", (3,)),
     ]
     assert job.classes == [1, 2]
+
+
+def test_a_checked_annotated_image_is_segmented_too_except_its_locked_planes():
+    prompts = {"a": {(): {1: [Box(1, 1, 10, 10)]}}, "s": {(1,): {1: [Box(1, 1, 5, 5)]}, (2,): {2: [Box(2, 2, 5, 5)]}}}
+    job = plan_job(sources(), prompts, checked={"a", "s"}, locked={TargetKey("s", (2,))}, through_stacks=True)
+    assert job.reference_keys == [TargetKey("a"), TargetKey("s", (1,)), TargetKey("s", (2,))]
+    keys = [k for k, _ in job.targets]
+    assert keys == [TargetKey("a"), TargetKey("s", (0,)), TargetKey("s", (3,)), TargetKey("s", (1,))]
+    # the annotated plane is segmented on its own from the references; the others through the stack
+    assert [k for k, _ in job.independent()] == [TargetKey("a"), TargetKey("s", (1,))]
+    assert job.stacks[0].keys == [TargetKey("s", (0,)), TargetKey("s", (3,))]
 
 
 def test_locked_and_unchecked_images_are_never_targets():

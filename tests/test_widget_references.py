@@ -248,3 +248,30 @@ def test_objects_of_a_stack_run_through_the_stack_keep_one_id_through_the_planes
     features = objects_layer(viewer, "v").features
     assert len(features) == 8 and set(features["label"]) == top | bottom
     assert (features["index"] == features["label"]).all()
+
+
+def test_an_annotated_image_is_segmented_too_once_checked(open_widget, qtbot):
+    from qtpy.QtCore import Qt
+
+    viewer, widget = open_widget()
+    for layer in [lyr for lyr in viewer.layers if lyr.name not in ("cells 0", "cells 1")]:
+        viewer.layers.remove(layer)
+    widget.prompt_image.setCurrentText("cells 0")
+    points = widget.add_prompt_layer("points")
+    points.add([[100, 120]])
+    items = {widget.targets.item(i).text(): widget.targets.item(i) for i in range(widget.targets.count())}
+    assert items["cells 0  (reference)"].checkState() == Qt.Unchecked  # a reference only, by default
+    assert items["cells 1"].checkState() == Qt.Checked
+    items["cells 0  (reference)"].setCheckState(Qt.Checked)
+    items["cells 1"].setCheckState(Qt.Unchecked)
+    viewer.add_image(cells(3)[2][0], name="late")  # the list is rebuilt: the user's choices stay
+    items = {widget.targets.item(i).text(): widget.targets.item(i) for i in range(widget.targets.count())}
+    assert items["cells 0  (reference)"].checkState() == Qt.Checked
+    assert items["cells 1"].checkState() == Qt.Unchecked
+    items["late"].setCheckState(Qt.Unchecked)
+
+    run_and_wait(widget, qtbot)
+    names = [lyr.name for lyr in viewer.layers]
+    assert "cells 0 [SANSA]" in names and "cells 1 [SANSA]" not in names
+    assert result(viewer, "cells 0").data.shape == (256, 320)
+    assert "1 of 1 images segmented" in widget.status.text()

@@ -2,7 +2,8 @@
 
 References are the planes that carry prompts; targets are the other planes of annotated
 stacks and every plane of the checked image layers, except the locked ones (edited or
-accepted by the user), which runs never touch. A stack run "through the stack" has its
+accepted by the user), which runs never touch. An annotated image that is checked is segmented
+as well, its annotated planes included (the rest of a mosaic annotated in one corner). A stack run "through the stack" has its
 annotated planes seed SAM2's memory, and its masks travel plane by plane both ways
 (:class:`StackRun`); every other target is segmented on its own from the references.
 """
@@ -152,7 +153,9 @@ def plan_job(
 ) -> Job:
     """References from prompted planes; targets from the rest, minus locked planes.
 
-    With ``through_stacks``, annotated stacks of one plane axis (Z or T) are segmented through
+    An annotated image's other planes are always targets; its annotated planes are targets too
+    when the image is ``checked`` (segmented independently, from all the references). With
+    ``through_stacks``, annotated stacks of one plane axis (Z or T) are segmented through
     the stack from their own annotations.
     """
     references, reference_keys, targets, stacks = [], [], [], []
@@ -171,6 +174,12 @@ def plan_job(
             if plane not in annotated and key not in locked:
                 own.append((key, source))
         targets.extend(own)
+        if source.image_id in checked:
+            targets.extend(
+                (key, source)
+                for key in (TargetKey(source.image_id, plane) for plane in sorted(annotated))
+                if key not in locked
+            )
         if through_stacks and annotated and source.lead == 1 and own:
             seeds = {plane[0]: _engine_prompts(c) for plane, c in annotated.items()}
             stacks.append(StackRun(source, seeds, [key for key, _ in own]))

@@ -16,6 +16,7 @@ from qtpy.QtWidgets import (
 from . import layers as L
 
 THROUGH, INDEPENDENT = "through the stack", "independent planes"
+ANNOTATED = Qt.UserRole + 1  # item data: whether the image carries prompts
 
 
 class TargetsPanel(QGroupBox):
@@ -44,18 +45,30 @@ class TargetsPanel(QGroupBox):
         return self.stack_mode.currentText() == THROUGH
 
     def show_images(self, images: list, annotated: set[str]) -> None:
-        """List the image layers (annotated ones marked), keeping the user's unchecked images unchecked."""
-        unchecked = {
-            self.list.item(i).data(Qt.UserRole)
-            for i in range(self.list.count())
-            if self.list.item(i).checkState() != Qt.Checked
-        }
+        """List the image layers, keeping each image's check state while it stays (un)annotated.
+
+        An image first listed, or one whose annotation just began or ended, starts checked when
+        it is not annotated (a target) and unchecked when it is (a reference only; checking it
+        segments the annotated image as well).
+        """
+        kept = {}
+        for i in range(self.list.count()):
+            item = self.list.item(i)
+            kept[(item.data(Qt.UserRole), item.data(ANNOTATED))] = item.checkState()
         self.list.clear()
         for layer in images:
             image_id = L.layer_id(layer)
-            item = QListWidgetItem(layer.name + ("  (reference)" if image_id in annotated else ""))
+            is_annotated = image_id in annotated
+            item = QListWidgetItem(layer.name + ("  (reference)" if is_annotated else ""))
             item.setData(Qt.UserRole, image_id)
-            item.setCheckState(Qt.Unchecked if image_id in unchecked else Qt.Checked)
+            item.setData(ANNOTATED, is_annotated)
+            default = Qt.Unchecked if is_annotated else Qt.Checked
+            item.setCheckState(kept.get((image_id, is_annotated), default))
+            if is_annotated:
+                item.setToolTip(
+                    "Annotated: its prompts are references. Check it to segment this image too "
+                    "(the rest of a mosaic annotated in one place, the objects you did not mark)."
+                )
             self.list.addItem(item)
 
     def checked(self) -> set[str]:
