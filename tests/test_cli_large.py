@@ -49,7 +49,9 @@ def level0(path):
 
 def test_large_targets_get_streamed_labels_and_small_ones_todays_files(files, checkpoints, tmp_path, capsys):
     root, data = files
-    code, err = segment(root, checkpoints, capsys, data / "big.ome.zarr", data / "big.tif", data / "small.png", options=TILED)
+    code, err = segment(
+        root, checkpoints, capsys, data / "big.ome.zarr", data / "big.tif", data / "small.png", options=TILED
+    )
     assert code == 0, err
     out = root / "out"
     beside = data / "big.ome.zarr" / "labels" / "sansa"  # the labels group beside the image
@@ -59,7 +61,9 @@ def test_large_targets_get_streamed_labels_and_small_ones_todays_files(files, ch
     assert "tiles per image: big.ome.zarr 2, big.tif 2, small.png 1" in err
     assert f"big.ome.zarr -> {beside}" in err
 
-    code, err = segment(root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--format", "tif", "--overwrite"])
+    code, err = segment(
+        root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--format", "tif", "--overwrite"]
+    )
     assert code == 0, err
     with tifffile.TiffFile(out / "big_labels.tif") as tif:
         assert tif.is_bigtiff and tif.pages.first.is_tiled
@@ -67,7 +71,9 @@ def test_large_targets_get_streamed_labels_and_small_ones_todays_files(files, ch
     assert not [p for p in out.iterdir() if p.name.endswith(".partial")]
 
 
-def test_a_corrupt_chunk_is_reported_the_rest_written_and_resume_redoes_it(files, checkpoints, tmp_path, capsys):
+def test_a_corrupt_chunk_is_reported_the_rest_written_and_resume_redoes_it(
+    files, checkpoints, tmp_path, capsys
+):
     root, data = files
     store = data / "big.ome.zarr"
     chunk = sorted(p for p in (store / "s0").rglob("*") if p.is_file() and p.name != "zarr.json")[-1]

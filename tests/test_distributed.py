@@ -137,7 +137,11 @@ def test_resume_writes_only_what_is_missing(client, files, references, spec, ser
 
     summary = segment(client, references, files[1], tmp_path, model=spec, resume=True)
     statuses = {os.path.basename(r.target): r.status for r in summary.results}
-    assert statuses == {f"{stems[0]}.png": "skipped", f"{stems[1]}.png": "written", f"{stems[2]}.png": "written"}
+    assert statuses == {
+        f"{stems[0]}.png": "skipped",
+        f"{stems[1]}.png": "written",
+        f"{stems[2]}.png": "written",
+    }
     assert (tmp_path / f"{stems[0]}_labels.png").stat().st_mtime_ns == before
     assert_complete(tmp_path, serial)
 
@@ -179,7 +183,9 @@ def test_cli_cluster_end_to_end_with_the_users_umask_and_objects(files, checkpoi
     err = capsys.readouterr().err
     assert code == 0, err
     assert f"Wrote {N_TARGETS} label image(s)" in err and "Traceback" not in err
-    assert [n for n in label_files(tmp_path) if "_labels" in n] == sorted(f"{t.stem}_labels.png" for t in targets)
+    assert [n for n in label_files(tmp_path) if "_labels" in n] == sorted(
+        f"{t.stem}_labels.png" for t in targets
+    )
     for target in targets:  # each task also wrote its targets' objects and their tables
         assert (tmp_path / f"{target.stem}_objects.tif").is_file()
         assert (tmp_path / f"{target.stem}_objects.csv").read_text().startswith("label,")

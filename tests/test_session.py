@@ -32,7 +32,10 @@ def test_prompted_planes_are_references_and_all_other_planes_targets():
 
 
 def test_a_checked_annotated_image_is_segmented_too_except_its_locked_planes():
-    prompts = {"a": {(): {1: [Box(1, 1, 10, 10)]}}, "s": {(1,): {1: [Box(1, 1, 5, 5)]}, (2,): {2: [Box(2, 2, 5, 5)]}}}
+    prompts = {
+        "a": {(): {1: [Box(1, 1, 10, 10)]}},
+        "s": {(1,): {1: [Box(1, 1, 5, 5)]}, (2,): {2: [Box(2, 2, 5, 5)]}},
+    }
     job = plan_job(sources(), prompts, checked={"a", "s"}, locked={TargetKey("s", (2,))}, through_stacks=True)
     assert job.reference_keys == [TargetKey("a"), TargetKey("s", (1,)), TargetKey("s", (2,))]
     keys = [k for k, _ in job.targets]

@@ -275,3 +275,29 @@ def test_an_annotated_image_is_segmented_too_once_checked(open_widget, qtbot):
     assert "cells 0 [SANSA]" in names and "cells 1 [SANSA]" not in names
     assert result(viewer, "cells 0").data.shape == (256, 320)
     assert "1 of 1 images segmented" in widget.status.text()
+
+
+def test_a_large_lazy_mask_is_named_in_the_summary_not_read_and_the_run_reads_it(open_widget):
+    """Summaries follow every layer event: a big mask opened lazily must not be computed for each."""
+    da = pytest.importorskip("dask.array")
+    from napari_sansa.plugin.references_panel import LAZY_NOTE
+
+    viewer, widget = open_widget(None)
+    shape, chunks = (40, 512, 512), (1, 512, 512)
+    viewer.add_image(da.zeros(shape, chunks=chunks, dtype=np.uint8), name="volume", contrast_limits=(0, 1))
+    labels = np.zeros(shape, np.uint8)
+    labels[3, 100:200, 150:250] = 1
+    planes_read = []
+
+    def counted(block):
+        planes_read.append(block.shape)
+        return block
+
+    mask = da.from_array(labels, chunks=chunks).map_blocks(counted, meta=np.array((), np.uint8))
+    viewer.add_labels(mask, name="volume mask")
+    widget.references_panel.describe()
+    assert len(planes_read) < shape[0]  # napari draws the plane on screen; the summary reads nothing
+    assert f"volume: mask volume mask ({LAZY_NOTE})" in widget.references_label.text()
+    assert widget.references_panel.layer_list.notes["volume mask"] == LAZY_NOTE
+    job = widget._plan()  # the run reads it
+    assert [k.plane for k in job.reference_keys] == [(3,)]

@@ -34,9 +34,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="segment large images in tiles of this many working pixels; auto (default): tiles of the "
         "model input size for images a whole-image resize would shrink more than 2x; none: resize whole",
     )
-    group.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring tiles (default 128)")
     group.add_argument(
-        "--scale", type=float, default=1.0, help="working resolution relative to the pixels (default 1.0; 0.5: half)"
+        "--overlap", type=int, default=128, help="pixels shared by neighbouring tiles (default 128)"
+    )
+    group.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="working resolution relative to the pixels (default 1.0; 0.5: half)",
     )
     group.add_argument(
         "--format",
@@ -60,7 +65,9 @@ def tile_options(args: argparse.Namespace):
         try:
             size = int(raw)
         except ValueError:
-            raise SansaError(f"--tile-size must be a number of pixels, auto or none; got {args.tile_size!r}.") from None
+            raise SansaError(
+                f"--tile-size must be a number of pixels, auto or none; got {args.tile_size!r}."
+            ) from None
     return TileOptions(tile_size=size, overlap=args.overlap, scale=args.scale).check()
 
 
@@ -71,7 +78,9 @@ def refuse_on_cluster(args: argparse.Namespace, targets: Sequence[Path]) -> None
     if stores:
         raise SansaError(f"{stores[0]} is a zarr store; segment zarr stores without --cluster/--scheduler.")
     defaults = {"tile_size": "auto", "overlap": 128, "scale": 1.0, "format": "auto"}
-    flags = ["--" + name.replace("_", "-") for name, value in defaults.items() if getattr(args, name) != value]
+    flags = [
+        "--" + name.replace("_", "-") for name, value in defaults.items() if getattr(args, name) != value
+    ]
     if flags:
         raise SansaError(f"{', '.join(flags)} apply to runs without --cluster/--scheduler.")
 
@@ -168,7 +177,11 @@ class LargeTargets:
 
     def tiling(self) -> dict[str, Any]:
         """The tiling keyword arguments of ``propagate`` and ``estimate``."""
-        return {"tile_size": self.options.tile_size, "overlap": self.options.overlap, "scale": self.options.scale}
+        return {
+            "tile_size": self.options.tile_size,
+            "overlap": self.options.overlap,
+            "scale": self.options.scale,
+        }
 
     def estimate_targets(self, targets: Sequence[Path]) -> list[np.ndarray]:
         """Stand-ins of the targets' sizes for ``Sansa.estimate`` to count tiles (no pixels read:

@@ -46,7 +46,9 @@ def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
             found.append(path)
         elif path.is_dir():
             inside = sorted(
-                p for p in path.iterdir() if (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_path(p)
+                p
+                for p in path.iterdir()
+                if (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_path(p)
             )
             if not inside:
                 raise SansaError(f"Folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}, .zarr).")
@@ -127,4 +129,3 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
             iio.imwrite(tmp_name, labels, extension=path.suffix)
 
     return atomic_write(path, write)
-

@@ -110,13 +110,20 @@ class LabelsOutput:
         try:
             if self.fmt == "tif":
                 array = zarr.create_array(
-                    str(self.partial), shape=tuple(hw), chunks=TIFF_TILE, dtype=dtype, fill_value=0, zarr_format=3
+                    str(self.partial),
+                    shape=tuple(hw),
+                    chunks=TIFF_TILE,
+                    dtype=dtype,
+                    fill_value=0,
+                    zarr_format=3,
                 )
                 view: Any = array
             else:
                 names = self._names()
                 shape = tuple(hw[0] if n == "y" else hw[1] if n == "x" else 1 for n in names)
-                chunks = tuple(min(self.chunk, n) if name in ("y", "x") else 1 for n, name in zip(shape, names))
+                chunks = tuple(
+                    min(self.chunk, n) if name in ("y", "x") else 1 for n, name in zip(shape, names)
+                )
                 if self.image is not None:  # the labels group beside the image, in the store's format
                     zarr.open_group(str(self.final.parent), mode="a", zarr_format=self.zarr_format)
                 group = zarr.open_group(str(self.partial), mode="w", zarr_format=self.zarr_format)
@@ -190,7 +197,9 @@ class LabelsOutput:
             step = 2**k
             index = tuple(slice(None, None, step) if name in ("y", "x") else slice(None) for name in names)
             down = source[index]
-            chunks = tuple(min(self.chunk, n) if name in ("y", "x") else 1 for n, name in zip(down.shape, names))
+            chunks = tuple(
+                min(self.chunk, n) if name in ("y", "x") else 1 for n, name in zip(down.shape, names)
+            )
             array = group.create_array(str(k), **self._array_options(down.shape, chunks, level0.dtype))
             da.store(down.rechunk(chunks), array, lock=False)
 

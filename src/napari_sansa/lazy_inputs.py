@@ -66,7 +66,9 @@ class AxesView:
             key = key[:at] + fill + key[at + 1 :]
         key = key + (slice(None),) * (self.ndim - len(key))
         parts = iter(key)
-        return tuple(self.fixed[axis] if axis in self.fixed else next(parts) for axis in range(self.array.ndim))
+        return tuple(
+            self.fixed[axis] if axis in self.fixed else next(parts) for axis in range(self.array.ndim)
+        )
 
     def __getitem__(self, key: Any) -> np.ndarray:
         return np.asarray(self.array[self._full(key)])
@@ -111,7 +113,9 @@ class LazyTarget:
             return images.Multiscale(
                 levels=self.levels, contrast_limits=self.contrast_limits, channel_axis=self.channel_axis
             )
-        return images.Image(self.levels[0], contrast_limits=self.contrast_limits, channel_axis=self.channel_axis)
+        return images.Image(
+            self.levels[0], contrast_limits=self.contrast_limits, channel_axis=self.channel_axis
+        )
 
     def close(self) -> None:
         for closer in self._closers:
@@ -164,7 +168,9 @@ def _open_ome_zarr(group: Any, path: Path) -> LazyTarget:
         try:
             levels.append(group[dataset["path"]])
         except (KeyError, FileNotFoundError):
-            raise SansaError(f"{path}: the dataset {dataset['path']!r} listed in its metadata is missing.") from None
+            raise SansaError(
+                f"{path}: the dataset {dataset['path']!r} listed in its metadata is missing."
+            ) from None
     names = [a["name"] if isinstance(a, dict) else str(a) for a in multiscale.get("axes") or []]
     names = names or list("tczyx"[-levels[0].ndim :])
     if len(names) != levels[0].ndim:

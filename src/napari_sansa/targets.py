@@ -37,7 +37,9 @@ def _read_list(path: Path) -> list[str]:
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise SansaError(f"Cannot read the file list {path}: {getattr(exc, 'strerror', None) or exc}.") from None
+        raise SansaError(
+            f"Cannot read the file list {path}: {getattr(exc, 'strerror', None) or exc}."
+        ) from None
     entries = [line.strip() for line in lines]
     return [str(path.parent / entry) for entry in entries if entry and not entry.startswith("#")]
 
@@ -148,5 +150,7 @@ def resume_targets(targets: Sequence[Path], out: Path, references, large=None) -
     outputs = large(targets, outputs) if large is not None else outputs
     remove_leftovers(outputs, time.time())
     todo = unfinished(targets, outputs)
-    print(f"Resuming: {len(targets) - len(todo)} of {len(targets)} label images are complete.", file=sys.stderr)
+    print(
+        f"Resuming: {len(targets) - len(todo)} of {len(targets)} label images are complete.", file=sys.stderr
+    )
     return [targets[i] for i in todo]

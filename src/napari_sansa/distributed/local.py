@@ -57,7 +57,9 @@ def parse_cluster(value: str) -> int:
     """Workers of ``--cluster local:N``."""
     kind, _, count = value.partition(":")
     if kind != "local" or not count.isdigit() or int(count) < 1:
-        raise SansaError(f"--cluster {value!r}: use local:N (N worker processes on this machine, e.g. local:4).")
+        raise SansaError(
+            f"--cluster {value!r}: use local:N (N worker processes on this machine, e.g. local:4)."
+        )
     return int(count)
 
 
@@ -69,11 +71,17 @@ def connect(args: argparse.Namespace, gpu: bool) -> Iterator:
     if args.scheduler:
         from pathlib import Path
 
-        where = {"scheduler_file": args.scheduler} if Path(args.scheduler).is_file() else {"address": args.scheduler}
+        where = (
+            {"scheduler_file": args.scheduler}
+            if Path(args.scheduler).is_file()
+            else {"address": args.scheduler}
+        )
         try:
             client = Client(**where, timeout="30s")
         except (OSError, TimeoutError) as exc:
-            raise SansaError(f"Cannot reach the Dask scheduler at {args.scheduler}: {exc}".splitlines()[0]) from None
+            raise SansaError(
+                f"Cannot reach the Dask scheduler at {args.scheduler}: {exc}".splitlines()[0]
+            ) from None
         with client:
             yield client
         return

@@ -83,7 +83,9 @@ def _workers(client, timeout: float) -> dict[str, dict]:
     try:
         client.wait_for_workers(1, timeout=timeout)
     except TimeoutError:
-        raise SansaError(f"No Dask worker joined the scheduler {client.scheduler.address} in {timeout:.0f} s.") from None
+        raise SansaError(
+            f"No Dask worker joined the scheduler {client.scheduler.address} in {timeout:.0f} s."
+        ) from None
     try:
         return client.scheduler_info(n_workers=-1)["workers"]
     except TypeError:  # before distributed 2025, every worker was listed anyway
@@ -198,7 +200,11 @@ def segment(
     workers = _workers(client, worker_timeout)
     name = f"sansa-{uuid.uuid4().hex[:12]}"
     plugin = SansaWorker(
-        model, references, siblings=_siblings(client, workers), torch_threads=torch_threads, instances=instances
+        model,
+        references,
+        siblings=_siblings(client, workers),
+        torch_threads=torch_threads,
+        instances=instances,
     )
     records: dict[str, TargetResult] = {}
     futures: dict = {}  # unfinished task -> its targets
@@ -211,7 +217,9 @@ def segment(
         has_gpus = any(info.get("resources", {}).get("GPU") for info in workers.values())
         resources = {"GPU": 1} if on_gpu and has_gpus else None
         model_batch = model.config.batch_size or (8 if on_gpu else 1)
-        size = targets_per_task or task_size(summary.seconds_per_target, len(todo), len(statuses), model_batch)
+        size = targets_per_task or task_size(
+            summary.seconds_per_target, len(todo), len(statuses), model_batch
+        )
         summary.targets_per_task = size
         batches = _chunks(todo, size) + _chunks(checks, CHECKS_PER_TASK)
 

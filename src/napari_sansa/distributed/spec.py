@@ -27,7 +27,9 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if (self.sam2 is None) != (self.adapter is None):
-            raise SansaError("Give both the SAM2 and the adapter checkpoint (or neither, to use a published model).")
+            raise SansaError(
+                "Give both the SAM2 and the adapter checkpoint (or neither, to use a published model)."
+            )
         for field in ("sam2", "adapter", "cache_dir"):
             value = getattr(self, field)
             if value is not None:

@@ -167,7 +167,9 @@ class SansaWorker(WorkerPlugin):
         self.ready.wait()
         if self.model is None:
             reason = f"worker {self.address} cannot load the model: {self.failure}"
-            return [TargetResult(i.target, i.output, "failed", error=reason, worker=self.address) for i in items]
+            return [
+                TargetResult(i.target, i.output, "failed", error=reason, worker=self.address) for i in items
+            ]
         import torch
 
         torch.set_num_threads(self.threads)
@@ -184,7 +186,9 @@ class SansaWorker(WorkerPlugin):
         readable: list[tuple[int, Item, bool]] = []
 
         def fail(index: int, item: Item, error: Exception) -> None:
-            results[index] = TargetResult(item.target, item.output, "failed", error=str(error), worker=self.address)
+            results[index] = TargetResult(
+                item.target, item.output, "failed", error=str(error), worker=self.address
+            )
 
         def images():
             for index, item, replace in todo:

@@ -146,11 +146,15 @@ def export_summary(written: list[Path]) -> str:
     """What an export wrote, in words: label files, objects files, references."""
     objects = [p for p in written if p.stem.endswith("_objects")]
     labels = [p for p in written if p not in objects and p.name not in (SET_FILE, CLASSES_FILE)]
-    parts = [f"{len(labels)} label file(s)"] + ([f"the objects of {len(objects) // 2} image(s)"] if objects else [])
+    parts = [f"{len(labels)} label file(s)"] + (
+        [f"the objects of {len(objects) // 2} image(s)"] if objects else []
+    )
     return ", ".join(parts) + (" and the references" if any(p.name == SET_FILE for p in written) else "")
 
 
-def save_run_references(folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False) -> Path:
+def save_run_references(
+    folder: str | os.PathLike, parts: Callable[[], ExportParts], overwrite: bool = False
+) -> Path:
     """Write the current references as a reference set, e.g. for the command line or a cluster."""
     run = parts()
     if not run.references:
@@ -180,7 +184,9 @@ class RunFileButtons(QWidget):
         export_button = QPushButton("Export…")
         save_button, load_button = QPushButton("Save references…"), QPushButton("Load references…")
         export_button.setToolTip("Label files, the references (references/) and classes.csv")
-        save_button.setToolTip("The references as a reference set, for another napari, the command line or a cluster")
+        save_button.setToolTip(
+            "The references as a reference set, for another napari, the command line or a cluster"
+        )
         load_button.setToolTip(f"A reference set ({SET_FILE} in its folder) or an older {RECORD_NAME}")
         export_button.clicked.connect(self._export_clicked)
         save_button.clicked.connect(self._save_clicked)

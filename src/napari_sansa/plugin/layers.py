@@ -218,7 +218,9 @@ def go_to(viewer, layer, plane: tuple[int, ...]) -> None:
         viewer.dims.set_current_step(offset + axis, value)
 
 
-def ensure_result_layer(viewer, source: ImageSource, dtype: np.dtype, visible: bool = True, tiled: bool = False):
+def ensure_result_layer(
+    viewer, source: ImageSource, dtype: np.dtype, visible: bool = True, tiled: bool = False
+):
     """The image's result layer, created empty (all background) the first time.
 
     ``tiled``: labels of an image segmented in tiles, in a chunked zarr array the engine

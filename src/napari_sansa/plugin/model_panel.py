@@ -68,7 +68,9 @@ class ModelPanel(QGroupBox):
         form.addRow("SAM2 file", self.sam2_file)
         form.addRow("Adapter file", self.adapter_file)
         form.addRow("Device", self.device)
-        self.precision.setToolTip("auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), else fp32")
+        self.precision.setToolTip(
+            "auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), else fp32"
+        )
         form.addRow("Precision", self.precision)
         form.addRow("Input size", self.image_size)
         self.model_choice.currentTextChanged.connect(self._choice_changed)

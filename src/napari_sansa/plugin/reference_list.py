@@ -74,4 +74,3 @@ class ReferenceList(QWidget):
     def set_choice(self, layer_name: str, image_name: str) -> None:
         """Pick an image (or NO_REFERENCE) for a layer, as a user would in its row."""
         self.rows[layer_name].setCurrentText(image_name)
-

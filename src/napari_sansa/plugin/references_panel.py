@@ -4,7 +4,8 @@ It adds prompt layers tied to the chosen image, sets the class of new prompts (a
 classes) and the sign of new clicks, shows which layer annotates which image (any Labels,
 Points or Shapes layer may) and how masks are read, and summarises the prompts per image.
 The summary reads every annotation layer, so it is recomputed once after a burst of layer
-events (debounced), not per stroke.
+events (debounced), not per stroke; a lazy mask (dask, zarr: a large one opened from a file)
+is only named, never read, since reading it whole would freeze napari: the run reads it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from qtpy.QtWidgets import (
 
 from . import layers as L
 from . import notifications
+from .large import is_lazy
 from .prompt_layers import PlanePrompts, mask_mode
 from .qt_lifetime import is_deleted
 from .reference_layers import Assignment, assign, layers_for
@@ -32,6 +34,14 @@ from .session import ImageSource
 
 DESCRIBE_AFTER_MS = 200  # quiet time after the last layer event before the summary is recomputed
 MASK_MODES = {"auto": "auto", "each value a class": "each", "one class (instance mask)": "one"}
+
+
+LAZY_NOTE = "large mask: read when the run starts"
+
+
+def _lazy_mask(layer) -> bool:
+    """A Labels layer whose data is read on demand (dask, zarr, a pyramid): too large to summarise."""
+    return layer.__class__.__name__ == "Labels" and is_lazy(layer.data)
 
 
 class ReferencesPanel(QGroupBox):
@@ -129,20 +139,25 @@ class ReferencesPanel(QGroupBox):
     def describe(self) -> None:
         """Show the layer list and summarise the prompts per image (prefer describe_later)."""
         assignments = self.assignments()
-        readings = self.mask_readings(assignments)
-        notes = {}
-        for a in assignments:
+        unread = [a for a in assignments if a.image is not None and _lazy_mask(a.layer)]
+        read = [a for a in assignments if a not in unread]
+        readings = self.mask_readings(read)
+        notes = {a.layer.name: LAZY_NOTE for a in unread}
+        for a in read:
             mode, count = readings.get(id(a.layer), (None, None))
             if count is not None:
-                notes[a.layer.name] = f"{count} object ids: one class" if mode == "one" else f"{count} class(es)"
+                notes[a.layer.name] = (
+                    f"{count} object ids: one class" if mode == "one" else f"{count} class(es)"
+                )
         self.layer_list.show_assignments(assignments, notes)
         parts = []
         for layer in L.image_layers(self.viewer):
-            prompts = self.prompts(L.image_source(layer), assignments, readings)
+            prompts = self.prompts(L.image_source(layer), read, readings)
             for plane, classes in sorted(prompts.items()):
                 where = f"{layer.name}" + (f" plane {','.join(map(str, plane))}" if plane else "")
                 named = [self._class_label(c) for c in sorted(classes)]
                 parts.append(f"{where}: class {', '.join(named)}")
+        parts += [f"{a.image.name}: mask {a.layer.name} ({LAZY_NOTE})" for a in unread]
         self.summary.setText(
             "\n".join(parts) if parts else "No references yet: add a prompt layer and draw, or open a mask."
         )

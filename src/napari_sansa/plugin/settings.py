@@ -32,7 +32,14 @@ class WidgetSettings:
 
     def model_key(self) -> tuple:
         """What the model is made from: a loaded model is reused while this stays the same."""
-        return (self.model, self.sam2_checkpoint, self.adapter_checkpoint, self.device, self.precision, self.image_size)
+        return (
+            self.model,
+            self.sam2_checkpoint,
+            self.adapter_checkpoint,
+            self.device,
+            self.precision,
+            self.image_size,
+        )
 
 
 def settings_path() -> Path:
