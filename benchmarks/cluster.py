@@ -148,7 +148,12 @@ def project(per_image: float, overhead: float, workers: int) -> dict:
     speedup = workers * size * per_image / task
     if demand > SCHEDULER_TASKS_PER_S:
         speedup *= SCHEDULER_TASKS_PER_S / demand
-    return {"targets per task": size, "tasks per s": demand, "speed-up": speedup, "images per s": speedup / per_image}
+    return {
+        "targets per task": size,
+        "tasks per s": demand,
+        "speed-up": speedup,
+        "images per s": speedup / per_image,
+    }
 
 
 def report_lines(r: dict | None) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .activations import in_place_activations
 from .compiling import compile_encoder
 from .config import SansaConfig, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
@@ -89,7 +90,7 @@ class Sansa(Predicting):
         log.info("SANSA runs on %s at %s", self.device, self.config.precision)
         self.dtype = model_dtype(self.config.precision)
         sam = cast_model(sam.to(self.device).eval(), self.config.precision)
-        self.sam = share_position_encodings(sam, self.dtype)
+        self.sam = in_place_activations(share_position_encodings(sam, self.dtype))
         for parameter in self.sam.parameters():
             parameter.requires_grad_(False)
         self.image_size = int(self.sam.image_size)
