@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
 import torch
 
 import napari_sansa as ns
+from napari_sansa.engine.allocator import OPT_OUT
 from napari_sansa.engine.features import ImageFeatures
 from napari_sansa.engine.loading import assemble
 from napari_sansa.engine.memory import MemoryEntry, attend_to_memory, decode_target
@@ -32,3 +39,17 @@ def test_trimmed_model_gives_sam2s_own_features_memory_attention_and_masks(check
         assert torch.equal(a, b)
         a, b = (decode_target(sam, feats, pos, 1, {0: entry}) for sam in (trimmed, plain))
         assert torch.equal(a.high_res, b.high_res) and torch.equal(a.iou, b.iou)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+@pytest.mark.parametrize("setting, kept", [(None, True), ("0", False)])
+def test_freed_memory_is_kept_for_reuse_unless_the_user_says_no(setting, kept):
+    code = (
+        "from napari_sansa.engine.allocator import keep_freed_memory, release_freed_memory\n"
+        "print(keep_freed_memory()); release_freed_memory()"
+    )
+    env = {k: v for k, v in os.environ.items() if k != OPT_OUT}
+    if setting is not None:
+        env[OPT_OUT] = setting
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(kept)

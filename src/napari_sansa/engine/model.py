@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .activations import in_place_activations
+from .allocator import keep_freed_memory, release_freed_memory
 from .compiling import compile_encoder
 from .config import SansaConfig, resolve_device, resolve_precision
 from .disk_cache import DiskFeatureCache, default_disk_bytes
@@ -86,6 +87,8 @@ class Sansa(Predicting):
     ) -> None:
         config = config or SansaConfig()
         self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.config = replace(config, precision=resolve_precision(self.device, config.precision))
         log.info("SANSA runs on %s at %s", self.device, self.config.precision)
         self.dtype = model_dtype(self.config.precision)
@@ -460,10 +463,12 @@ class Sansa(Predicting):
         )
 
     def clear_cache(self) -> None:
-        """Forget cached features (in memory and on disk) and reference memories."""
+        """Forget cached features (in memory and on disk) and reference memories, and give
+        the memory kept for reuse back to the system."""
         with self._lock:
             self.features.clear()
             self._memories.clear()
+        release_freed_memory()
 
     def close(self) -> None:
         """Free the caches and delete the disk cache's folder now (also done when garbage-collected)."""
