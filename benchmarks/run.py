@@ -376,6 +376,9 @@ def write_report(path: Path) -> None:
         from copies import report_lines as copies_lines  # benchmarks/copies.py
 
         lines += copies_lines(load("copies"))
+        from allocator import report_lines as allocator_lines  # benchmarks/allocator.py
+
+        lines += allocator_lines(load("allocator"))
     if cuda:
         lines += cuda_section(cuda)
     else:
