@@ -48,12 +48,34 @@ def model(checkpoints, config):
     return Sansa.from_checkpoints(*checkpoints, config=config)
 
 
+@pytest.fixture(scope="session")
+def loaded_models():
+    """The models of ``load_once``, by (files, settings)."""
+    return {}
+
+
 @pytest.fixture
-def fresh_model(checkpoints, config):
-    """A model with an empty cache."""
+def fresh_model(model_with):
+    """A model with empty caches (features, memories, encoder count) around the shared model's
+    SAM2 weights: loading them again for each test would give the same weights, seconds later.
+    Tests that change the weights or the SAM2 modules build their own model."""
+    return model_with()
+
+
+@pytest.fixture
+def model_with(model, config):
+    """``model_with(**settings)``: a model with empty caches and other settings (feature budgets,
+    batch size) around the shared model's fp32 SAM2 weights; not for settings that change the
+    weights (precision, compile)."""
+    from dataclasses import replace
+
     from napari_sansa import Sansa
 
-    return Sansa.from_checkpoints(*checkpoints, config=config)
+    def make(**settings):
+        assert not {"precision", "compile", "image_size", "device"} & set(settings), "build a model"
+        return Sansa(model.sam, replace(config, **settings), model.info)
+
+    return make
 
 
 @pytest.fixture(scope="session")
@@ -93,7 +115,25 @@ def errors(monkeypatch):
 
 
 @pytest.fixture
-def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path):
+def load_once(monkeypatch, loaded_models):
+    """``Sansa.from_checkpoints`` loads each (files, settings) once in the session and then hands
+    back that model (its caches warm): for the widget and command-line tests, which would
+    otherwise load the same files again for every run. Loading itself: test_checkpoints.py."""
+    from napari_sansa import Sansa
+
+    load = Sansa.from_checkpoints
+
+    def once(sam2, adapter, **kwargs):
+        key = (str(sam2), str(adapter), repr(sorted(kwargs.items())))
+        if key not in loaded_models:
+            loaded_models[key] = load(sam2, adapter, **kwargs)
+        return loaded_models[key]
+
+    monkeypatch.setattr(Sansa, "from_checkpoints", staticmethod(once))
+
+
+@pytest.fixture
+def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path, load_once):
     """A viewer with the sample cells and the widget docked (local random weights preselected)."""
     monkeypatch.setenv("NAPARI_SANSA_SAM2_CHECKPOINT", str(checkpoints[0]))
     monkeypatch.setenv("NAPARI_SANSA_ADAPTER_CHECKPOINT", str(checkpoints[1]))

@@ -8,6 +8,8 @@ import tifffile
 
 from napari_sansa.cli import main
 
+pytestmark = pytest.mark.usefixtures("load_once")  # every run loads the same files: once a session
+
 
 @pytest.fixture
 def dataset(tmp_path, samples):

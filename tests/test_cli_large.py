@@ -14,6 +14,8 @@ from test_large_files import full_disk_after, mosaic, write_ome_zarr
 
 TILED = ["--tile-size", "320", "--overlap", "32"]  # a 300 x 460 image: 2 tiles; the reference: 1
 
+pytestmark = pytest.mark.usefixtures("load_once")  # every run loads the same files: once a session
+
 
 @pytest.fixture
 def files(tmp_path, samples):

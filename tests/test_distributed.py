@@ -57,7 +57,7 @@ def spec(checkpoints, config):
 
 
 @pytest.fixture(scope="module")
-def serial(files, references, checkpoints, config):
+def serial(files, references, model, config):
     """The labels a single process writes, with as many torch threads as each worker has."""
     import torch
 
@@ -67,7 +67,7 @@ def serial(files, references, checkpoints, config):
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, usable_cpus() // 2))
     try:
-        model = Sansa.from_checkpoints(*checkpoints, config=config)
+        model = Sansa(model.sam, config, model.info)  # the shared weights, empty caches
         images = [read_image(t) for t in files[1]]
         return {t.stem: p.labels for t, p in zip(files[1], model.propagate(references, images))}
     finally:
@@ -192,7 +192,7 @@ def test_cli_cluster_end_to_end_with_the_users_umask_and_objects(files, checkpoi
     assert {(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {0o640}
 
 
-def test_cli_resume_without_a_cluster(files, checkpoints, serial, tmp_path, capsys):
+def test_cli_resume_without_a_cluster(files, checkpoints, serial, tmp_path, capsys, load_once):
     root, targets = files
     sam2, adapter = checkpoints
     done = write_labels(tmp_path / f"{targets[0].stem}_labels.png", serial[targets[0].stem])

@@ -24,17 +24,16 @@ def job(samples):
     return refs, [image for image, _ in samples[1:6]]
 
 
-def build(checkpoints, tmp_path, **options):
-    config = ns.SansaConfig(
-        device="cpu", image_size=256, disk_cache_dir=str(tmp_path / "features"), **options
-    )
-    return ns.Sansa.from_checkpoints(*checkpoints, config=config)
+@pytest.fixture
+def build(model_with, tmp_path):
+    """``build(**options)``: a model with empty caches, its disk cache in tmp_path/features."""
+    return lambda **options: model_with(disk_cache_dir=str(tmp_path / "features"), **options)
 
 
-def test_batched_targets_give_the_same_labels_as_one_at_a_time(checkpoints, tmp_path, job, encoder_calls):
+def test_batched_targets_give_the_same_labels_as_one_at_a_time(build, tmp_path, job, encoder_calls):
     refs, targets = job
-    single = build(checkpoints, tmp_path).segment(refs, targets)
-    batched_model = build(checkpoints, tmp_path, batch_size=3)
+    single = build().segment(refs, targets)
+    batched_model = build(batch_size=3)
     calls = encoder_calls(batched_model)
     batched = batched_model.segment(refs, targets)
     assert len(calls) == 1 + 2  # the reference, then the targets in batches of 3 and 2
@@ -48,9 +47,9 @@ def test_batched_targets_give_the_same_labels_as_one_at_a_time(checkpoints, tmp_
             assert a.scores[class_id] == pytest.approx(b.scores[class_id], abs=1e-3)
 
 
-def test_a_bad_target_in_a_batch_skips_only_itself(checkpoints, tmp_path, job):
+def test_a_bad_target_in_a_batch_skips_only_itself(build, tmp_path, job):
     refs, targets = job
-    model = build(checkpoints, tmp_path, batch_size=4)
+    model = build(batch_size=4)
     errors = []
     targets = [targets[0], np.zeros((0, 5)), targets[1], targets[2]]
     done = model.segment(refs, targets, on_error=lambda i, e: errors.append(i))
@@ -58,9 +57,9 @@ def test_a_bad_target_in_a_batch_skips_only_itself(checkpoints, tmp_path, job):
     assert [p.index for p in done] == [0, 2, 3]
 
 
-def test_features_beyond_the_memory_budget_are_read_back_from_disk(checkpoints, tmp_path, job, encoder_calls):
+def test_features_beyond_the_memory_budget_are_read_back_from_disk(build, tmp_path, job, encoder_calls):
     refs, targets = job
-    model = build(checkpoints, tmp_path, cache_bytes=1)  # one image in memory, the rest on disk
+    model = build(cache_bytes=1)  # one image in memory, the rest on disk
     calls = encoder_calls(model)
     first = model.segment(refs, targets)
     assert len(calls) == 1 + len(targets)
@@ -72,13 +71,13 @@ def test_features_beyond_the_memory_budget_are_read_back_from_disk(checkpoints, 
         assert iou(a.labels > 0, b.labels > 0) > 0.98
 
 
-def test_the_disk_cache_keeps_to_its_budget_and_is_deleted_with_the_model(checkpoints, tmp_path, job):
+def test_the_disk_cache_keeps_to_its_budget_and_is_deleted_with_the_model(build, tmp_path, job):
     refs, targets = job
-    model = build(checkpoints, tmp_path, cache_bytes=1)
+    model = build(cache_bytes=1)
     model.segment(refs, targets[:1])
     per_image = model.features.disk.nbytes
     budget = 2 * per_image + per_image // 2
-    model = build(checkpoints, tmp_path, cache_bytes=1, disk_cache_bytes=budget)
+    model = build(cache_bytes=1, disk_cache_bytes=budget)
     model.segment(refs, targets)
     folder = model.features.disk.folder
     assert len(model.features.disk) == 2
@@ -87,9 +86,9 @@ def test_the_disk_cache_keeps_to_its_budget_and_is_deleted_with_the_model(checkp
     assert not folder.exists()
 
 
-def test_no_disk_cache_means_recomputing(checkpoints, tmp_path, job, encoder_calls):
+def test_no_disk_cache_means_recomputing(build, tmp_path, job, encoder_calls):
     refs, targets = job
-    model = build(checkpoints, tmp_path, cache_bytes=1, disk_cache_bytes=0)
+    model = build(cache_bytes=1, disk_cache_bytes=0)
     calls = encoder_calls(model)
     model.segment(refs, targets[:2])
     model.segment(refs, targets[:2])
@@ -98,15 +97,15 @@ def test_no_disk_cache_means_recomputing(checkpoints, tmp_path, job, encoder_cal
     assert not (tmp_path / "features").exists()
 
 
-def test_an_unwritable_disk_cache_falls_back_to_recomputing(checkpoints, tmp_path, job):
+def test_an_unwritable_disk_cache_falls_back_to_recomputing(build, tmp_path, job):
     refs, targets = job
     (tmp_path / "features").write_text("a file where the folder should be")
-    model = build(checkpoints, tmp_path, cache_bytes=1)
+    model = build(cache_bytes=1)
     assert len(model.segment(refs, targets[:3])) == 3
     assert len(model.features.disk) == 0
 
 
-def test_a_crashed_process_leaves_no_feature_files_behind(checkpoints, tmp_path, job):
+def test_a_crashed_process_leaves_no_feature_files_behind(build, checkpoints, tmp_path, job):
     root = tmp_path / "features"
     code = (
         "import os, sys, numpy as np, napari_sansa as ns\n"
@@ -120,5 +119,5 @@ def test_a_crashed_process_leaves_no_feature_files_behind(checkpoints, tmp_path,
     left = [f for f in root.iterdir()]
     assert len(left) == 1 and any(left[0].iterdir())
     refs, targets = job
-    build(checkpoints, tmp_path, cache_bytes=1).segment(refs, targets[:2])  # the next run cleans up
+    build(cache_bytes=1).segment(refs, targets[:2])  # the next run cleans up
     assert left[0] not in list(root.iterdir())

@@ -38,15 +38,15 @@ def test_auto_picks_bf16_on_gpus_from_ampere_on(monkeypatch, capability, expecte
     assert resolve_precision(torch.device("cuda"), "auto") == expected
 
 
-def test_auto_is_the_default_everywhere_and_the_model_says_what_it_chose(checkpoints, cpu_features):
+def test_auto_is_the_default_everywhere_and_the_model_says_what_it_chose(checkpoints, model, cpu_features):
     assert ns.SansaConfig().precision == "auto"
     assert build_parser().parse_args(["segment", "t.png", "-o", "out"]).precision == "auto"
     from napari_sansa.plugin.settings import WidgetSettings
 
     assert WidgetSettings().precision == "auto"
     cpu_features(amx=False, avx512_bf16=False)
-    model = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
-    assert model.config.precision == "fp32"
+    auto = ns.SansaConfig(device="cpu", image_size=256)
+    assert ns.Sansa(model.sam, auto).config.precision == "fp32"  # fp32 weights: shared, untouched
     cpu_features(amx=True)
     model = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
     assert model.config.precision == "bf16"

@@ -157,11 +157,11 @@ def test_targets_can_be_a_lazy_iterator(model, samples):
     assert [p.index for p in preds] == [0, 1]
 
 
-def test_results_are_deterministic(checkpoints, config, samples, targets):
+def test_results_are_deterministic(checkpoints, config, fresh_model, samples, targets):
     image, labels = samples[0]
     refs = [ns.Reference(image, {1: ns.Points([[120, 150]])})]
     first = ns.Sansa.from_checkpoints(*checkpoints, config=config).segment(refs, targets[:2])
-    second = ns.Sansa.from_checkpoints(*checkpoints, config=config).segment(refs, targets[:2])
+    second = fresh_model.segment(refs, targets[:2])  # the session's load of the same files
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a.logits[1], b.logits[1])
         assert a.scores == b.scores
@@ -269,12 +269,11 @@ def test_an_estimate_costs_no_extra_encoder_pass_and_scales_with_targets(fresh_m
     assert "100 image(s)" in str(hundred)
 
 
-def test_the_feature_cache_has_a_byte_budget(checkpoints, samples):
+def test_the_feature_cache_has_a_byte_budget(model_with, samples):
     image_bytes = None
-    cfg = ns.SansaConfig(device="cpu", image_size=256, cache_bytes=1)
-    model = ns.Sansa.from_checkpoints(*checkpoints, config=cfg)
+    model = model_with(cache_bytes=1)
     for image, _ in samples[:3]:
         image_bytes = model.encode(image).nbytes
     assert len(model.features) == 1 and model.features.nbytes == image_bytes
-    default = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
+    default = model_with(cache_bytes=None)
     assert 0 < default.features.max_bytes <= 2**30

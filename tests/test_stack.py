@@ -255,11 +255,9 @@ def test_memory_selection_matches_sam2(model, monkeypatch, reverse, pointer_enco
     torch.testing.assert_close(ours, theirs)
 
 
-def test_objects_of_a_plane_tracked_through_the_stack_need_no_encoder_pass(
-    checkpoints, config, encoder_calls
-):
+def test_objects_of_a_plane_tracked_through_the_stack_need_no_encoder_pass(fresh_model, encoder_calls):
     """Objects (with mean intensities, and SAM2's own outlines) come from the plane's cached features."""
-    model = ns.Sansa.from_checkpoints(*checkpoints, config=config)
+    model = fresh_model
     rng = np.random.default_rng(0)
     stack = (rng.random((3, 96, 128)) * 255).astype(np.uint8)
     mask = np.zeros((96, 128), bool)
