@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.allocator import OPT_OUT
+from napari_sansa.engine.allocator import OPT_IN
 from napari_sansa.engine.features import ImageFeatures
 from napari_sansa.engine.loading import assemble
 from napari_sansa.engine.memory import MemoryEntry, attend_to_memory, decode_target
@@ -42,14 +42,14 @@ def test_trimmed_model_gives_sam2s_own_features_memory_attention_and_masks(check
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
-@pytest.mark.parametrize("setting, kept", [(None, True), ("0", False)])
-def test_freed_memory_is_kept_for_reuse_unless_the_user_says_no(setting, kept):
+@pytest.mark.parametrize("setting, kept", [(None, False), ("0", False), ("1", True)])
+def test_freed_memory_is_kept_for_reuse_only_when_the_user_asks(setting, kept):
     code = (
         "from napari_sansa.engine.allocator import keep_freed_memory, release_freed_memory\n"
         "print(keep_freed_memory()); release_freed_memory()"
     )
-    env = {k: v for k, v in os.environ.items() if k != OPT_OUT}
+    env = {k: v for k, v in os.environ.items() if k != OPT_IN}
     if setting is not None:
-        env[OPT_OUT] = setting
+        env[OPT_IN] = setting
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(kept)
