@@ -365,7 +365,10 @@ def write_report(path: Path) -> None:
         "`benchmarks/results/` and rewrite this page. Random-weight models (speed and memory do not "
         "depend on the weights' values), input 1024x1024 unless said otherwise; every figure is a "
         "median over repeated runs, and each comparison is a ratio of figures measured in the same run. "
-        "Sections can be measured again alone (`--only`), so different sections may come from different runs.",
+        "Sections can be measured again alone (`--only`), so different sections may come from different runs, "
+        "and runs of different sessions from different machines: the *CPU* section's bf16 speed-ups show a "
+        "CPU that multiplies bf16 natively, which the AMD EPYC of *Speed against the machine's limit* "
+        "does not. Compare figures within a section.",
         "",
     ]
     if cpu:
