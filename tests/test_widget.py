@@ -491,7 +491,7 @@ def test_a_result_layer_painted_before_its_labels_arrive_is_kept(open_widget, qt
     draw_labels_reference(widget, classes=(1,))
 
     def paint_last_and_cancel(event):
-        if type(event).__name__ == "TargetDone" and not widget._cancel.is_set():
+        if type(event).__name__ == "TargetDone" and not widget.runner.cancelled.is_set():
             result(viewer, "cells 5").paint((3, 3), 7)  # still empty: the run has not reached it
             widget.cancel()
 

@@ -66,7 +66,7 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
     monkeypatch.setattr(Labels, "refresh", counting_refresh)
     monkeypatch.setattr("napari_sansa.plugin.tile_progress.REFRESH_EVERY_S", 0.0)
     tiles_seen = []
-    widget._tile_done.connect(lambda event: tiles_seen.append((event.done, event.total)))
+    widget.runner.tile_done.connect(lambda event: tiles_seen.append((event.done, event.total)))
     run_and_wait(widget, qtbot)
 
     layer = viewer.layers["mosaic [SANSA]"]

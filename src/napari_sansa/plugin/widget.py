@@ -211,14 +211,6 @@ class SansaWidget(QWidget):
         """The last run's time estimate, as shown in the status line."""
         return self.runner.estimate
 
-    @property
-    def _cancel(self):
-        return self.runner.cancelled
-
-    @property
-    def _tile_done(self):
-        return self.runner.tile_done
-
     def propagate_from(self, key: TargetKey | None = None):
         """Re-propagate a stack from a corrected plane onwards, through the stack (locked planes stay).
 
