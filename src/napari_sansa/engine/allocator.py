@@ -69,6 +69,6 @@ def keep_freed_memory() -> bool:
 
 def release_freed_memory() -> None:
     """Give the memory kept for reuse back to the system (after a run)."""
-    libc = _glibc()
-    if libc is not None and keep_freed_memory():
-        libc.malloc_trim(0)
+    applied = keep_freed_memory.cache_info().currsize and keep_freed_memory()  # never applies it here
+    if applied:
+        _glibc().malloc_trim(0)
