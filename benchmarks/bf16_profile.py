@@ -14,8 +14,8 @@ import sys
 
 import torch
 
-from napari_sansa.engine.precision import cast_model, model_dtype
-from napari_sansa.engine.random_weights import random_sansa_module
+from napari_sansa.engine.network.precision import cast_model, model_dtype
+from napari_sansa.engine.network.random_weights import random_sansa_module
 
 
 def main(size: str = "tiny", image_size: str = "1024") -> None:

@@ -48,7 +48,7 @@ def make_files(root: Path, n: int):
     import imageio.v3 as iio
 
     from napari_sansa import Mask, Reference
-    from napari_sansa.engine.random_weights import write_random_checkpoints
+    from napari_sansa.engine.network.random_weights import write_random_checkpoints
     from napari_sansa.samples import cells
 
     checkpoints = write_random_checkpoints(root / "weights", size="tiny")
@@ -67,8 +67,8 @@ def one_process(checkpoints, references, targets, out: Path, config) -> dict:
     import torch
 
     from napari_sansa import Sansa
-    from napari_sansa.cli import labels_name
-    from napari_sansa.files import read_image, write_labels
+    from napari_sansa.files.images import read_image, write_labels
+    from napari_sansa.files.outputs import labels_name
 
     torch.set_num_threads(2)
     start = time.perf_counter()

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.random_weights import random_sansa_module
-from napari_sansa.engine.trims import SharedPositions, share_position_encodings
+from napari_sansa.engine.network.random_weights import random_sansa_module
+from napari_sansa.engine.network.trims import SharedPositions, share_position_encodings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.random_weights import random_sansa_module
+from napari_sansa.engine.network.random_weights import random_sansa_module
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: only to check the script
 

@@ -24,7 +24,7 @@ import torch
 from skimage.draw import disk
 
 import napari_sansa as ns
-from napari_sansa.engine.random_weights import random_sansa_module
+from napari_sansa.engine.network.random_weights import random_sansa_module
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Objects"

@@ -83,7 +83,7 @@ def one_size(side: int, image_size: int, folder: Path) -> dict:
     import zarr
 
     import napari_sansa as ns
-    from napari_sansa.engine.random_weights import random_sansa_module
+    from napari_sansa.engine.network.random_weights import random_sansa_module
 
     target = write_target(folder / f"image-{side}.zarr", side)
     config = ns.SansaConfig(device="cpu", image_size=image_size, precision="fp32", disk_cache_bytes=0)
@@ -122,8 +122,8 @@ def oracle_model(image_size: int):
     import torch.nn.functional as F
 
     import napari_sansa as ns
-    from napari_sansa.engine import tiled
-    from napari_sansa.engine.random_weights import random_sansa_module
+    from napari_sansa.engine.network.random_weights import random_sansa_module
+    from napari_sansa.engine.runs import tiled
 
     def predict(model, prepared, banks, frames):
         out = []

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 import napari_sansa as ns
-from napari_sansa.engine.random_weights import random_sansa_module
+from napari_sansa.engine.network.random_weights import random_sansa_module
 
 CPU_ATTENTION = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

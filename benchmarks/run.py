@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.random_weights import random_sansa_module
+from napari_sansa.engine.network.random_weights import random_sansa_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +211,7 @@ def stall_probe(n_images, image_size):
     from qtpy.QtCore import QTimer
     from qtpy.QtWidgets import QApplication
 
-    from napari_sansa.engine.random_weights import write_random_checkpoints
+    from napari_sansa.engine.network.random_weights import write_random_checkpoints
 
     sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
     os.environ.update(

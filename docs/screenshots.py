@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 from qtpy.QtWidgets import QApplication
 
-from napari_sansa.engine.random_weights import write_random_checkpoints
+from napari_sansa.engine.network.random_weights import write_random_checkpoints
 from napari_sansa.samples import cells
 
 OUT = Path(__file__).parent / "images"
@@ -132,9 +132,9 @@ def objects() -> None:
     """Output "objects": every object its own label, its table on hover, listed least confident
     first. The test weights segment nothing meaningful, so the objects shown are split from the
     sample's true mask by the same code a run uses (``Prediction.instances``)."""
-    from napari_sansa.engine.results import Prediction
-    from napari_sansa.plugin import layers as L
-    from napari_sansa.plugin.session import TargetKey
+    from napari_sansa.engine.runs.results import Prediction
+    from napari_sansa.plugin.core.session import TargetKey
+    from napari_sansa.plugin.viewer import layers as L
 
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 1000)
@@ -178,8 +178,8 @@ def large_images() -> None:
     widget.large_panel.overlap.setValue(64)
     widget.run()
     wait(widget)
-    from napari_sansa.engine.tiling import TileOptions, tile_grid
-    from napari_sansa.plugin.reference_layers import choose
+    from napari_sansa.engine.runs.tiling import TileOptions, tile_grid
+    from napari_sansa.plugin.viewer.reference_layers import choose
 
     grid = tile_grid(mosaic.shape[:2], TileOptions(512, 64), 512)
     boxes = [[[t.rows.start, t.cols.start], [t.rows.stop - 1, t.cols.stop - 1]] for t in grid.tiles]

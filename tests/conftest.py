@@ -28,7 +28,7 @@ def private_cache_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """(sam2 path, adapter path) of a random-weight SAM2-tiny with SANSA adapters on stages 2-3."""
-    from napari_sansa.engine.random_weights import write_random_checkpoints
+    from napari_sansa.engine.network.random_weights import write_random_checkpoints
 
     return write_random_checkpoints(tmp_path_factory.mktemp("weights"), size="tiny")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.adapters import MlpWithAdapter
+from napari_sansa.engine.network.adapters import MlpWithAdapter
 
 
 def test_size_and_adapter_layout_are_read_from_the_files(model):
@@ -35,7 +35,7 @@ def test_bottleneck_widths_follow_each_block_input_width(model):
 def test_adapter_runs_in_parallel_to_the_mlp():
     torch.manual_seed(0)
     norm, mlp = torch.nn.LayerNorm(8), torch.nn.Linear(8, 8)
-    from napari_sansa.engine.adapters import Adapter
+    from napari_sansa.engine.network.adapters import Adapter
 
     adapter = Adapter(8, 3)
     torch.nn.init.normal_(adapter.up_proj.weight)
@@ -60,7 +60,7 @@ def test_zero_adapters_give_plain_sam2_features(checkpoints, config, model, tmp_
     with_zero = ns.Sansa.from_checkpoints(sam2_path, zero_path, config=config)
     with_real = model  # the same files and config
 
-    from napari_sansa.engine.architecture import SAM2_SIZES, build_sam2
+    from napari_sansa.engine.network.architecture import SAM2_SIZES, build_sam2
 
     plain = build_sam2(SAM2_SIZES["tiny"], config.image_size)
     plain.load_state_dict(torch.load(sam2_path, weights_only=True)["model"], strict=False)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sansa.cli import main
+from napari_sansa.cli.main import main
 
 pytestmark = pytest.mark.usefixtures("load_once")  # every run loads the same files: once a session
 
@@ -176,7 +176,7 @@ def test_unwritable_output_folder_is_reported(dataset, checkpoints, tmp_path, ca
 
 
 def test_offline_without_weights_says_what_to_download_and_where(tmp_path, capsys, monkeypatch):
-    from napari_sansa.engine import weights
+    from napari_sansa.engine.network import weights
 
     def offline(remote, destination, progress):
         raise ConnectionError("no network")
@@ -215,7 +215,7 @@ def iio_read(path):
 
 def test_a_reference_set_gives_the_labels_of_its_image_and_mask(dataset, checkpoints, tmp_path, capsys):
     import napari_sansa as ns
-    from napari_sansa.files import read_image
+    from napari_sansa.files.images import read_image
 
     ref_dir, target_dir = dataset
     classes = ns.classes_from_mask(read_image(ref_dir / "ref_mask.png")).classes

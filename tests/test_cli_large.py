@@ -9,7 +9,7 @@ import pytest
 import tifffile
 import zarr
 
-from napari_sansa.cli import main
+from napari_sansa.cli.main import main
 from test_large_files import full_disk_after, mosaic, write_ome_zarr
 
 TILED = ["--tile-size", "320", "--overlap", "32"]  # a 300 x 460 image: 2 tiles; the reference: 1

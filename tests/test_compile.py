@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import napari_sansa as ns
-from napari_sansa.cli import build_parser
+from napari_sansa.cli.main import build_parser
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ import pytest
 
 from conftest import TEST_IMAGE_SIZE
 from napari_sansa import Mask, Reference, SansaError
-from napari_sansa.cli import main
+from napari_sansa.cli.main import main
 from napari_sansa.distributed import ModelSpec, local_cluster, segment
-from napari_sansa.engine.masks import classes_from_mask
-from napari_sansa.files import read_image, write_labels
-from napari_sansa.targets import expand_inputs
+from napari_sansa.engine.inputs.masks import classes_from_mask
+from napari_sansa.files.images import read_image, write_labels
+from napari_sansa.files.outputs import expand_inputs
 
 N_TARGETS = 3
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import napari_sansa as ns
-from napari_sansa.engine.images import to_rgb01
-from napari_sansa.engine.prompts import (
+from napari_sansa.engine.inputs.images import to_rgb01
+from napari_sansa.engine.inputs.prompts import (
     DensePrompt,
     SparsePrompt,
     resolve_class_prompt,
@@ -157,7 +157,7 @@ def test_label_files_get_the_users_umask_not_a_private_mode(tmp_path):
     import os
     import stat
 
-    from napari_sansa.files import write_labels
+    from napari_sansa.files.images import write_labels
 
     old = os.umask(0o022)
     try:

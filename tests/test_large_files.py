@@ -10,8 +10,8 @@ import tifffile
 import zarr
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.label_stores import LabelsOutput, is_complete_output
-from napari_sansa.lazy_inputs import open_lazy
+from napari_sansa.files.label_stores import LabelsOutput, is_complete_output
+from napari_sansa.files.lazy_inputs import open_lazy
 
 
 def write_ome_zarr(path, data, axes="cyx", version="0.5", chunks=128):
@@ -52,7 +52,7 @@ def test_zarr_array_and_group_with_one_array_open_lazily(tmp_path):
 
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_ome_zarr_opens_as_a_lazy_pyramid_with_its_channel_axis(tmp_path, version):
-    from napari_sansa.engine.images import Multiscale
+    from napari_sansa.engine.inputs.images import Multiscale
 
     data = np.random.default_rng(1).integers(0, 255, (2, 600, 700), np.uint8)
     path = write_ome_zarr(tmp_path / "img.ome.zarr", data, version=version)
@@ -90,7 +90,7 @@ def test_a_store_without_multiscales_names_the_array_inside(tmp_path):
 
 
 def test_pyramidal_tiff_levels_are_read_by_region(tmp_path):
-    from napari_sansa.engine.images import Multiscale
+    from napari_sansa.engine.inputs.images import Multiscale
 
     data = np.random.default_rng(3).integers(0, 2**16, (700, 900), np.uint16)
     with tifffile.TiffWriter(tmp_path / "big.tif", bigtiff=True) as tif:
@@ -249,7 +249,7 @@ def test_a_full_disk_while_writing_the_tiff_leaves_nothing(tmp_path, monkeypatch
 # ---------------------------------------------------------------------------------- engine
 def test_lazy_inputs_give_the_same_labels_as_the_pixels_in_memory(model, samples, tmp_path):
     from napari_sansa import Mask, Reference
-    from napari_sansa.engine.images import Multiscale
+    from napari_sansa.engine.inputs.images import Multiscale
 
     image = np.ascontiguousarray(mosaic(samples[1:], 2, 2)[:300, :460])  # 2 tiles of 320 px
     cyx = np.moveaxis(image, -1, 0)

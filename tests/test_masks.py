@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_sansa import SansaError, classes_from_mask
-from napari_sansa.engine.masks import AUTO_MAX_CLASSES
+from napari_sansa.engine.inputs.masks import AUTO_MAX_CLASSES
 
 
 def instance_mask(count: int, shape=(80, 100)) -> np.ndarray:

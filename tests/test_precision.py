@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import napari_sansa as ns
-from napari_sansa.cli import build_parser
+from napari_sansa.cli.main import build_parser
 from napari_sansa.engine.config import resolve_precision
 
 
@@ -41,7 +41,7 @@ def test_auto_picks_bf16_on_gpus_from_ampere_on(monkeypatch, capability, expecte
 def test_auto_is_the_default_everywhere_and_the_model_says_what_it_chose(checkpoints, model, cpu_features):
     assert ns.SansaConfig().precision == "auto"
     assert build_parser().parse_args(["segment", "t.png", "-o", "out"]).precision == "auto"
-    from napari_sansa.plugin.settings import WidgetSettings
+    from napari_sansa.plugin.core.settings import WidgetSettings
 
     assert WidgetSettings().precision == "auto"
     cpu_features(amx=False, avx512_bf16=False)

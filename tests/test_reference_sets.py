@@ -171,7 +171,7 @@ def test_an_old_run_record_says_why_it_is_no_reference_set(tmp_path):
 
 
 def test_oversized_files_and_links_out_of_the_folder_are_refused(tmp_path, references, monkeypatch):
-    from napari_sansa import prompt_files
+    from napari_sansa.files import prompts as prompt_files
 
     saved(tmp_path, references)
     monkeypatch.setattr(prompt_files, "MAX_ARRAY_BYTES", 1000)

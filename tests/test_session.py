@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.prompts import Box, Mask, Points
-from napari_sansa.plugin.session import ImageSource, TargetKey, plan_job, repropagation_job
+from napari_sansa.engine.inputs.prompts import Box, Mask, Points
+from napari_sansa.plugin.core.session import ImageSource, TargetKey, plan_job, repropagation_job
 
 
 def sources():

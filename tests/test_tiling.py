@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 
 from conftest import disk_mask
 from napari_sansa import Image, Mask, Points, Reference, SansaError
-from napari_sansa.engine import tiled
-from napari_sansa.engine.images import Multiscale
-from napari_sansa.engine.reference_crops import crop_reference
-from napari_sansa.engine.tiling import TileOptions, count_tiles, tile_grid
+from napari_sansa.engine.inputs.images import Multiscale
+from napari_sansa.engine.runs import tiled
+from napari_sansa.engine.runs.reference_crops import crop_reference
+from napari_sansa.engine.runs.tiling import TileOptions, count_tiles, tile_grid
 
 IMAGE_SIZE = 256
 

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import napari_sansa as ns
-from napari_sansa.engine import weights
+from napari_sansa.engine.network import weights
 
 
 @pytest.fixture

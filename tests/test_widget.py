@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_sansa.plugin import layers as L
+from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.samples import cells
 
 WIDGET = ("napari-sansa", "SANSA few-shot segmentation")
@@ -215,7 +215,7 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
 def test_a_run_record_of_an_older_version_still_loads_onto_the_open_images(open_widget, tmp_path):
     import tifffile
 
-    from napari_sansa.plugin.record import FORMAT
+    from napari_sansa.plugin.core.record import FORMAT
 
     mask = np.zeros((256, 320), np.uint8)
     mask[100:140, 100:150] = 1
@@ -383,7 +383,7 @@ def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbo
 
 def test_a_run_record_cannot_point_outside_its_folder(tmp_path):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.plugin.record import FORMAT, read_record
+    from napari_sansa.plugin.core.record import FORMAT, read_record
 
     (tmp_path / "secret.tif").write_bytes(b"x")
     folder = tmp_path / "export"
@@ -421,7 +421,7 @@ def test_a_run_record_cannot_point_outside_its_folder(tmp_path):
 )
 def test_damaged_run_records_are_refused_with_a_reason(tmp_path, content, message):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.plugin.record import read_record
+    from napari_sansa.plugin.core.record import read_record
 
     path = tmp_path / "sansa_run.json"
     path.write_text(content)

@@ -10,7 +10,7 @@ import pytest
 
 from napari_sansa.samples import cells
 
-pytest.importorskip("napari_sansa.engine.tiling")
+pytest.importorskip("napari_sansa.engine.runs.tiling")
 zarr = pytest.importorskip("zarr")
 
 LARGE = (700, 700)  # image_size 256 and auto tiles: 256 px tiles, 3 x 3 of them with overlap 32
@@ -48,8 +48,8 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
 ):
     from napari.layers import Labels
 
-    from napari_sansa.engine.images import Multiscale
-    from napari_sansa.engine.tiling import TileOptions, count_tiles
+    from napari_sansa.engine.inputs.images import Multiscale
+    from napari_sansa.engine.runs.tiling import TileOptions, count_tiles
 
     mosaic = cells(1, shape=LARGE, seed=4)[0][0]
     levels = pyramid(mosaic)
@@ -64,7 +64,7 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
         return refresh(layer, *args, **kwargs)
 
     monkeypatch.setattr(Labels, "refresh", counting_refresh)
-    monkeypatch.setattr("napari_sansa.plugin.tile_progress.REFRESH_EVERY_S", 0.0)
+    monkeypatch.setattr("napari_sansa.plugin.viewer.tile_progress.REFRESH_EVERY_S", 0.0)
     tiles_seen = []
     widget.runner.tile_done.connect(lambda event: tiles_seen.append((event.done, event.total)))
     run_and_wait(widget, qtbot)
@@ -138,7 +138,7 @@ def test_tiling_settings_reach_the_engine_and_are_remembered(open_widget, qtbot,
     panel.value.setValue(1.0)
     source = widget._plan().targets[0][1]
     assert panel.options(source) == {"tile_size": 512, "overlap": OVERLAP, "scale": 0.5}
-    from napari_sansa.plugin.settings import save_settings
+    from napari_sansa.plugin.core.settings import save_settings
 
     save_settings(widget._settings())
     _, again = open_widget(sample=None)
@@ -206,7 +206,7 @@ def test_an_unreadable_tile_is_named_in_a_notification_and_the_rest_is_shown(
 
 
 def test_planes_of_a_large_zarr_stack_are_tiled_one_by_one_into_the_stack_result(open_widget, qtbot):
-    from napari_sansa.engine.images import Image
+    from napari_sansa.engine.inputs.images import Image
 
     stack = zarr.create_array(
         store=zarr.storage.MemoryStore(), shape=(2, *LARGE), chunks=(1, 256, 256), dtype=np.uint8

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_sansa.plugin.reference_list import NO_REFERENCE
+from napari_sansa.plugin.panels.reference_list import NO_REFERENCE
 from napari_sansa.samples import cells
 from test_widget import result, run_and_wait
 
@@ -190,7 +190,7 @@ def test_a_reference_set_saved_in_the_widget_gives_the_cli_the_same_labels(
 ):
     import imageio.v3 as iio
 
-    from napari_sansa.cli import main
+    from napari_sansa.cli.main import main
 
     viewer, widget = open_widget()
     viewer.add_labels(cells(6)[0][1], name="cells 0 mask")
@@ -224,8 +224,8 @@ def test_saving_references_without_any_says_so(open_widget, errors):
 def test_objects_of_a_stack_run_through_the_stack_keep_one_id_through_the_planes(make_napari_viewer):
     import pandas as pd
 
-    from napari_sansa.plugin.objects_layers import ObjectLayers, objects_layer
-    from napari_sansa.plugin.session import ImageSource, TargetKey
+    from napari_sansa.plugin.core.session import ImageSource, TargetKey
+    from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, objects_layer
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="volume")
@@ -280,7 +280,7 @@ def test_an_annotated_image_is_segmented_too_once_checked(open_widget, qtbot):
 def test_a_large_lazy_mask_is_named_in_the_summary_not_read_and_the_run_reads_it(open_widget):
     """Summaries follow every layer event: a big mask opened lazily must not be computed for each."""
     da = pytest.importorskip("dask.array")
-    from napari_sansa.plugin.references_panel import LAZY_NOTE
+    from napari_sansa.plugin.panels.references import LAZY_NOTE
 
     viewer, widget = open_widget(None)
     shape, chunks = (40, 512, 512), (1, 512, 512)

@@ -7,18 +7,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .engine import Box, Image, Mask, Multiscale, Points, Reference, SansaConfig, SansaError, Scribble
-from .engine.instances import link_planes, split_instances
-from .engine.masks import MaskClasses, classes_from_mask
-from .reference_sets import ReferenceSet, load_references, read_reference_set, save_references
+from napari_sansa.engine import (
+    Box,
+    Image,
+    Mask,
+    Multiscale,
+    Points,
+    Reference,
+    SansaConfig,
+    SansaError,
+    Scribble,
+)
+from napari_sansa.engine.inputs.masks import MaskClasses, classes_from_mask
+from napari_sansa.engine.objects.split import link_planes, split_instances
+from napari_sansa.files.reference_sets import (
+    ReferenceSet,
+    load_references,
+    read_reference_set,
+    save_references,
+)
 
 try:
-    from ._version import version as __version__
+    from napari_sansa._version import version as __version__
 except ImportError:  # pragma: no cover - running from a source tree without a build
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
-    from .engine.model import ModelInfo, Prediction, Sansa
+    from napari_sansa.engine.model import ModelInfo, Prediction, Sansa
 
 _LAZY = {"Sansa": "model", "Prediction": "model", "ModelInfo": "model"}
 

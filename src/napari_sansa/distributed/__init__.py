@@ -8,9 +8,9 @@ Dask; this layer drives it on each worker.
 
 from __future__ import annotations
 
-from .local import local_cluster
-from .run import RunSummary, segment
-from .spec import ModelSpec
-from .worker import TargetResult
+from napari_sansa.distributed.local import local_cluster, parse_cluster
+from napari_sansa.distributed.run import RunSummary, segment
+from napari_sansa.distributed.spec import ModelSpec
+from napari_sansa.distributed.worker import TargetResult
 
-__all__ = ["ModelSpec", "RunSummary", "TargetResult", "local_cluster", "segment"]
+__all__ = ["ModelSpec", "RunSummary", "TargetResult", "local_cluster", "parse_cluster", "segment"]

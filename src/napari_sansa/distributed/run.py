@@ -13,10 +13,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..engine.errors import SansaError
-from ..targets import existing, output_paths, reference_classes, refuse_existing, remove_leftovers
-from .spec import ModelSpec
-from .worker import Item, SansaWorker, TargetResult, segment_batch, stop_run, wait_idle, worker_status
+from napari_sansa.distributed.spec import ModelSpec
+from napari_sansa.distributed.worker import (
+    Item,
+    SansaWorker,
+    TargetResult,
+    segment_batch,
+    stop_run,
+    wait_idle,
+    worker_status,
+)
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.files.outputs import (
+    existing,
+    output_paths,
+    reference_classes,
+    refuse_existing,
+    remove_leftovers,
+)
 
 TASK_OVERHEAD_S = 0.04  # per task: 32 ms measured on 2 overloaded cores (benchmarks/cluster.py), rounded up
 OVERHEAD_SHARE = 0.02  # tasks are sized so that the overhead is at most this share of their compute
@@ -173,8 +187,8 @@ def segment(
     """
     from distributed import as_completed
 
-    from ..engine.prompts import Reference, resolve_reference
-    from ..files import ensure_writable_folder
+    from napari_sansa.engine.inputs.prompts import Reference, resolve_reference
+    from napari_sansa.files.images import ensure_writable_folder
 
     start = time.perf_counter()
     started_at = time.time()

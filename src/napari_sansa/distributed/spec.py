@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..engine.config import SansaConfig
-from ..engine.errors import SansaError
+from napari_sansa.engine.config import SansaConfig
+from napari_sansa.engine.errors import SansaError
 
 
 @dataclass(frozen=True)
@@ -56,13 +56,13 @@ class ModelSpec:
     def fetch(self) -> None:
         """Download a published model into the cache if it is missing (run on one worker first)."""
         if not self.local_files:
-            from ..engine.weights import fetch_model
+            from napari_sansa.engine.network.weights import fetch_model
 
             fetch_model(self.name, cache_dir=self.cache_dir, progress=False)
 
     def build(self):
         """The model (run on a worker: this loads torch and the weights)."""
-        from ..engine.model import Sansa
+        from napari_sansa.engine.model import Sansa
 
         config = self.worker_config()
         if self.local_files:

@@ -18,11 +18,12 @@ from typing import Literal
 
 from distributed import WorkerPlugin, get_worker
 
-from ..engine.errors import SansaError
-from .spec import ModelSpec
+from napari_sansa import environment
+from napari_sansa.distributed.spec import ModelSpec
+from napari_sansa.engine.errors import SansaError
 
 Status = Literal["written", "skipped", "failed"]
-THREADS_ENV = "NAPARI_SANSA_TORCH_THREADS"  # set on workers that know their share of the cores
+THREADS_ENV = environment.TORCH_THREADS  # set on workers that know their share of the cores
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,8 @@ class SansaWorker(WorkerPlugin):
                 self.running -= 1
 
     def _run(self, items: Sequence[Item]) -> list[TargetResult]:
-        from ..files import read_image, write_labels
-        from ..targets import is_complete
+        from napari_sansa.files.images import read_image, write_labels
+        from napari_sansa.files.outputs import is_complete
 
         self.ready.wait()
         if self.model is None:
@@ -210,7 +211,7 @@ class SansaWorker(WorkerPlugin):
             index, item, replace = readable[prediction.index]
             try:
                 if self.instances:  # before the labels, whose file says the target is complete
-                    from ..object_files import write_objects
+                    from napari_sansa.files.objects import write_objects
 
                     found = prediction.instances(self.instances)
                     write_objects(Path(item.output).parent, Path(item.target).stem, *found, overwrite=True)

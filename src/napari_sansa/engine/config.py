@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import SansaError
+from napari_sansa.engine.errors import SansaError
 
 Precision = Literal["auto", "fp32", "bf16"]
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -23,7 +23,7 @@ class SansaConfig:
     precision
         ``"auto"`` (bf16 where the hardware runs it natively, else fp32: see
         :func:`resolve_precision`), ``"fp32"`` or ``"bf16"`` (weights cast to bf16 once, the numerically sensitive
-        parts kept in fp32: see :mod:`napari_sansa.engine.precision`). A model built with
+        parts kept in fp32: see :mod:`napari_sansa.engine.network.precision`). A model built with
         ``"auto"`` keeps the decision in its ``config``.
     image_size
         Side of the square model input; SAM2 and SANSA were trained at 1024.

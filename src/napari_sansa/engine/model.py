@@ -16,27 +16,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .activations import in_place_activations
-from .allocator import keep_freed_memory, release_freed_memory
-from .compiling import compile_encoder
-from .config import SansaConfig, resolve_device, resolve_precision
-from .disk_cache import DiskFeatureCache, default_disk_bytes
-from .errors import SansaError
-from .features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
-from .images import Image, Multiscale, as_image, image_hw, model_input, to_rgb01
-from .large_images import large_image
-from .loading import assemble
-from .memory import (
-    MemoryEntry,
-    decode_mask_prompt,
-    decode_point_prompt,
-    decode_target,
-    encode_memory,
-)
-from .precision import cast_model, model_dtype
-from .predicting import _CANCELLED, Predicting
-from .prefetch import Prefetch
-from .prompts import (
+from napari_sansa.engine.config import SansaConfig, resolve_device, resolve_precision
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.inputs.images import Image, Multiscale, as_image, image_hw, model_input, to_rgb01
+from napari_sansa.engine.inputs.large_images import large_image
+from napari_sansa.engine.inputs.prompts import (
     ClassPrompt,
     DensePrompt,
     Prompt,
@@ -46,10 +30,26 @@ from .prompts import (
     resolve_reference,
     sam_point_inputs,
 )
-from .results import Estimate, ModelInfo, Prediction
-from .tiled import OnTile, Output, TiledTarget
-from .tiling import AUTO, TileOptions, count_tiles, tile_grid
-from .trims import share_position_encodings
+from napari_sansa.engine.network.activations import in_place_activations
+from napari_sansa.engine.network.compiling import compile_encoder
+from napari_sansa.engine.network.loading import assemble
+from napari_sansa.engine.network.precision import cast_model, model_dtype
+from napari_sansa.engine.network.trims import share_position_encodings
+from napari_sansa.engine.runs.memory import (
+    MemoryEntry,
+    decode_mask_prompt,
+    decode_point_prompt,
+    decode_target,
+    encode_memory,
+)
+from napari_sansa.engine.runs.predicting import _CANCELLED, Predicting
+from napari_sansa.engine.runs.results import Estimate, ModelInfo, Prediction
+from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget
+from napari_sansa.engine.runs.tiling import AUTO, TileOptions, count_tiles, tile_grid
+from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_freed_memory
+from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache, default_disk_bytes
+from napari_sansa.engine.runtime.features import FeatureCache, ImageFeatures, default_cache_bytes, image_key
+from napari_sansa.engine.runtime.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ class Sansa(Predicting):
         config: SansaConfig | None = None,
     ) -> Sansa:
         """A published model by name, downloaded into the cache directory on first use."""
-        from .weights import fetch_model
+        from napari_sansa.engine.network.weights import fetch_model
 
         sam2_path, adapter_path = fetch_model(name, cache_dir=cache_dir, progress=progress)
         return cls.from_checkpoints(
@@ -158,7 +158,7 @@ class Sansa(Predicting):
         if self.config.disk_cache_dir is not None:
             root = Path(self.config.disk_cache_dir).expanduser()
         else:
-            from .weights import cache_dir
+            from napari_sansa.engine.network.weights import cache_dir
 
             root = cache_dir() / "features"
         budget = self.config.disk_cache_bytes
@@ -289,7 +289,7 @@ class Sansa(Predicting):
 
     def _crops(self, references: list[Reference], options: TileOptions) -> list[Reference]:
         """Large references as tile-sized crops around their prompts, at the working scale."""
-        from .reference_crops import crop_references
+        from napari_sansa.engine.runs.reference_crops import crop_references
 
         return crop_references(references, options, self.image_size, int(self.sam.num_maskmem))
 
@@ -455,7 +455,7 @@ class Sansa(Predicting):
         them. ``cancel``, ``progress`` and ``on_error`` work as in :meth:`propagate`. Bad
         inputs raise a :class:`SansaError` at the call, before any work.
         """
-        from .stack import propagate_stack
+        from napari_sansa.engine.runs.stack import propagate_stack
 
         options = {"both_ways": both_ways, "start": start, "skip": skip}
         return propagate_stack(

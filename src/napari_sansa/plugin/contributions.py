@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..samples import cells, drifting_cells
+from napari_sansa.samples import cells, drifting_cells
 
 
 def sample_cells() -> list[tuple]:
@@ -27,7 +27,7 @@ def sample_drifting_cells() -> list[tuple]:
 
 def write_labels_layer(path: str, data: np.ndarray, meta: dict) -> list[str]:
     """Save a Labels layer as TIFF (any size and dtype) or PNG (2D, 8/16-bit)."""
-    from ..files import write_labels
+    from napari_sansa.files.images import write_labels
 
     target = Path(path)
     if target.suffix.lower() == ".png" and not (

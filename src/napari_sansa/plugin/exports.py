@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QWidget
 
-from ..class_table import CLASSES_FILE, planned_class_table, write_class_table
-from ..engine.errors import SansaError
-from ..engine.images import image_hw
-from ..reference_sets import (
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.inputs.images import image_hw
+from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
+from napari_sansa.files.reference_sets import (
     RUN_RECORD_FORMAT,
     SET_FILE,
     check_set_folder,
@@ -29,12 +29,18 @@ from ..reference_sets import (
     read_reference_set,
     save_references,
 )
-from . import layers as L
-from . import notifications
-from .large import export_zarr, is_lazy, zarr_file
-from .model_panel import ModelPanel
-from .record import RECORD_NAME, RecordedReference, export_labels, planned_labels, read_record
-from .runs import ExportParts, recreate_reference
+from napari_sansa.plugin import notifications
+from napari_sansa.plugin.core.record import (
+    RECORD_NAME,
+    RecordedReference,
+    export_labels,
+    planned_labels,
+    read_record,
+)
+from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
+from napari_sansa.plugin.panels.model import ModelPanel
+from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.large import export_zarr, is_lazy, zarr_file
 
 REFERENCES_FOLDER = "references"
 

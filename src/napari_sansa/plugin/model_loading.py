@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..engine.errors import SansaError
-from .model_panel import LOCAL
-from .settings import WidgetSettings
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.plugin.core.settings import WidgetSettings
+from napari_sansa.plugin.panels.model import LOCAL
 
 
 def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> tuple[tuple, Callable]:
@@ -18,8 +18,8 @@ def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> 
     key = settings.model_key()
 
     def get_model():
-        from ..engine.config import SansaConfig
-        from ..engine.model import Sansa
+        from napari_sansa.engine.config import SansaConfig
+        from napari_sansa.engine.model import Sansa
 
         if cached is not None and cached_key == key:
             return cached

@@ -18,21 +18,30 @@ from functools import partial
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ..engine.errors import SansaError
-from ..engine.prompts import label_dtype
-from . import notifications
-from .jobs import Estimated, ModelReady, Notice, Started, TargetDone, TargetFailed, TilesMissing, run_job
-from .model_loading import model_loader
-from .model_panel import LOCAL, ModelPanel
-from .objects_panel import ObjectsPanel
-from .quiet_gc import QuietCollections
-from .result_writer import ResultWriter
-from .review_panel import ReviewPanel
-from .run_controls import RunControls
-from .session import Job, TargetKey
-from .settings import WidgetSettings, save_settings
-from .tile_progress import TileProgress
-from .tiling_panel import LargeImagesPanel, plan_tiling
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.inputs.prompts import label_dtype
+from napari_sansa.plugin import notifications
+from napari_sansa.plugin.core.jobs import (
+    Estimated,
+    ModelReady,
+    Notice,
+    Started,
+    TargetDone,
+    TargetFailed,
+    TilesMissing,
+    run_job,
+)
+from napari_sansa.plugin.core.session import Job, TargetKey
+from napari_sansa.plugin.core.settings import WidgetSettings, save_settings
+from napari_sansa.plugin.model_loading import model_loader
+from napari_sansa.plugin.panels.model import LOCAL, ModelPanel
+from napari_sansa.plugin.panels.objects import ObjectsPanel
+from napari_sansa.plugin.panels.review import ReviewPanel
+from napari_sansa.plugin.panels.run_controls import RunControls
+from napari_sansa.plugin.panels.tiling import LargeImagesPanel, plan_tiling
+from napari_sansa.plugin.quiet_gc import QuietCollections
+from napari_sansa.plugin.viewer.result_writer import ResultWriter
+from napari_sansa.plugin.viewer.tile_progress import TileProgress
 
 log = logging.getLogger(__name__)
 PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari redraws between turns

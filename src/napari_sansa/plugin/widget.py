@@ -23,22 +23,22 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..engine.errors import SansaError
-from . import exports, notifications
-from . import layers as L
-from .model_panel import ModelPanel
-from .objects_panel import ObjectsPanel
-from .qt_lifetime import is_deleted
-from .reference_layers import annotation_layers
-from .references_panel import ReferencesPanel
-from .review_panel import ReviewPanel
-from .run_controls import RunControls
-from .runner import Runner, RunPanels
-from .runs import record_parts
-from .session import Job, TargetKey, plan_job, repropagation_job
-from .settings import WidgetSettings, load_settings
-from .targets_panel import TargetsPanel
-from .tiling_panel import LargeImagesPanel
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.plugin import exports, notifications
+from napari_sansa.plugin.core.runs import record_parts
+from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
+from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
+from napari_sansa.plugin.panels.model import ModelPanel
+from napari_sansa.plugin.panels.objects import ObjectsPanel
+from napari_sansa.plugin.panels.references import ReferencesPanel
+from napari_sansa.plugin.panels.review import ReviewPanel
+from napari_sansa.plugin.panels.run_controls import RunControls
+from napari_sansa.plugin.panels.targets import TargetsPanel
+from napari_sansa.plugin.panels.tiling import LargeImagesPanel
+from napari_sansa.plugin.qt_lifetime import is_deleted
+from napari_sansa.plugin.runner import Runner, RunPanels
+from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.reference_layers import annotation_layers
 
 
 class SansaWidget(QWidget):

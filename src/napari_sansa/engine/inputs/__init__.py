@@ -1,0 +1,1 @@
+"""What a user gives the engine: images (in memory, lazy or pyramids), prompts and label masks."""

@@ -1,0 +1,1 @@
+"""Objects: a class mask split into one label per object (watershed or SAM2), and their table."""

@@ -1,0 +1,1 @@
+"""The runtime: image features and their caches (memory, disk), host memory, prefetching."""

@@ -1,0 +1,63 @@
+"""``classes.csv``: the names of the classes, beside the label files that hold their ids.
+
+Label images hold numbers; this small table (columns ``id,name``) says what they mean. It is
+written atomically and never over a different table unless asked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from napari_sansa.engine.errors import SansaError
+
+CLASSES_FILE = "classes.csv"
+
+
+def classes_table(class_names: dict[int, str], class_ids: Iterable[int] = ()) -> str:
+    """The table's text: one row per class (an empty name where none was given)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "name"])
+    for class_id in sorted({int(c) for c in class_ids} | set(class_names)):
+        writer.writerow([class_id, class_names.get(class_id, "")])
+    return out.getvalue()
+
+
+def planned_class_table(
+    folder: Path, class_names: dict[int, str], class_ids: Iterable[int] = (), overwrite: bool = False
+) -> tuple[Path, str] | None:
+    """Where ``classes.csv`` goes and its text; None when there is nothing (new) to write.
+
+    Refuses a different existing table unless ``overwrite``: call it before writing anything.
+    """
+    if not class_names:
+        return None
+    path = Path(folder) / CLASSES_FILE
+    text = classes_table(class_names, class_ids)
+    if path.exists():
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return None
+        except (OSError, UnicodeDecodeError):
+            pass
+        if not overwrite:
+            raise SansaError(
+                f"{path} already exists with other class names; choose another folder or allow overwriting."
+            )
+    return path, text
+
+
+def write_class_table(
+    folder: Path, class_names: dict[int, str], class_ids: Iterable[int] = (), overwrite: bool = False
+) -> Path | None:
+    """Write ``classes.csv`` into ``folder`` when names are known; returns it if written."""
+    from napari_sansa.files.images import atomic_write
+
+    planned = planned_class_table(folder, class_names, class_ids, overwrite)
+    if planned is None:
+        return None
+    path, text = planned
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))

@@ -1,0 +1,131 @@
+"""Reading images and writing label images, safely: nothing is overwritten unless asked."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from napari_sansa.engine.errors import SansaError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """An image file as an array (TIFF through tifffile, the rest through imageio)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SansaError(f"Image file {path} does not exist.")
+    try:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            data = tifffile.imread(path)
+        else:
+            import imageio.v3 as iio
+
+            data = iio.imread(path)
+    except Exception as exc:  # readers raise many types for bad files
+        raise SansaError(f"Cannot read image {path}: {exc}") from None
+    return np.asarray(data)
+
+
+def expand_image_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files and zarr stores as given, and the images inside folders (sorted by name)."""
+    from napari_sansa.files.lazy_inputs import is_zarr_path
+
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if is_zarr_path(path):  # a zarr store is one image, not a folder of them
+            found.append(path)
+        elif path.is_dir():
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or is_zarr_path(p)
+            )
+            if not inside:
+                raise SansaError(f"Folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)}, .zarr).")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise SansaError(f"{path} does not exist.")
+    return found
+
+
+def ensure_writable_folder(folder: str | os.PathLike) -> Path:
+    """Create the output folder if needed and check that files can be written in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sansa-write-test-"):
+            pass
+    except OSError as exc:
+        raise SansaError(f"Cannot write to the output folder {folder}: {exc.strerror or exc}.") from None
+    return folder
+
+
+def labels_suffix(labels: np.ndarray, preferred: str = ".tif") -> str:
+    """PNG only where the labels fit in it; TIFF otherwise."""
+    if preferred == ".png" and labels.dtype in (np.uint8, np.uint16) and labels.ndim == 2:
+        return ".png"
+    return ".tif"
+
+
+def _temporary_beside(path: Path) -> str:
+    """A new empty file next to ``path``, created with mode 0666 less the user's umask (as any
+    file the user makes; ``mkstemp`` would give a private 0600)."""
+    for _ in range(100):
+        name = path.parent / f".{path.stem}-{secrets.token_hex(6)}{path.suffix}"
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return str(name)
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Write a file through a temporary file beside it, then rename it into place.
+
+    ``write(tmp_name)`` writes the content. Readers never see a half-written file, and the
+    file gets the permissions of any file the user creates (their umask).
+    """
+    path = Path(path)
+    tmp_name = None
+    try:
+        tmp_name = _temporary_beside(path)
+        write(tmp_name)
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        raise SansaError(f"Cannot write {path}: {exc.strerror or exc}.") from None
+    finally:
+        if tmp_name is not None and os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return path
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False) -> Path:
+    """Write a label image atomically (temporary file, then rename); refuse to overwrite."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
+
+    def write(tmp_name: str) -> None:
+        if path.suffix.lower() in TIFF_SUFFIXES:
+            import tifffile
+
+            tifffile.imwrite(tmp_name, labels, compression="zlib")
+        else:
+            import imageio.v3 as iio
+
+            iio.imwrite(tmp_name, labels, extension=path.suffix)
+
+    return atomic_write(path, write)

@@ -1,0 +1,35 @@
+"""Writing objects: ``<name>_objects.tif`` (instance labels) and ``<name>_objects.csv`` (their table).
+
+Both are written atomically, and neither is written when either exists unless overwriting is
+allowed, so a folder never holds labels from one run and a table from another.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_sansa.engine.errors import SansaError
+from napari_sansa.files.images import atomic_write, write_labels
+
+
+def objects_paths(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Where an image's objects go: the label image and the table."""
+    folder = Path(folder)
+    return folder / f"{name}_objects.tif", folder / f"{name}_objects.csv"
+
+
+def write_objects(
+    folder: str | os.PathLike, name: str, labels: np.ndarray, table: pd.DataFrame, *, overwrite: bool = False
+) -> list[Path]:
+    """Write an image's (or a stack's) instance labels as TIFF and their table as CSV."""
+    tif, csv = objects_paths(folder, name)
+    existing = [p for p in (tif, csv) if p.exists()]
+    if existing and not overwrite:
+        raise SansaError(f"{existing[0]} already exists; choose another folder or allow overwriting.")
+    write_labels(tif, np.asarray(labels, np.int32), overwrite=True)
+    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
+    return [tif, csv]

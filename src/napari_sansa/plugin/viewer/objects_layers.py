@@ -1,0 +1,140 @@
+"""Objects in napari: one Labels layer per image, ``<image> [SANSA objects]``, with its table.
+
+Each object has its own id in the layer (planes of a stack continue the numbering), and the
+layer's ``features`` hold the object table (an ``index`` column maps label values to rows, so
+napari shows an object's row on hover). The tables are kept per plane here and given to the
+layer in one go (:meth:`ObjectLayers.sync`): setting ``features`` for every plane of a long
+stack would cost O(n²).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from napari_sansa.plugin.core.session import ImageSource, TargetKey
+from napari_sansa.plugin.viewer import layers as L
+
+OBJECTS_OF = L.OBJECTS_OF
+OBJECTS_SUFFIX = " [SANSA objects]"
+
+
+def objects_layer(viewer, image_id: str):
+    return next((lyr for lyr in viewer.layers if lyr.metadata.get(OBJECTS_OF) == image_id), None)
+
+
+def plane_columns(lead: int) -> list[str]:
+    """The table's columns that say which plane of a stack an object is on."""
+    return [] if lead == 0 else ["plane"] if lead == 1 else [f"plane_{a}" for a in range(lead)]
+
+
+class ObjectLayers:
+    """The objects layers of a viewer and their tables, plane by plane."""
+
+    def __init__(self, viewer) -> None:
+        self.viewer = viewer
+        self._tables: dict[str, dict[tuple[int, ...], pd.DataFrame]] = {}
+        self._next_id: dict[str, int] = {}
+        self._stale: set[str] = set()
+
+    def write(self, source: ImageSource, key: TargetKey, labels: np.ndarray, table: pd.DataFrame):
+        """Put one plane's objects into the image's layer (ids continue after the layer's last)."""
+        layer = objects_layer(self.viewer, source.image_id)
+        if layer is None:  # new, or removed by the user: start afresh
+            layer = self._add(source)
+        offset = self._next_id.get(source.image_id, 0)
+        plane = np.asarray(labels, np.int32)
+        layer.data[key.plane if key.plane else ...] = np.where(plane > 0, plane + offset, 0)
+        rows = table.copy()
+        rows["label"] = rows["label"] + offset
+        for column, value in zip(plane_columns(source.lead), key.plane):
+            rows.insert(1, column, value)
+        rows.insert(0, "index", rows["label"])
+        self._tables[source.image_id][key.plane] = rows
+        self._next_id[source.image_id] = offset + int(plane.max(initial=0))
+        self._stale.add(source.image_id)
+        if L.shows_plane(self.viewer, layer, key.plane):
+            layer.refresh()
+        return layer
+
+    def link(self, image_id: str) -> None:
+        """Give each object of a stack one id through the planes (3D-connected), in the layer and
+        its table: the table keeps a row per object and plane, ``label`` the object's id."""
+        from napari_sansa.engine.objects.split import link_planes
+
+        layer = objects_layer(self.viewer, image_id)
+        if layer is None or layer.ndim != 3 or image_id not in self._tables:
+            return
+        data = np.asarray(layer.data)
+        linked = link_planes(data)
+        for plane, rows in self._tables[image_id].items():
+            found = data[plane] > 0
+            old, new = np.unique(np.stack([data[plane][found], linked[plane][found]]), axis=1)
+            rows = rows.copy()
+            rows["label"] = rows["label"].map(dict(zip(old.tolist(), new.tolist())))
+            rows["index"] = rows["label"]
+            self._tables[image_id][plane] = rows.dropna(subset=["label"]).astype({"label": int, "index": int})
+        layer.data = linked
+        self._next_id[image_id] = int(linked.max(initial=0))
+        self._stale.add(image_id)
+
+    def _add(self, source: ImageSource):
+        image = L.find_image(self.viewer, source.image_id)
+        layer = self.viewer.add_labels(
+            np.zeros(source.plane_shape + source.hw, np.int32),
+            name=source.name + OBJECTS_SUFFIX,
+            metadata={OBJECTS_OF: source.image_id},
+            scale=image.scale,
+            translate=image.translate,
+        )
+        self._tables[source.image_id] = {}
+        self._next_id[source.image_id] = 0
+        return layer
+
+    def sync(self) -> None:
+        """Give each changed layer its whole table as ``features``."""
+        for image_id in sorted(self._stale):
+            layer = objects_layer(self.viewer, image_id)
+            if layer is not None:
+                layer.features = self.table(image_id)
+        self._stale.clear()
+
+    def table(self, image_id: str) -> pd.DataFrame:
+        """All objects of an image, planes in order."""
+        parts = [self._tables[image_id][plane] for plane in sorted(self._tables.get(image_id, {}))]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"index": [], "label": []})
+
+    def live(self) -> dict[str, object]:
+        """Image id -> objects layer, for the layers still in the viewer."""
+        found = {i: objects_layer(self.viewer, i) for i in self._tables}
+        return {i: layer for i, layer in found.items() if layer is not None}
+
+    def export_later(self, folder: str | os.PathLike, overwrite: bool = False) -> Callable[[], list[Path]]:
+        """Check now that no objects file would be overwritten; the returned call writes them."""
+        from napari_sansa.engine.errors import SansaError
+        from napari_sansa.files.objects import objects_paths, write_objects
+        from napari_sansa.plugin.core.record import safe_name
+
+        self.sync()
+        images = {L.layer_id(lyr): lyr.name for lyr in L.image_layers(self.viewer)}
+        planned = {i: safe_name(images[i]) for i in self.live() if i in images}
+        existing = [p for name in planned.values() for p in objects_paths(folder, name) if p.exists()]
+        if existing and not overwrite:
+            raise SansaError(
+                f"{len(existing)} file(s) already exist in {folder}, e.g. {existing[0].name}; "
+                "choose another folder or allow overwriting."
+            )
+
+        def write() -> list[Path]:
+            written = []
+            for image_id, name in planned.items():
+                table = self.table(image_id).drop(columns="index")
+                data = np.asarray(objects_layer(self.viewer, image_id).data)
+                written += write_objects(folder, name, data, table, overwrite=True)
+            return written
+
+        return write

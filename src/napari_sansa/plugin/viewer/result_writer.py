@@ -1,0 +1,91 @@
+"""Where a run's results go: each finished target into its plane of the result layer.
+
+On the main thread and short: the result layers were added before the worker started
+(:class:`.results.RunLayers`), so a finished target only assigns its plane, shows a new layer
+or redraws the plane on screen, and hands its score and objects to the review and objects
+panels. Painting on a result locks its targets: later writes leave the user's labels alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+
+from napari_sansa.plugin.core.session import ImageSource, Job, TargetKey
+from napari_sansa.plugin.panels.objects import ObjectsPanel
+from napari_sansa.plugin.panels.review import ReviewPanel
+from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.results import RunLayers, target_sources
+from napari_sansa.plugin.viewer.tile_progress import TileProgress
+
+
+class ResultWriter:
+    """Writes one run's finished targets into their result layers; locks what the user paints."""
+
+    def __init__(
+        self,
+        viewer,
+        review: ReviewPanel,
+        objects: ObjectsPanel,
+        tiles: TileProgress,
+        running: Callable[[], bool],
+    ) -> None:
+        self.viewer, self.review, self.objects, self.tiles = viewer, review, objects, tiles
+        self._running = running
+        self.layers: RunLayers | None = None  # the current (or last) run's result layers
+        self._sources: dict[TargetKey, object] = {}
+
+    def start(self, job: Job, dtype: np.dtype) -> RunLayers:
+        """A new run: its result layers, still to be added (see :meth:`.RunLayers.prepare`)."""
+        self._sources = dict(job.targets)
+        self.layers = RunLayers(
+            self.viewer,
+            dtype,
+            target_sources(job),
+            self._watch,
+            job.class_names,
+            tiled={source.image_id for _, source in job.targets if job.tiled(source.image_id)},
+        )
+        return self.layers
+
+    def locked_now(self, key: TargetKey) -> bool:
+        """Whether the user has locked a target (asked from the worker thread, between tiles)."""
+        return key in self.review.locked
+
+    def _watch(self, source: ImageSource, layer) -> None:
+        """Lock the targets the user paints on in a new result layer."""
+        layer.events.paint.connect(partial(self._on_paint, source.image_id, source.lead))
+
+    def write(self, key: TargetKey, prediction, objects=None) -> None:
+        """Put a finished target's labels in its layer (unless locked or closed) and list it for review."""
+        source = self._sources.get(key)
+        if source is None or key in self.review.locked:
+            return  # locked while the run was going: the user's labels win
+        if L.find_image(self.viewer, key.image_id) is None:
+            return  # the image was closed during the run
+        layer = self.layers.get(source, prediction.labels.dtype)  # prepared: only a look-up
+        if self.layers.streamed.get(key) is not layer.data:  # else written there tile by tile
+            layer.data[key.plane if key.plane else ...] = np.asarray(prediction.labels)
+        self.tiles.tiles_done(key, getattr(prediction, "tiles", 1))
+        if self.layers.fill(key.image_id):
+            layer.visible = True  # refreshes it
+        elif L.shows_plane(self.viewer, layer, key.plane):
+            self.tiles.refresh(layer)  # redraws the canvas: only when the plane is on screen
+        self.review.add_result(key, prediction.score, running=self._running())
+        if objects is not None:
+            self.objects.write(source, key, objects, running=self._running())
+
+    def _on_paint(self, image_id: str, lead: int, event) -> None:
+        if self.layers is not None:
+            self.layers.kept.add(image_id)  # the user's labels: keep the layer
+        painted: set[TargetKey] = set()
+        for atom in event.value:
+            indices = atom[0]
+            if lead == 0:
+                painted.add(TargetKey(image_id))
+            elif len(indices[0]):
+                planes = {tuple(int(indices[a][i]) for a in range(lead)) for i in range(len(indices[0]))}
+                painted.update(TargetKey(image_id, p) for p in planes)
+        self.review.lock(painted)
