@@ -60,3 +60,35 @@ def drifting_cells(n_planes: int = 12, shape: tuple[int, int] = (256, 320), seed
         )
         planes.append(moved + rng.normal(0, 3, shape))
     return (np.clip(np.stack(planes), 0, 255) * 64).astype(np.uint16)
+
+
+def bright_discs(
+    n_images: int = 8, shape: tuple[int, int] = (128, 128), seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_images`` uint8 grayscale images where the class is the bright discs, among dark discs
+    and bright squares on a noisy background, with their masks (1 = bright disc).
+
+    A domain made to need adapting: what sets the class apart is shape and brightness together.
+    """
+    from skimage.draw import disk, rectangle
+
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    samples = []
+    for _ in range(n_images):
+        image = 0.35 + rng.normal(0, 0.08, shape)
+        mask = np.zeros(shape, np.uint8)
+        for kind in rng.permutation([0, 0, 0, 1, 1, 2, 2]):
+            size = rng.uniform(0.06, 0.11) * min(h, w)
+            r, c = rng.uniform(size, h - size), rng.uniform(size, w - size)
+            if kind == 2:  # a bright square
+                rr, cc = rectangle((r - size, c - size), extent=(2 * size, 2 * size), shape=shape)
+                image[rr, cc] = 0.85
+                mask[rr, cc] = 0
+            else:
+                rr, cc = disk((r, c), size, shape=shape)
+                image[rr, cc] = 0.85 if kind == 0 else 0.1
+                mask[rr, cc] = 1 if kind == 0 else 0
+        image += rng.normal(0, 0.05, shape)
+        samples.append(((np.clip(image, 0, 1) * 255).astype(np.uint8), mask))
+    return samples

@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_sansa.cli.adapt import adapt as adapt_command
+from napari_sansa.cli.adapt import add_parser as add_adapt_parser
 from napari_sansa.cli.large import add_options as add_large_options
 from napari_sansa.cli.options import EXIT_USAGE, add_model_options
 from napari_sansa.cli.segment import segment as segment_command
@@ -89,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images must be readable at the same paths there",
     )
     add_model_options(segment)
+    add_adapt_parser(commands)
 
     download = commands.add_parser("download", help="download a published model ahead of time")
     download.add_argument("name", nargs="?", default="universal")
@@ -178,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="napari-sansa: %(message)s")
     handler = {
         "segment": segment_command,
+        "adapt": adapt_command,
         "download": _download,
         "models": _models,
         "sample-data": _sample_data,

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_sansa.engine.adaptation.report import AdaptProgress, AdaptReport, adapted_name
 from napari_sansa.engine.config import SansaConfig, resolve_device, resolve_precision
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image, Multiscale, as_image, image_hw, model_input, to_rgb01
@@ -112,6 +113,7 @@ class Sansa(Predicting):
         self._memories: dict[bytes, MemoryEntry] = {}
         self._position: torch.Tensor | None = None
         self._lock = threading.RLock()
+        self.adaptation: AdaptReport | None = None  # set by adapt()
 
     # ----------------------------------------------------------------- loading
     @classmethod
@@ -461,6 +463,52 @@ class Sansa(Predicting):
         return propagate_stack(
             self, stack, annotations, **options, cancel=cancel, progress=progress, on_error=on_error
         )
+
+    def adapt(
+        self,
+        references: Sequence[Reference] | Reference,
+        *,
+        steps: int = 300,
+        validation: float = 0.25,
+        learning_rate: float = 1e-3,
+        progress: Callable[[AdaptProgress], None] | None = None,
+        cancel: Cancel = None,
+        **options: Any,
+    ) -> AdaptReport:
+        """Fine-tune the adapters (SAM2 stays frozen) on episodes from annotated ``references``.
+
+        Each step segments one annotated image (the query, which needs a mask) from 1 to
+        ``shots`` others (masks, points, boxes or scribbles), under random flips, quarter turns
+        and intensity jitter, and lowers SANSA's training loss on the query's mask. A share
+        ``validation`` of the mask-annotated images is held out, never trained on, and scored
+        before and every ``evaluate_every`` steps; the best scored state is kept (also after a
+        ``cancel``). ``progress`` gets an :class:`AdaptProgress` after each step. ``options``:
+        ``shots`` (3), ``augmentations`` per image (8), ``evaluate_every``, ``patience`` (stop
+        after that many scorings without gain), ``train`` ("adapters" or "adapters+decoder"),
+        ``checkpointing``, ``seed``. The model is changed in place; :meth:`save_adapter` writes it.
+        """
+        from napari_sansa.engine.adaptation.training import adapt
+
+        report = adapt(
+            self,
+            references,
+            steps=steps,
+            validation=validation,
+            learning_rate=learning_rate,
+            progress=progress,
+            cancel=cancel,
+            **options,
+        )
+        self.adaptation = report
+        self.info = replace(self.info, name=adapted_name(self.info.name))
+        return report
+
+    def save_adapter(self, path: str | os.PathLike, *, reference_set: str = "") -> Path:
+        """Write the adapters in the published adapter format (loads with ``--adapter``), with a
+        record of the adaptation (base adapter, reference set, steps, held-out scores)."""
+        from napari_sansa.engine.adaptation.checkpoint import save_adapter
+
+        return save_adapter(self, path, reference_set=reference_set)
 
     def clear_cache(self) -> None:
         """Forget cached features (in memory and on disk) and reference memories, and give

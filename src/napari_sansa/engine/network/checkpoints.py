@@ -111,3 +111,29 @@ def adapter_weights(
             )
         raise SansaError(f"{source} holds no SANSA adapter weights.")
     return grouped
+
+
+DECODER_PREFIX = "sam.sam_mask_decoder."
+
+
+def load_adapted_decoder(sam: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Put the mask decoder an adapter file carries (adapted with ``train="adapters+decoder"``)
+    in place of SAM2's; published adapter files carry none, and nothing changes."""
+    prefix = next(
+        (
+            p
+            for p in (DECODER_PREFIX, DECODER_PREFIX[len("sam.") :])
+            if any(k.startswith(p) for k in state_dict)
+        ),
+        None,
+    )
+    if prefix is None:
+        return
+    decoder = {key[len(prefix) :]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    try:
+        sam.sam_mask_decoder.load_state_dict(decoder, strict=True)
+    except RuntimeError as exc:
+        raise SansaError(
+            f"{source}: its mask decoder does not fit this SAM2 ({str(exc).splitlines()[-1].strip()})."
+        ) from None
+    log.info("%s: SAM2's mask decoder replaced by the adapted one it carries", source)

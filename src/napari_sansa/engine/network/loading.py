@@ -34,9 +34,8 @@ def assemble(
         checkpoints.read_state_dict(sam2_checkpoint, "SAM2 checkpoint"), sam2_source
     )
     size = infer_sam2_size(sam2_state, sam2_source)
-    grouped = checkpoints.adapter_weights(
-        checkpoints.read_state_dict(adapter_checkpoint, "SANSA adapter"), adapter_source
-    )
+    adapter_state = checkpoints.read_state_dict(adapter_checkpoint, "SANSA adapter")
+    grouped = checkpoints.adapter_weights(adapter_state, adapter_source)
     layout = infer_layout(grouped, adapter_source)
     sam = build_sam2(size, image_size)
     checkpoints.load_sam2_weights(sam, sam2_state, sam2_source)
@@ -50,6 +49,7 @@ def assemble(
                 f"{adapter_source}: the adapter of block {index} does not fit "
                 f"({str(exc).splitlines()[-1].strip()})."
             ) from None
+    checkpoints.load_adapted_decoder(sam, adapter_state, adapter_source)
     info = ModelInfo(
         sam2_size=size.name,
         adapter_blocks=tuple(layout.blocks),
