@@ -37,10 +37,14 @@ def adapter_tensors(model):
 
 
 def test_loss_falls_and_held_out_iou_rises(own_model, discs):
-    report = own_model.adapt(discs, steps=40, learning_rate=3e-3, evaluate_every=10, shots=2)
+    # Random weights: the random mask decoder learning too gets there in few steps (the adapters
+    # alone learn as well, more slowly: benchmarks/adapt.py).
+    report = own_model.adapt(
+        discs, steps=30, learning_rate=3e-3, evaluate_every=10, shots=2, train="adapters+decoder"
+    )
     first, last = np.mean(report.losses[:10]), np.mean(report.losses[-10:])
-    assert last < first
-    assert report.iou_after > report.iou_before + 0.1
+    assert last < 0.8 * first
+    assert report.iou_after > report.iou_before + 0.25
     assert set(report.before) == set(report.after) == set(report.held_out)
     assert "adapted" in own_model.info.name
 

@@ -28,6 +28,7 @@ from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
+from napari_sansa.plugin.panels.adapt import AdaptPanel
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.references import ReferencesPanel
@@ -53,6 +54,9 @@ class SansaWidget(QWidget):
             self.model_panel, self.large_panel, self.controls, self.review_panel, self.objects_panel
         )
         self.runner = Runner(self.viewer, panels, self._describe_key, lambda: is_deleted(self), parent=self)
+        self.adapt_panel = AdaptPanel(lambda: self._plan().references, self._settings, self.runner)
+        self.layout().insertWidget(self.layout().indexOf(self.controls) + 1, self.adapt_panel)
+        self.destroyed.connect(self.adapt_panel.cancelled.set)  # napari closing: stop after this step
         self.destroyed.connect(self.runner.cancelled.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())

@@ -125,7 +125,9 @@ def held_out_scores(
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "only the first and last references give memory": said once, by adapt
     try:
-        predictions = model.segment([ref for _, ref in training], [ref.image for _, ref in held])
+        predictions = model.segment(
+            [ref for _, ref in training], [ref.image for _, ref in held], tile_size=None
+        )
     finally:
         quiet.setLevel(level)
     scores = {}

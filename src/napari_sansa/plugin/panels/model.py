@@ -82,7 +82,10 @@ class ModelPanel(QGroupBox):
 
     def show_running(self, model) -> None:
         """Say what runs, once the model is loaded (e.g. what precision "auto" chose)."""
-        self.setTitle(f"Model: SAM2-{model.info.sam2_size}, {model.config.precision} on {model.device}")
+        adapted = ", adapted to these images" if getattr(model, "adaptation", None) else ""
+        self.setTitle(
+            f"Model: SAM2-{model.info.sam2_size}{adapted}, {model.config.precision} on {model.device}"
+        )
 
     def restore(self, settings: WidgetSettings) -> None:
         """Show saved settings; the checkpoint environment variables take precedence."""
