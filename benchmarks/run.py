@@ -396,6 +396,9 @@ def write_report(path: Path) -> None:
     from cluster import report_lines  # benchmarks/cluster.py
 
     lines += report_lines(load("cluster"))
+    from adapt import report_lines as adapt_lines  # benchmarks/adapt.py
+
+    lines += adapt_lines(load("adapt"))
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
     if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
         start = old.index("## Objects")

@@ -34,12 +34,17 @@ def wait(widget, seconds=600):
         app.processEvents()
 
 
-def main() -> int:
+def use_test_weights() -> None:
+    """Random test weights unless the checkpoint variables name real ones; a fresh config folder."""
     OUT.mkdir(exist_ok=True)
     if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
         os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
     os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
+
+
+def main() -> int:
+    use_test_weights()
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 950)
     viewer.open_sample("napari-sansa", "cells")
@@ -73,7 +78,8 @@ def main() -> int:
     through_the_stack()
     objects()
     large_images()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
+    adapting()
+    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png and adapt.png to {OUT}")
     return 0
 
 
@@ -200,5 +206,46 @@ def large_images() -> None:
     viewer.close()
 
 
+def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> None:
+    """The Adapt to these images… section while it trains (four images annotated with masks)."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(*size)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(256)
+    truth = cells(6)
+    for index in range(4):
+        widget.prompt_image.setCurrentText(f"cells {index}")
+        layer = widget.add_prompt_layer("labels")
+        layer.data[truth[index][1] == 1] = 1
+        layer.refresh()
+    panel = widget.adapt_panel
+    panel.start(steps=300)
+    app = QApplication.instance()
+    start = time.time()
+    while len(panel.plot.ious) < 3 and panel.worker is not None and time.time() - start < 1800:
+        app.processEvents()
+        time.sleep(0.05)
+    scroll = panel.parent()
+    while scroll is not None and not isinstance(scroll, QScrollArea):
+        scroll = scroll.parent()
+    if scroll is not None:
+        scroll.ensureWidgetVisible(panel)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 0", "cells 0 prompts")
+    for _ in range(20):
+        app.processEvents()
+    viewer.screenshot(str(OUT / name), canvas_only=False)
+    panel.cancel()
+    wait(panel)
+    viewer.close()
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["adapt"]:
+        use_test_weights()
+        adapting()
+        sys.exit(0)
     sys.exit(main())

@@ -33,9 +33,15 @@ except ImportError:  # pragma: no cover - running from a source tree without a b
     __version__ = "0.0.0"
 
 if TYPE_CHECKING:
-    from napari_sansa.engine.model import ModelInfo, Prediction, Sansa
+    from napari_sansa.engine.model import AdaptProgress, AdaptReport, ModelInfo, Prediction, Sansa
 
-_LAZY = {"Sansa": "model", "Prediction": "model", "ModelInfo": "model"}
+_LAZY = {
+    "Sansa": "model",
+    "Prediction": "model",
+    "ModelInfo": "model",
+    "AdaptReport": "model",
+    "AdaptProgress": "model",
+}
 
 
 def __getattr__(name: str):
@@ -51,6 +57,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "AdaptProgress",
+    "AdaptReport",
     "Box",
     "Image",
     "Mask",
