@@ -225,7 +225,7 @@ def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> No
     panel.start(steps=300)
     app = QApplication.instance()
     start = time.time()
-    while len(panel.plot.ious) < 3 and panel.worker is not None and time.time() - start < 1800:
+    while len(panel.plot.ious) < 2 and panel.worker is not None and time.time() - start < 1800:
         app.processEvents()
         time.sleep(0.05)
     scroll = panel.parent()

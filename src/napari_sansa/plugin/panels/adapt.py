@@ -35,7 +35,7 @@ LOSS_COLOUR, IOU_COLOUR = QColor(230, 140, 60), QColor(90, 170, 250)
 
 
 class LivePlot(QWidget):
-    """Two polylines: each step's loss (scaled to its own range) and the held-out IoU (0 to 1)."""
+    """Two polylines: the loss (a moving average, scaled to its range) and the held-out IoU (0 to 1)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,12 +65,10 @@ class LivePlot(QWidget):
         painter.setPen(QPen(QColor(120, 120, 120), 1))
         painter.drawRect(0, 0, self.width() - 1, self.height() - 1)
         if self.losses:
-            window = max(1, len(self.losses) // 50)  # a running mean: one episode's loss is noisy
-            smooth = [
-                sum(self.losses[max(0, i - window + 1) : i + 1])
-                / len(self.losses[max(0, i - window + 1) : i + 1])
-                for i in range(len(self.losses))
-            ]
+            smooth, mean = [], self.losses[0]
+            for loss in self.losses:  # a moving average: one episode's loss is noisy
+                mean = 0.9 * mean + 0.1 * loss
+                smooth.append(mean)
             painter.setPen(QPen(LOSS_COLOUR, 1.5))
             painter.drawPolyline(self._line(list(enumerate(smooth, 1)), min(smooth), max(smooth)))
         if self.ious:
