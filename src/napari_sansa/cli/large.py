@@ -77,6 +77,11 @@ def refuse_on_cluster(args: argparse.Namespace, targets: Sequence[Path]) -> None
     stores = [t for t in targets if is_zarr_path(t)]
     if stores:
         raise SansaError(f"{stores[0]} is a zarr store; segment zarr stores without --cluster/--scheduler.")
+    if getattr(args, "export", None):
+        raise SansaError(
+            "--export applies to runs without --cluster/--scheduler; export from the label files with a "
+            "second run on one machine, or drop --export."
+        )
     defaults = {"tile_size": "auto", "overlap": 128, "scale": 1.0, "format": "auto"}
     flags = [
         "--" + name.replace("_", "-") for name, value in defaults.items() if getattr(args, name) != value

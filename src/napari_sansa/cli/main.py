@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
     )
     segment.add_argument(
+        "--export",
+        metavar="geojson,coco",
+        default=None,
+        help="also write the objects (with --instances) or class regions for other tools: geojson: "
+        "<name>_objects.geojson per image for QuPath; coco: one coco.json in --out; both: geojson,coco",
+    )
+    segment.add_argument(
         "--resume",
         action="store_true",
         help="skip targets whose label image exists and is complete; do only the rest",

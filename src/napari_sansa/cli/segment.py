@@ -8,7 +8,7 @@ from pathlib import Path
 
 from napari_sansa.cli.options import EXIT_USAGE, load_model, reference_inputs, target_paths
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.files.outputs import labels_name
+from napari_sansa.files.outputs import RunExports, labels_name, parse_exports
 
 
 def segment(args: argparse.Namespace) -> int:
@@ -27,11 +27,19 @@ def segment(args: argparse.Namespace) -> int:
     targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
     large = LargeTargets.plan(targets, out, args, image_size=args.image_size)
-    write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
+    class_ids = [c for ref in references for c in ref.prompts]
+    options = {"overwrite": args.overwrite, "resume": args.resume}
+    exports = RunExports(parse_exports(args.export), targets, out, class_names, class_ids, **options)
+    write_class_table(out, class_names, class_ids, args.overwrite)
     if args.resume:
-        from napari_sansa.files.outputs import resume_targets
+        from napari_sansa.files.outputs import output_paths, resume_targets
 
-        targets = resume_targets(targets, out, references, large.output_paths)
+        todo = resume_targets(targets, out, references, large.output_paths)
+        outputs = large.output_paths(targets, output_paths(targets, out, class_ids))
+        for target, output in zip(targets, outputs):
+            if target not in todo:
+                exports.add_done(target, output, bool(args.instances))
+        targets = todo
     model = load_model(args)
 
     failures: list[str] = []
@@ -66,19 +74,28 @@ def segment(args: argparse.Namespace) -> int:
             path = readable[prediction.index]
             tiles[path] = prediction.tiles
             replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
+            objects = None
             if large.handles(path):
                 incomplete = large.finish(path, prediction)
                 failures.extend([incomplete] if incomplete else [])
+                if path in large.written:  # read back from the store tile by tile
+                    exports.add_file(path, large.written[path])
             else:
                 write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
             if args.instances and not large.handles(path):
-                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
+                objects = prediction.instances(args.instances)
+                write_objects(out, path.stem, *objects, overwrite=replace)
+            if not large.handles(path):
+                exports.add(path, prediction.labels, objects)
             bar.update(0 if prediction.index in counted else 1)
             counted.add(prediction.index)
     finally:
         large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()
+    exported = exports.finish()
     for message in failures:
         print(f"napari-sansa: skipped: {message}", file=sys.stderr)
+    if exported:
+        print(f"Exported {', '.join(exports.formats)}: {len(exported)} file(s) in {out}", file=sys.stderr)
     print(f"Wrote {len(readable)} label image(s) to {out}{large.summary(tiles)}", file=sys.stderr)
     return EXIT_USAGE if failures else 0
