@@ -176,10 +176,10 @@ def parse_exports(text: str | None) -> tuple[str, ...]:
     return tuple(f for f in EXPORT_FORMATS if f in asked)
 
 
-def geojson_path(out: Path, target: Path) -> Path:
+def geojson_path(out: Path, name: str) -> Path:
     """Where a target's QuPath GeoJSON goes: ``<name>_objects.geojson`` in ``out`` (beside
-    ``<name>_objects.tif``)."""
-    return Path(out) / f"{Path(target).stem}_objects.geojson"
+    ``<name>_objects.tif``; the CLI's ``name`` is the target file's stem)."""
+    return Path(out) / f"{name}_objects.geojson"
 
 
 class RunExports:
@@ -200,7 +200,9 @@ class RunExports:
         *,
         overwrite: bool = False,
         resume: bool = False,
+        names: Sequence[str] | None = None,
     ) -> None:
+        """``names``: each target's ``<name>`` in file names (default: the file's stem)."""
         from napari_sansa.files.coco import COCO_FILE, CocoWriter
 
         self.formats, self.out, self.class_names = tuple(formats), Path(out), dict(class_names)
@@ -208,7 +210,9 @@ class RunExports:
         self.coco_path = self.out / COCO_FILE
         self.written: list[Path] = []
         self.redo = True  # targets done by this run replace their GeoJSON
-        planned = [geojson_path(out, t) for t in targets] if "geojson" in self.formats else []
+        names = [Path(t).stem for t in targets] if names is None else list(names)
+        self.names = {Path(t): name for t, name in zip(targets, names)}
+        planned = [geojson_path(out, name) for name in names] if "geojson" in self.formats else []
         if len(set(planned)) < len(planned):
             twice = next(p for p in planned if planned.count(p) > 1)
             raise SansaError(
@@ -220,6 +224,9 @@ class RunExports:
             raise SansaError(
                 f"{found[0]} already exists; add --overwrite to replace it (or --resume to keep what is done)."
             )
+
+    def _geojson(self, target: Path) -> Path:
+        return geojson_path(self.out, self.names.get(Path(target), Path(target).stem))
 
     def add(self, target: Path, labels: Any, objects: Any = None) -> None:
         """A finished target: its class labels (an array or a lazy store), or with ``objects``
@@ -238,10 +245,10 @@ class RunExports:
         regions: Iterable = label_regions(labels, instances=objects is not None, classes=classes)
         if self.coco is not None:  # kept for coco.json anyway: traced once for both
             regions = list(regions)
-        if "geojson" in self.formats and (self.redo or not geojson_path(self.out, target).exists()):
+        if "geojson" in self.formats and (self.redo or not self._geojson(target).exists()):
             from napari_sansa.files.geojson import write_geojson
 
-            path = geojson_path(self.out, target)
+            path = self._geojson(target)
             self.written.append(write_geojson(path, regions, self.class_names, instances=objects is not None))
         if self.coco is not None:
             self.coco.add(Path(target).name, tuple(labels.shape), regions)
@@ -253,7 +260,7 @@ class RunExports:
 
         from napari_sansa.files.objects import objects_paths
 
-        missing_geojson = "geojson" in self.formats and not geojson_path(self.out, target).exists()
+        missing_geojson = "geojson" in self.formats and not self._geojson(target).exists()
         if not (missing_geojson or self.coco is not None):
             return
         self.redo = False
