@@ -34,6 +34,7 @@ from napari_sansa.files.outputs import EXPORT_FORMATS, RunExports
 from napari_sansa.files.reference_sets import (
     RUN_RECORD_FORMAT,
     SET_FILE,
+    ReferenceSet,
     check_set_folder,
     file_format,
     read_reference_set,
@@ -184,6 +185,14 @@ def load_references(
         return LoadedReferences(len(record.references))
     loaded = read_reference_set(path)
     model_panel.apply_record(loaded.model, loaded.settings)
+    added = recreate_set(viewer, loaded, add_prompt_layer)
+    return LoadedReferences(len(loaded.references), loaded.class_names, added)
+
+
+def recreate_set(viewer, loaded: ReferenceSet, add_prompt_layer: Callable) -> list[str]:
+    """A reference set's prompts as prompt layers: on the open images of the same names and
+    sizes, or else on the set's own images, added as layers; returns the names of those added.
+    ``viewer``: napari's, or anything with its ``layers`` and ``add_image`` (the reader's)."""
     added = []
     for i, (reference, source) in enumerate(zip(loaded.references, loaded.sources)):
         plane = tuple(source.get("plane", ()))
@@ -195,7 +204,7 @@ def load_references(
         recreate_reference(
             layer, RecordedReference(layer.name, plane, dict(reference.prompts)), add_prompt_layer
         )
-    return LoadedReferences(len(loaded.references), loaded.class_names, added)
+    return added
 
 
 def export_summary(written: list[Path]) -> str:
