@@ -22,6 +22,7 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import TIFF_SUFFIXES
 from napari_sansa.files.label_stores import LABEL_NAME, LabelsOutput
 from napari_sansa.files.lazy_inputs import is_zarr_path, labels_stem, open_lazy, tiff_shape
+from napari_sansa.files.microscope import is_microscope_file
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -121,6 +122,8 @@ class LargeTargets:
         plan = cls(tile_options(args))
         for path in targets:
             ome = None
+            if is_microscope_file(path):  # segmented plane by plane, labels in memory
+                continue
             if is_zarr_path(path):
                 target = open_lazy(path)  # a store without an image is refused here, before any work
                 hw, ome = target.hw, (target if target.kind == "ome-zarr" else None)

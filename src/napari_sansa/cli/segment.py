@@ -21,6 +21,7 @@ def segment(args: argparse.Namespace) -> int:
     from napari_sansa.cli.large import LargeTargets
     from napari_sansa.files.class_table import write_class_table
     from napari_sansa.files.images import ensure_writable_folder, read_image, write_labels
+    from napari_sansa.files.microscope import StackLabels, is_microscope_file, open_planes
     from napari_sansa.files.objects import write_objects
 
     references, reference_files, class_names, notes = reference_inputs(args)
@@ -44,15 +45,27 @@ def segment(args: argparse.Namespace) -> int:
 
     failures: list[str] = []
     readable: list[Path] = []
+    planes: list[tuple | None] = []  # per image: its (scene, t, z) in a multi-plane target
+    filling: dict[Path, StackLabels] = {}
 
     def images():
         for path in targets:
             try:
+                if is_microscope_file(path):  # every plane an image; labels gathered in a stack
+                    stack = open_planes(path)
+                    filling[path] = StackLabels(stack)
+                    for index in stack.indices():
+                        image = stack.plane(index)
+                        readable.append(path)
+                        planes.append(index)
+                        yield image
+                    continue
                 image = large.read(path) if path in large.lazy else read_image(path)
             except SansaError as exc:
                 failures.append(str(exc))
                 continue
             readable.append(path)
+            planes.append(None)
             yield image
 
     for note in notes:
@@ -66,7 +79,7 @@ def segment(args: argparse.Namespace) -> int:
 
         def skip(index: int, error: SansaError) -> None:
             failures.append(f"{readable[index].name}: {error}")
-            bar.update(0 if index in counted else 1)
+            bar.update(0 if index in counted or planes[index] is not None else 1)
             counted.add(index)
 
         run = model.propagate(references, images(), on_error=skip, **large.engine_options(readable))
@@ -74,6 +87,16 @@ def segment(args: argparse.Namespace) -> int:
             path = readable[prediction.index]
             tiles[path] = prediction.tiles
             replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
+            if planes[prediction.index] is not None:
+                objects = prediction.instances(args.instances) if args.instances else None
+                if filling[path].add(planes[prediction.index], prediction.labels, objects):
+                    labels, objects = filling.pop(path).result()
+                    write_labels(out / labels_name(path, labels), labels, overwrite=replace)
+                    if objects is not None:
+                        write_objects(out, path.stem, *objects, overwrite=replace)
+                    exports.add(path, labels, objects)
+                    bar.update(1)
+                continue
             objects = None
             if large.handles(path):
                 incomplete = large.finish(path, prediction)
@@ -92,10 +115,16 @@ def segment(args: argparse.Namespace) -> int:
     finally:
         large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()
+    for path, gathered in filling.items():
+        missing = gathered.stack.count - len(gathered.filled)
+        failures.append(
+            f"{path.name}: {missing} plane(s) could not be segmented; its labels were not written"
+        )
     exported = exports.finish()
     for message in failures:
         print(f"napari-sansa: skipped: {message}", file=sys.stderr)
     if exported:
         print(f"Exported {', '.join(exports.formats)}: {len(exported)} file(s) in {out}", file=sys.stderr)
-    print(f"Wrote {len(readable)} label image(s) to {out}{large.summary(tiles)}", file=sys.stderr)
+    count = len(dict.fromkeys(readable)) - len(filling)  # files, not planes; complete ones
+    print(f"Wrote {count} label image(s) to {out}{large.summary(tiles)}", file=sys.stderr)
     return EXIT_USAGE if failures else 0

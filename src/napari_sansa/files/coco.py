@@ -61,9 +61,9 @@ class CocoWriter:
     annotations: list[dict] = field(default_factory=list)
 
     def add(self, file_name: str, shape: tuple[int, ...], regions: Iterable[Region]) -> None:
-        """One target (``shape``: its labels' (H, W), or (planes, H, W) for a stack)."""
+        """One target (``shape``: its labels' (H, W), or (..., H, W) for a stack: one image a plane)."""
         h, w = shape[-2:]
-        planes = shape[0] if len(shape) == 3 else None
+        planes = int(np.prod(shape[:-2])) if len(shape) > 2 else None
         first = len(self.images) + 1
         for plane in range(planes or 1):
             entry = {"id": first + plane, "file_name": file_name, "width": int(w), "height": int(h)}

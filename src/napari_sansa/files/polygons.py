@@ -110,8 +110,11 @@ def label_regions(
     """Each object (``instances``: labels are object ids, ``classes`` maps them to class ids) or
     each 4-connected region of a class (labels are class ids) as a :class:`Region`.
 
-    ``labels``: a 2D array, or a stack (planes first), numpy or any lazily sliced array (zarr).
+    ``labels``: a 2D array, or a stack (planes first, flattened in order), numpy or any lazily
+    sliced array (zarr).
     """
+    if len(labels.shape) > 3:  # e.g. (T, Z, H, W): its planes in order
+        labels = np.asarray(labels).reshape(-1, *labels.shape[-2:])
     if len(labels.shape) == 3:
         for plane in range(labels.shape[0]):
             view = _Plane(labels, plane)
