@@ -32,10 +32,11 @@ def pixel_edges_match(geometry, mask):
     return abs(geometry.area - mask.sum()) <= geometry.length / 2
 
 
-@pytest.mark.parametrize("tile", [2048, 32, 17])
-def test_one_feature_per_object_areas_bboxes_and_holes_whatever_the_tiles(tmp_path, tile):
+@pytest.mark.parametrize("tile, offset", [(2048, 0), (32, 0), (17, 0), (40, 10**9)])
+def test_one_feature_per_object_areas_bboxes_and_holes_whatever_the_tiles(tmp_path, tile, offset):
     labels = objects_image()
-    classes = {1: 1, 2: 1, 3: 2, 4: 2, 5: 1, 6: 2}
+    labels[labels > 0] += offset  # ids of a billion are traced as well as small ones
+    classes = {1 + offset: 1, 2 + offset: 1, 3 + offset: 2, 4 + offset: 2, 5 + offset: 1, 6 + offset: 2}
     path = write_geojson(
         tmp_path / "x_objects.geojson",
         label_regions(labels, instances=True, classes=classes, tile=tile),
@@ -45,7 +46,7 @@ def test_one_feature_per_object_areas_bboxes_and_holes_whatever_the_tiles(tmp_pa
     document = json.loads(path.read_text())
     assert document["type"] == "FeatureCollection"
     features = document["features"]
-    assert sorted(f["properties"]["label"] for f in features) == [1, 2, 3, 4, 5, 6]
+    assert sorted(f["properties"]["label"] for f in features) == sorted(classes)
     for f in features:
         label = f["properties"]["label"]
         mask = labels == label
@@ -58,7 +59,7 @@ def test_one_feature_per_object_areas_bboxes_and_holes_whatever_the_tiles(tmp_pa
         name = {1: "nucleus", 2: "cell"}[classes[label]]
         assert f["properties"]["classification"]["name"] == name
         assert len(f["properties"]["classification"]["color"]) == 3
-    (hole,) = [f for f in features if f["properties"]["label"] == 3]
+    (hole,) = [f for f in features if f["properties"]["label"] == 3 + offset]
     assert hole["geometry"]["type"] == "Polygon" and len(hole["geometry"]["coordinates"]) == 2
 
 

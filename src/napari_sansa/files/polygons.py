@@ -2,8 +2,8 @@
 
 Shared by the GeoJSON (QuPath) and COCO writers. A pixel (row r, column c) is the unit square
 x in [c, c + 1], y in [r, r + 1], so a polygon's area is its object's pixel count exactly and
-holes are kept. Each object's rows are cut into runs of pixels, one box per run, and the boxes
-joined with shapely. Labels are read one tile at a time (a zarr store or a tiled TIFF never
+holes are kept. Each object's outline is traced along the pixel sides in numpy (where two of its
+pixels touch only at a corner, its rows' runs of pixels are joined as boxes by shapely instead). Labels are read one tile at a time (a zarr store or a tiled TIFF never
 whole); pieces that touch a tile's inner border wait until the end and are joined once, so an
 object cut by tile borders is still one region.
 """
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 TILE = 2048  # pixels a side read at a time
+DIRECT_IDS = 2**22  # object ids up to this are located without renumbering them
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class Region:
     plane: int | None = None  # the plane of a stack
 
 
-def mask_geometry(mask: np.ndarray, row0: int = 0, col0: int = 0):
-    """A boolean mask's pixels as one shapely geometry along pixel edges, offset by (row0, col0)."""
+def _boxes_geometry(mask: np.ndarray, row0: int, col0: int):
+    """The mask as the union of one box per run of pixels in a row (slower; any mask)."""
     import shapely
 
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
@@ -40,8 +41,76 @@ def mask_geometry(mask: np.ndarray, row0: int = 0, col0: int = 0):
     rows, starts = np.nonzero(steps == 1)
     _, ends = np.nonzero(steps == -1)  # row-major order: each run's end follows its start
     boxes = shapely.box(col0 + starts, row0 + rows, col0 + ends, row0 + rows + 1)
-    joined = shapely.union_all(boxes)
-    return shapely.simplify(joined, 0)  # drops the vertices runs leave along straight edges
+    return shapely.simplify(shapely.union_all(boxes), 0)  # drops vertices along straight edges
+
+
+def _rings(mask: np.ndarray) -> tuple[list[np.ndarray], bool]:
+    """The mask's outlines as closed rings of pixel corners ``(x, y)`` (corners only), outer
+    rings clockwise on screen, holes the other way; and whether two pixels of it touch only at a
+    corner (a *pinch*, where a ring may pass twice).
+
+    Every pixel side between the mask and the rest is an edge, directed with the mask on its
+    right; each edge's successor is the edge starting where it ends (at a pinch, the right turn).
+    """
+    h, w = mask.shape
+    p = np.zeros((h + 2, w + 2), bool)
+    p[1:-1, 1:-1] = mask
+    inside, width = p[1:-1, 1:-1], w + 1
+    parts = []
+    for d, outside, (r0, c0), (r1, c1) in (
+        (0, p[:-2, 1:-1], (0, 0), (0, 1)),  # top: (c, r) -> (c + 1, r), going right
+        (1, p[1:-1, 2:], (0, 1), (1, 1)),  # right side: going down
+        (2, p[2:, 1:-1], (1, 1), (1, 0)),  # bottom: going left
+        (3, p[1:-1, :-2], (1, 0), (0, 0)),  # left side: going up
+    ):
+        r, c = np.nonzero(inside & ~outside)
+        parts.append(((r + r0) * width + c + c0, (r + r1) * width + c + c1, np.full(r.size, d)))
+    start, end, d = (np.concatenate(a) for a in zip(*parts))
+    order = np.lexsort((d, start))
+    start, end, d = start[order], end[order], d[order]
+    first = np.searchsorted(start, end, "left")
+    pinch = np.searchsorted(start, end, "right") - first == 2
+    successor = first.copy()
+    other = first[pinch] + 1
+    successor[pinch] = np.where(d[other] == (d[pinch] + 1) % 4, other, first[pinch])
+    seen = np.zeros(start.size, bool)
+    rings = []
+    for e0 in range(start.size):  # each cycle of the successor permutation is a ring
+        ring = []
+        e = e0
+        while not seen[e]:
+            seen[e] = True
+            ring.append(e)
+            e = successor[e]
+        if ring:
+            ring = np.array(ring)
+            corners = start[ring[d[ring] != d[np.roll(ring, 1)]]]
+            rings.append(np.column_stack([corners % width, corners // width]))
+    return rings, bool(pinch.any())
+
+
+def mask_geometry(mask: np.ndarray, row0: int = 0, col0: int = 0):
+    """A boolean mask's pixels as one shapely (Multi)Polygon along pixel edges, offset by
+    (row0, col0): its outlines traced, holes kept, the area its pixel count."""
+    import shapely
+
+    rings, pinched = _rings(mask)
+    if pinched:  # rings that touch themselves are no valid polygon: let GEOS join boxes
+        return _boxes_geometry(mask, row0, col0)
+    shells, holes = [], []
+    for xy in rings:
+        x, y = xy[:, 0], xy[:, 1]
+        signed = np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y)  # > 0: an outer ring
+        (shells if signed > 0 else holes).append(xy + (col0, row0))
+    if len(shells) == 1:
+        return shapely.Polygon(shells[0], holes)
+    outer = [shapely.Polygon(s) for s in shells]
+    inner: list[list[np.ndarray]] = [[] for _ in shells]
+    for hole in holes:  # a hole belongs to the smallest outer ring around it
+        point = shapely.Polygon(hole).representative_point()
+        owners = [i for i, polygon in enumerate(outer) if polygon.contains(point)]
+        inner[min(owners, key=lambda i: outer[i].area)].append(hole)
+    return shapely.MultiPolygon([shapely.Polygon(s, h) for s, h in zip(shells, inner)])
 
 
 def _pieces(block: np.ndarray, instances: bool) -> Iterator[tuple[int, int, np.ndarray, tuple]]:
@@ -50,8 +119,14 @@ def _pieces(block: np.ndarray, instances: bool) -> Iterator[tuple[int, int, np.n
     from skimage.measure import label as connected
 
     if instances:
-        ids, numbered = np.unique(block, return_inverse=True)
-        if ids[0] != 0:  # numbered 1.. with 0 for the background, as find_objects wants
+        top = int(block.max(initial=0))
+        if top <= DIRECT_IDS:  # find_objects lists every id up to the largest: cheap for these
+            for index, where in enumerate(ndimage.find_objects(block.astype(np.intp, copy=False)), 1):
+                if where is not None:
+                    yield index, index, block[where] == index, where
+            return
+        ids, numbered = np.unique(block, return_inverse=True)  # huge ids: numbered 1.. first
+        if ids[0] != 0:
             ids, numbered = np.concatenate([[0], ids]), numbered + 1
         numbered = numbered.reshape(block.shape)
         for index, where in enumerate(ndimage.find_objects(numbered), start=1):
