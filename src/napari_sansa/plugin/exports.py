@@ -128,7 +128,8 @@ def _tool_exports(
         for (layer, result), target in zip(pairs, targets):
             image_id = L.layer_id(layer)
             objects = object_layers.objects(image_id) if image_id in live else None
-            planned.add(target, result.data, objects)
+            data = result.data[0] if result.multiscale else result.data  # level 0, read by tile
+            planned.add(target, data, objects)
         return planned.finish()
 
     return write
