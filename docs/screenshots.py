@@ -34,12 +34,23 @@ def wait(widget, seconds=600):
         app.processEvents()
 
 
-def main() -> int:
+def setup() -> None:
+    """Random test weights unless real ones are named, and a throwaway settings folder."""
     OUT.mkdir(exist_ok=True)
     if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
-        os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
+        os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = (
+            str(sam2),
+            str(adapter),
+        )
     os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
+
+
+def main() -> int:
+    setup()
+    if sys.argv[1:] == ["check-references"]:  # only that one
+        check_references()
+        return 0
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 950)
     viewer.open_sample("napari-sansa", "cells")
@@ -73,7 +84,11 @@ def main() -> int:
     through_the_stack()
     objects()
     large_images()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
+    check_references()
+    print(
+        "wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png and "
+        f"check-references.png to {OUT}"
+    )
     return 0
 
 
@@ -127,7 +142,6 @@ def through_the_stack() -> None:
     viewer.close()
 
 
-
 def objects() -> None:
     """Output "objects": every object its own label, its table on hover, listed least confident
     first. The test weights segment nothing meaningful, so the objects shown are split from the
@@ -142,9 +156,7 @@ def objects() -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
     widget.objects_panel.output.setCurrentText("objects")
     image, truth = cells(6)[2]
-    found = Prediction(0, (truth > 0).astype(np.uint8), scores={1: 0.9}).instances(
-        class_names={1: "cell"}
-    )
+    found = Prediction(0, (truth > 0).astype(np.uint8), scores={1: 0.9}).instances(class_names={1: "cell"})
     source = L.image_source(viewer.layers["cells 2"])
     widget.objects_panel.write(source, TargetKey(source.image_id), found, running=False)
     for layer in viewer.layers:
@@ -184,8 +196,14 @@ def large_images() -> None:
     grid = tile_grid(mosaic.shape[:2], TileOptions(512, 64), 512)
     boxes = [[[t.rows.start, t.cols.start], [t.rows.stop - 1, t.cols.stop - 1]] for t in grid.tiles]
     viewer.add_shapes(
-        boxes, shape_type="rectangle", name="tiles", edge_color="yellow", face_color="transparent",
-        edge_width=4, scale=(0.65, 0.65), opacity=0.7,
+        boxes,
+        shape_type="rectangle",
+        name="tiles",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=4,
+        scale=(0.65, 0.65),
+        opacity=0.7,
     )
     choose(viewer.layers["tiles"], None)  # a picture of the grid, not boxes to segment
     widget._refresh_layers()
@@ -197,6 +215,43 @@ def large_images() -> None:
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
     print(widget.status.text(), "| estimate:", widget.estimate)
+    viewer.close()
+
+
+def check_references() -> None:
+    """Check references on a laptop screen (1366x768): three mask references, each predicted
+    from the other two; the table lists IoU per class, lowest first, and its first row shows
+    that reference's image. Random test weights: the IoUs show the plumbing, not SANSA."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    for i in range(3):
+        widget.prompt_image.setCurrentText(f"cells {i}")
+        prompts = widget.add_prompt_layer("labels")
+        prompts.data[...] = cells(6)[i][1]
+        prompts.refresh()
+    panel = widget.evaluation_panel
+    panel.check()
+    wait(panel)
+    panel.table.setCurrentCell(0, 0)  # the reference the others disagree with most
+    for layer in viewer.layers:
+        layer.visible = layer.name in (
+            panel.results["image"].iloc[0],
+            f"{panel.results['image'].iloc[0]} prompts",
+        )
+    viewer.reset_view()
+    scroll = panel.parent()
+    while scroll is not None and not isinstance(scroll, QScrollArea):
+        scroll = scroll.parent()
+    if scroll is not None:
+        scroll.ensureWidgetVisible(panel)
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "check-references.png"), canvas_only=False)
+    print(panel.status.text())
     viewer.close()
 
 
