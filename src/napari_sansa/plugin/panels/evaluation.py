@@ -41,6 +41,7 @@ from napari_sansa.files.truth import TRUTH_ENDINGS
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.jobs import Started
 from napari_sansa.plugin.core.session import TargetKey
+from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import choose
 
@@ -134,6 +135,7 @@ class EvaluationPanel(QGroupBox):
         self.truth.currentTextChanged.connect(self._truth_changed)
         form.addRow("Ground truth", self.truth)
         box.addLayout(form)
+        self.destroyed.connect(self.cancelled.set)  # napari closing: stop after this reference
         review.result_added.connect(lambda key: self._ious.pop(key, None))
         review.truth_iou = self.iou
         self.reset_choices()
@@ -186,6 +188,8 @@ class EvaluationPanel(QGroupBox):
             self.status.setText("Cancelling after the current reference…")
 
     def _on_event(self, event) -> None:
+        if is_deleted(self):
+            return
         if isinstance(event, Started):
             self.progress.setRange(0, event.total)
             self.progress.setValue(0)
@@ -194,20 +198,23 @@ class EvaluationPanel(QGroupBox):
             rows = event.classes.assign(
                 image=self._names[event.index], key=[self._ref_keys[event.index]] * len(event.classes)
             )
-            self.results = pd.concat([self.results, rows[[*COLUMNS, "key"]]], ignore_index=True)
-            self.results = self.results.sort_values("iou", kind="stable", na_position="last").reset_index(
-                drop=True
-            )
+            frames = [frame for frame in (self.results, rows[[*COLUMNS, "key"]]) if len(frame)]
+            table = pd.concat(frames, ignore_index=True)
+            self.results = table.sort_values("iou", kind="stable", na_position="last").reset_index(drop=True)
             self.progress.setValue(self.progress.value() + 1)
             self._show_table()
 
     def _on_error(self, exc: Exception) -> None:
+        if is_deleted(self):
+            return
         if isinstance(exc, SansaError):
             notifications.error(str(exc))
         else:
             notifications.error(f"Check references failed: {type(exc).__name__}: {exc}")
 
     def _on_finished(self) -> None:
+        if is_deleted(self):
+            return
         self.worker = None
         self.progress.hide()
         self.check_button.setEnabled(True)
