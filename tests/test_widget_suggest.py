@@ -79,3 +79,20 @@ def test_suggest_next_before_a_run_says_to_run_first(open_widget, errors):
     annotate(widget, "cells 0")
     assert widget.suggest_next() is None
     assert errors == [NO_RESULTS]
+
+
+def test_candidates_are_the_unannotated_results_and_the_reason_ranks_them():
+    from napari_sansa.engine.runs.annotation_ranking import Candidate
+    from napari_sansa.plugin.core.session import ImageSource, Job, TargetKey
+    from napari_sansa.plugin.core.suggestion import candidates, reason
+
+    source = ImageSource("a", "stack", cells(1)[0][0][None], lead=1)
+    keys = [TargetKey("a", (z,)) for z in range(4)]
+    job = Job([], [keys[0]], [(k, source) for k in keys])  # plane 0 annotated, and checked
+    assert candidates(job, {k: 0.5 for k in keys[:3]}) == [(keys[1], source), (keys[2], source)]
+
+    ranked = [Candidate(0, 0.6, 0.2, 0.9), Candidate(1, 0.8, 0.1, 0.8), Candidate(2, 0.1, 0.3, 0.5)]
+    assert reason("stack [1]", ranked[0], ranked) == (
+        "Annotate stack [1] next: 2nd least confident result (0.40) and 2nd least like the "
+        "references (feature distance 0.20) of 3."
+    )
