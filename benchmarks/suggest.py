@@ -84,6 +84,8 @@ def simulate(model, pool, held_out, rounds: int, strategy: str, seed: int = 0) -
             model, references, [pool[i][1] for i in rest], [pool[i][2] for i in rest]
         )
         held, _ = mean_iou(model, references, [h[1] for h in held_out], [h[2] for h in held_out])
+        if round_ == 0:
+            curve["confidence_range"] = [min(scores), max(scores)]
         curve["remaining"].append(remaining)
         curve["held_out"].append(held)
         if round_ == rounds or not rest:
@@ -182,13 +184,25 @@ def section(r: dict, command: str) -> str:
         "Images chosen by `suggest`, in order: " + ", ".join(r["curves"]["suggest"]["chosen"]) + ".",
         "",
     ]
+    low, high = r["curves"]["suggest"]["confidence_range"]
+    lines += [
+        f"The results' confidence (`Prediction.score`) ranged from {low:.2f} to {high:.2f} in the first round"
+        + (
+            ": equal for every image, so the uncertainty criterion cannot tell them apart and `suggest` "
+            "ranks by novelty alone (its curves are `novelty`'s; `uncertainty` takes the pool in order)."
+            if high - low < 1e-6
+            else "."
+        ),
+        "",
+    ]
     if r["weights"].startswith("random"):
         lines += [
-            "With random weights the model has learned nothing about cells: its IoU stays near that of "
+            "With random weights the model has learned nothing about cells: its IoU stays below that of "
             f"calling every pixel a cell ({r['all_cell_iou']:.3f} on the held-out set), so the "
             "differences between these curves are the noise of an untrained network, evidence neither "
             "for nor against suggesting. What they do show: the ranking runs on each round's scores and "
-            "cached features, and the novelty criterion picks the images of an unusual appearance first. "
+            "cached features, and the novelty criterion picks images of an unusual appearance first "
+            "(the list above; an image like one already annotated is no longer novel). "
             "Run it with real weights (`--weights`) to measure the benefit.",
             "",
         ]
