@@ -29,22 +29,22 @@ import numpy as np
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image, Multiscale, image_hw
 from napari_sansa.engine.inputs.prompts import Reference
-from napari_sansa.engine.runs.results import Prediction
 from napari_sansa.engine.runs.tiling import TileOptions, tile_grid
-from napari_sansa.engine.runtime.features import ImageFeatures
 
 NOVELTY_WEIGHT = 0.5
 ImageLike = Image | Multiscale | np.ndarray
 
 
 class Model(Protocol):
-    """What ranking needs of :class:`~napari_sansa.engine.model.Sansa`."""
+    """What ranking needs of :class:`~napari_sansa.engine.model.Sansa` (its public methods only:
+    image features with a ``top`` tensor, predictions with a ``score``)."""
 
-    image_size: int
+    @property
+    def image_size(self) -> int: ...
 
-    def encode(self, image: ImageLike) -> ImageFeatures: ...
+    def encode(self, image: ImageLike) -> Any: ...
 
-    def propagate(self, references: Any, targets: Any, **options: Any) -> Iterator[Prediction]: ...
+    def propagate(self, references: Any, targets: Any, **options: Any) -> Iterator[Any]: ...
 
 
 @dataclass(frozen=True)
