@@ -35,6 +35,7 @@ from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
+from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
 from napari_sansa.plugin.qt_lifetime import is_deleted
@@ -99,6 +100,8 @@ class SansaWidget(QWidget):
         self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
         layout.addWidget(self.review_panel)
+        self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
+        layout.addWidget(self.suggestion_panel)
         self.evaluation_panel = EvaluationPanel(
             self.viewer, self._check_inputs, self.review_panel, lambda: self.references_panel.mask_mode
         )
@@ -280,6 +283,16 @@ class SansaWidget(QWidget):
     def use_as_reference(self, key: TargetKey | None = None) -> None:
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
+
+    def suggest_next(self) -> str | None:
+        """Name the unannotated image (or plane) whose annotation should help most, show it and
+        say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
+        panel = self.suggestion_panel
+        key = panel.suggest(self.model, self._plan(), self.scores, self.runner.running())
+        if key is None:
+            return None
+        self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
+        return self._describe_key(key)
 
     # ------------------------------------------------------------------ export
     def export(
