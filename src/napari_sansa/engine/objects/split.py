@@ -273,7 +273,8 @@ def _split_at_notches(obj: np.ndarray, min_size: int) -> np.ndarray | None:
     markers, n = ndimage.label(peaks, structure=np.ones((3, 3), bool))
     if n < 2:
         return None
-    parts = _join_pieces(watershed(-shaped, markers, mask=obj), min_size)
+    pieces = watershed(-shaped, markers, mask=obj)
+    parts = _join_pieces(pieces, _across(pieces, obj, cuts), min_size)
     return parts if parts.max() > 1 else None
 
 
@@ -331,9 +332,28 @@ def _own_width(mask: np.ndarray) -> float:
     return 2 * float(ndimage.distance_transform_edt(np.pad(mask, 1)).max()) - 1
 
 
-def _join_pieces(pieces: np.ndarray, min_size: int) -> np.ndarray:
+def _across(pieces: np.ndarray, obj: np.ndarray, cuts: np.ndarray) -> set[tuple[int, int]]:
+    """Neighbouring pieces whose border meets the outline away from the notches' cuts: a cut
+    across a convex stretch of the object (a rod's end), never a wall between touching objects."""
+    from scipy import ndimage
+
+    square = np.ones((3, 3), bool)
+    near_notch = ndimage.binary_dilation(cuts, square, iterations=2)
+    rim = obj & ndimage.binary_dilation(~obj, square, border_value=1) & ~near_notch
+    pairs = set()
+    for a, b, ra, rb in (
+        (pieces[:, :-1], pieces[:, 1:], rim[:, :-1], rim[:, 1:]),
+        (pieces[:-1, :], pieces[1:, :], rim[:-1, :], rim[1:, :]),
+    ):
+        border = (a != b) & (a > 0) & (b > 0) & (ra | rb)
+        pairs.update(zip(np.minimum(a, b)[border].tolist(), np.maximum(a, b)[border].tolist()))
+    return pairs
+
+
+def _join_pieces(pieces: np.ndarray, across: set[tuple[int, int]], min_size: int) -> np.ndarray:
     """Join neighbouring pieces, the longest border next to the smaller's own width first, while
-    that border is at least PIECE_BORDER_RATIO of the width (pieces under min_size always join)."""
+    that border is at least PIECE_BORDER_RATIO of the width; pieces under min_size, and pieces
+    whose border cuts ``across`` the object, always join."""
     n = int(pieces.max())
     members = {i: pieces == i for i in range(1, n + 1)}
     width = {i: _own_width(m) for i, m in members.items()}
@@ -343,7 +363,7 @@ def _join_pieces(pieces: np.ndarray, min_size: int) -> np.ndarray:
         neighbours[a][b] = neighbours[b][a] = box
 
     def strength(a: int, b: int) -> float:
-        if min(size[a], size[b]) < min_size:
+        if min(size[a], size[b]) < min_size or (min(a, b), max(a, b)) in across:
             return np.inf
         return _length(neighbours[a][b]) / min(width[a], width[b])
 
@@ -361,6 +381,8 @@ def _join_pieces(pieces: np.ndarray, min_size: int) -> np.ndarray:
             del neighbours[other][b]
             if other != a:
                 neighbours[a][other] = neighbours[other][a] = _join(box, neighbours[a].get(other, box))
+                if (min(b, other), max(b, other)) in across:
+                    across.add((min(a, other), max(a, other)))
     out = np.zeros(pieces.shape, np.int32)
     for k, i in enumerate(sorted(members), start=1):
         out[members[i]] = k
