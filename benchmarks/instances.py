@@ -174,7 +174,10 @@ def accuracy_rows(name: str, a: dict) -> list[str]:
         for lo, hi in NECK_BINS
     ]
     single = a["single"]
-    return [f"| {name} | {' | '.join(cells)} | {' | '.join(necks)} | {single['split']}/{single['objects']} |"]
+    return [
+        f"| {name} | {' | '.join(cells)} | {' | '.join(necks)} | {single['split']}/{single['objects']} "
+        f"| {a['split_s']:.2f} |"
+    ]
 
 
 def accuracy_section(r: dict) -> list[str]:
@@ -187,10 +190,12 @@ def accuracy_section(r: dict) -> list[str]:
         f"Accuracy, measured by `{a['command']}` (seed {a['seed']}): F1 at IoU 0.5 (objects found / "
         "objects) on touching ellipses 10-32 px wide whose necks are 0.3-0.7 of the smaller one's width "
         "(benchmarks/instance_scenes.py); objects found by neck; and single irregular objects (wobbly "
-        "outlines, bent rods, long ellipses) cut into more than one.",
+        "outlines, bent rods, long ellipses) cut into more than one; seconds to split the 1,000 objects "
+        "of the timing image above (median of the same run).",
         "",
-        f"| split_instances | pairs | chains of 3 | triangles of 3 | all touching | {header} | singles split |",
-        "| --- " * (6 + len(NECK_BINS)) + "|",
+        f"| split_instances | pairs | chains of 3 | triangles of 3 | all touching | {header} | singles split "
+        "| seconds, 1,000 objects |",
+        "| --- " * (7 + len(NECK_BINS)) + "|",
     ]
     if "baseline" in a:
         lines += accuracy_rows(f"before ({a['baseline_revision']})", a["baseline"])
@@ -251,10 +256,14 @@ def main() -> None:
     drawn = scenes(args.seed)
     command = "python benchmarks/instances.py" + (" --accuracy-only" if args.accuracy_only else "")
     command += f" --baseline {args.baseline}" if args.baseline else ""
+    mask = scene()[1] == 1
     results["accuracy"] = {"command": command, "seed": args.seed, "now": accuracy(ns.split_instances, drawn)}
+    results["accuracy"]["now"]["split_s"] = timed(lambda: ns.split_instances(mask), args.repeats)[0]
     if args.baseline:
+        before = split_at(args.baseline)
         results["accuracy"]["baseline_revision"] = args.baseline
-        results["accuracy"]["baseline"] = accuracy(split_at(args.baseline), drawn)
+        results["accuracy"]["baseline"] = accuracy(before, drawn)
+        results["accuracy"]["baseline"]["split_s"] = timed(lambda: before(mask), args.repeats)[0]
     print(json.dumps(results, indent=1))
     saved.write_text(json.dumps(results, indent=1))
     command = "python benchmarks/instances.py" + (
