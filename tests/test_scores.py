@@ -149,6 +149,16 @@ def test_a_thousand_objects_are_matched():
     assert table.loc[0.9, "false_negatives"] == 1000
 
 
+def test_any_integer_labels_count_the_same():
+    predicted, truth = objects_scene()
+    expected = ns.score_objects(predicted, truth)
+    for dtype, offset in ((np.uint64, 2**40), (np.int64, -(2**40)), (np.uint16, 60000)):
+        shifted = [
+            np.where(a > 0, a.astype(dtype) + dtype(offset), 0).astype(dtype) for a in (predicted, truth)
+        ]
+        pd.testing.assert_frame_equal(ns.score_objects(*shifted), expected)
+
+
 def test_mismatched_shapes_say_so():
     with pytest.raises(SansaError, match="same shape"):
         ns.score_classes(np.zeros((4, 4), int), np.zeros((4, 5), int))

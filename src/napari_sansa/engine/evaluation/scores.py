@@ -57,17 +57,44 @@ def _pair(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndar
     return predicted, truth
 
 
+def _pair_keys(truth: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each (truth, predicted) label pair that shares pixels, and its pixel count: one pass
+    (``bincount``) while the labels are few, else one sort of the pixels' pair keys."""
+    t, p = truth.ravel(), predicted.ravel()
+    if t.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if min(int(t.min()), int(p.min())) < 0 or max(int(t.max()), int(p.max())) >= 2**31:
+        # pair keys would not fit in 64 bits: rank the ids first
+        t_ids, t = np.unique(t, return_inverse=True)
+        p_ids, p = np.unique(p, return_inverse=True)
+    else:
+        t_ids = p_ids = None
+    span = int(p.max()) + 1
+    keys = t.astype(np.int64) * span + p.astype(np.int64)
+    if (int(t.max()) + 1) * span <= 4 * t.size:
+        counts = np.bincount(keys, minlength=1)
+        keys = np.flatnonzero(counts)
+        counts = counts[keys]
+    else:
+        keys, counts = np.unique(keys, return_counts=True)
+    rows, cols = keys // span, keys % span
+    if t_ids is not None:
+        rows, cols = t_ids[rows], p_ids[cols]
+    return rows, cols, counts
+
+
 def _contingency(
     truth: np.ndarray, predicted: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
     """Label ids of each image and the sparse count of pixels per (truth, predicted) pair."""
-    true_ids, true_index = np.unique(truth.ravel(), return_inverse=True)
-    predicted_ids, predicted_index = np.unique(predicted.ravel(), return_inverse=True)
-    counts = sparse.coo_matrix(
-        (np.ones(true_index.size, np.int64), (true_index.ravel(), predicted_index.ravel())),
+    rows, cols, counts = _pair_keys(truth, predicted)
+    true_ids, true_index = np.unique(rows, return_inverse=True)
+    predicted_ids, predicted_index = np.unique(cols, return_inverse=True)
+    table = sparse.coo_matrix(
+        (counts.astype(np.int64), (true_index.ravel(), predicted_index.ravel())),
         shape=(true_ids.size, predicted_ids.size),
-    ).tocsr()  # duplicates are summed
-    return true_ids, predicted_ids, counts
+    ).tocsr()
+    return true_ids, predicted_ids, table
 
 
 def _per_plane(score, predicted: np.ndarray, truth: np.ndarray, per_plane: bool, **options) -> pd.DataFrame:
