@@ -399,6 +399,9 @@ def write_report(path: Path) -> None:
     from adapt import report_lines as adapt_lines  # benchmarks/adapt.py
 
     lines += adapt_lines(load("adapt"))
+    from fewshot import report_lines as fewshot_lines  # benchmarks/fewshot.py
+
+    lines += fewshot_lines()
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
     if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
         start = old.index("## Objects")

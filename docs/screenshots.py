@@ -34,8 +34,8 @@ def wait(widget, seconds=600):
         app.processEvents()
 
 
-def use_test_weights() -> None:
-    """Random test weights unless the checkpoint variables name real ones; a fresh config folder."""
+def setup() -> None:
+    """Random test weights unless real ones are named, and a throwaway settings folder."""
     OUT.mkdir(exist_ok=True)
     if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
@@ -44,7 +44,13 @@ def use_test_weights() -> None:
 
 
 def main() -> int:
-    use_test_weights()
+    setup()
+    if sys.argv[1:] == ["check-references"]:  # only that one
+        check_references()
+        return 0
+    if sys.argv[1:] == ["adapt"]:  # only that one
+        adapting()
+        return 0
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 950)
     viewer.open_sample("napari-sansa", "cells")
@@ -78,8 +84,12 @@ def main() -> int:
     through_the_stack()
     objects()
     large_images()
+    check_references()
     adapting()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png and adapt.png to {OUT}")
+    print(
+        "wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png, "
+        f"check-references.png and adapt.png to {OUT}"
+    )
     return 0
 
 
@@ -206,10 +216,48 @@ def large_images() -> None:
     viewer.close()
 
 
-def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> None:
-    """The Adapt to these images… section while it trains (four images annotated with masks)."""
+def scroll_to(panel) -> None:
+    """Scroll the dock (a scroll area) to one of its sections."""
     from qtpy.QtWidgets import QScrollArea
 
+    scroll = panel.parent()
+    while scroll is not None and not isinstance(scroll, QScrollArea):
+        scroll = scroll.parent()
+    if scroll is not None:
+        scroll.ensureWidgetVisible(panel)
+
+
+def check_references() -> None:
+    """Check references on a laptop screen (1366x768): three mask references, each predicted
+    from the other two; the table lists IoU per class, lowest first, and its first row shows
+    that reference's image. Random test weights: the IoUs show the plumbing, not SANSA."""
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    for i in range(3):
+        widget.prompt_image.setCurrentText(f"cells {i}")
+        prompts = widget.add_prompt_layer("labels")
+        prompts.data[...] = cells(6)[i][1]
+        prompts.refresh()
+    panel = widget.evaluation_panel
+    panel.check()
+    wait(panel)
+    panel.table.setCurrentCell(0, 0)  # the reference the others disagree with most
+    lowest = panel.results["image"].iloc[0]
+    for layer in viewer.layers:
+        layer.visible = layer.name in (lowest, f"{lowest} prompts")
+    viewer.reset_view()
+    scroll_to(panel)
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "check-references.png"), canvas_only=False)
+    print(panel.status.text())
+    viewer.close()
+
+
+def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> None:
+    """The Adapt to these images… section while it trains (four images annotated with masks)."""
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(*size)
     viewer.open_sample("napari-sansa", "cells")
@@ -228,11 +276,7 @@ def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> No
     while len(panel.plot.ious) < 2 and panel.worker is not None and time.time() - start < 1800:
         app.processEvents()
         time.sleep(0.05)
-    scroll = panel.parent()
-    while scroll is not None and not isinstance(scroll, QScrollArea):
-        scroll = scroll.parent()
-    if scroll is not None:
-        scroll.ensureWidgetVisible(panel)
+    scroll_to(panel)
     for layer in viewer.layers:
         layer.visible = layer.name in ("cells 0", "cells 0 prompts")
     for _ in range(20):
@@ -244,8 +288,4 @@ def adapting(size: tuple[int, int] = (1366, 768), name: str = "adapt.png") -> No
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["adapt"]:
-        use_test_weights()
-        adapting()
-        sys.exit(0)
     sys.exit(main())

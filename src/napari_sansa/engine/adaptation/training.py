@@ -33,6 +33,7 @@ from napari_sansa.engine.adaptation.loss import mask_loss
 from napari_sansa.engine.adaptation.report import AdaptProgress, AdaptReport
 from napari_sansa.engine.adaptation.trunk import SplitEncoder
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.evaluation.scores import score_classes
 from napari_sansa.engine.inputs.images import model_input
 from napari_sansa.engine.inputs.prompts import DensePrompt, Reference, mask_in_model_frame, sam_point_inputs
 from napari_sansa.engine.network.adapters import adapter_modules
@@ -132,13 +133,12 @@ def held_out_scores(
         quiet.setLevel(level)
     scores = {}
     for (image, _), prediction in zip(held, predictions):
-        ious = []
-        for class_id in image.mask_classes:
-            if class_id in known:
-                truth, predicted = image.prompts[class_id].mask, prediction.labels == class_id
-                union = np.logical_or(truth, predicted).sum()
-                ious.append(float(np.logical_and(truth, predicted).sum() / union) if union else 1.0)
-        scores[image.index] = float(np.mean(ious)) if ious else float("nan")
+        wanted = [c for c in image.mask_classes if c in known]
+        truth = np.zeros(prediction.labels.shape, np.uint32)
+        for class_id in wanted:
+            truth[image.prompts[class_id].mask] = class_id
+        table = score_classes(prediction.labels, truth, wanted)
+        scores[image.index] = float(table["iou"].mean()) if wanted else float("nan")
     return scores
 
 
