@@ -78,7 +78,7 @@ def demo(steps: int, image_size: int, train: str) -> dict:
     record = torch.load(out, weights_only=True)["sansa_adaptation"]
     shots = references[:6]
     return {
-        "command": "napari-sansa " + " ".join(command[4:]).replace(str(work), "$WORK"),
+        "command": "napari-sansa " + " ".join(command[3:]).replace(str(work), "$WORK"),
         "steps": steps,
         "image_size": image_size,
         "train": train,
