@@ -187,7 +187,9 @@ def report_lines(r: dict | None) -> list[str]:
                 f"| {s['peak_rss_mib']:.0f} MiB"
                 f"{' (gradient checkpointing)' if s['checkpointing'] else ''} | {s['load_average']:.1f} on {s['cpus']} CPUs |"
             )
-    lines += ["", *r.get("notes", []), ""]
+    for note in r.get("notes", []):
+        lines += ["", note]
+    lines.append("")
     return lines
 
 
