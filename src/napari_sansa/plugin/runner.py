@@ -95,6 +95,20 @@ class Runner(QObject):
         """Whether a run's worker is going."""
         return self.worker is not None
 
+    def model_for(self, settings: WidgetSettings) -> tuple[tuple, Callable]:
+        """The settings' model key and a function (for a worker) that loads it, or gives the loaded one."""
+        return model_loader(settings, self.model, self._model_key)
+
+    def loaded(self, key: tuple) -> bool:
+        """Whether the model of these settings (their key) is loaded."""
+        return self.model is not None and self._model_key == key
+
+    def adopt(self, model, key: tuple) -> None:
+        """Keep a model another worker (the live preview) loaded, for the next runs."""
+        if self.model is not model:
+            self.model, self._model_key = model, key
+            self.panels.model.show_running(model)
+
     def start(self, job: Job, settings: WidgetSettings):
         """Segment the job's targets like its references; returns the worker (``None``: told why)."""
         from napari.qt.threading import create_worker
@@ -116,7 +130,7 @@ class Runner(QObject):
             notifications.error(str(exc))
             return None
         save_settings(settings)
-        key, get_model = model_loader(settings, self.model, self._model_key)
+        key, get_model = self.model_for(settings)
         self._through = {stack.source.image_id for stack in job.stacks}  # their objects link up
         self.failures = []
         self._done, self._total = 0, len(job.targets)
@@ -137,6 +151,7 @@ class Runner(QObject):
             self.cancelled,
             self.ready,
             objects=self.panels.objects.splitter(job.class_names),
+            threshold=self.panels.controls.threshold_logit,
             output=partial(layers.writer, locked=self.results.locked_now),
             notify=self._emit_tile,
             _start_thread=False,
@@ -144,7 +159,7 @@ class Runner(QObject):
         )
         controls = self.panels.controls
         controls.running(True)
-        if self.model is None or self._model_key != key:
+        if not self.loaded(key):
             first_use = settings.model != LOCAL
             message = "Loading the SANSA model" + (
                 " (the first use downloads about 1 GB)" if first_use else ""

@@ -5,12 +5,12 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from napari_sansa.plugin.viewer import layers as L
@@ -19,14 +19,16 @@ THROUGH, INDEPENDENT = "through the stack", "independent planes"
 ANNOTATED = Qt.UserRole + 1  # item data: whether the image carries prompts
 
 
-class TargetsPanel(QGroupBox):
+class TargetsPanel(QWidget):
     """A checkable list of the open images, and the choice for annotated stacks."""
 
     def __init__(self) -> None:
-        super().__init__("Targets")
+        super().__init__()
         box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
+        self.list.setToolTip("The images a run segments: checked ones (annotated images start unchecked)")
         box.addWidget(self.list)
         row = QHBoxLayout()
         row.addWidget(QLabel("Annotated stacks"))
