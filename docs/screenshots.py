@@ -1,6 +1,8 @@
 """Regenerate the screenshots in docs/images from a real napari viewer.
 
-Run under a (virtual) display: ``xvfb-run -a .venv/bin/python docs/screenshots.py``.
+Run under a (virtual) display: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/screenshots.py``.
+widget.png shows napari on a 1920x1080 screen after a run, laptop.png on 1366x768 (napari
+maximised) with a live preview.
 Uses random test weights unless NAPARI_SANSA_SAM2_CHECKPOINT/ADAPTER are set, so the masks
 in the pictures show the plumbing, not SANSA's quality.
 """
@@ -24,6 +26,15 @@ from napari_sansa.samples import cells
 OUT = Path(__file__).parent / "images"
 
 
+LARGE, LAPTOP = (1920, 1080), (1366, 768)  # napari maximised on these screens
+
+
+def maximised(viewer, size) -> None:
+    """The window as napari maximised on a screen of ``size`` (Xvfb has no window manager to do it)."""
+    viewer.window._qt_window.setGeometry(0, 0, *size)
+    QApplication.instance().processEvents()
+
+
 def wait(widget, seconds=600):
     app = QApplication.instance()
     start = time.time()
@@ -40,15 +51,7 @@ def main() -> int:
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
         os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
     os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
-    viewer = napari.Viewer()
-    viewer.window._qt_window.resize(1500, 950)
-    viewer.open_sample("napari-sansa", "cells")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
-    widget.image_size.setValue(512)
-    widget.prompt_image.setCurrentText("cells 0")
-    prompts = widget.add_prompt_layer("labels")
-    prompts.data[...] = cells(6)[0][1]
-    prompts.refresh()
+    viewer, widget, _ = annotated_cells(LARGE)
     widget.prompt_image.setCurrentText("cells 1")
     points = widget.add_prompt_layer("points")
     points.add([[60, 80]])
@@ -69,12 +72,49 @@ def main() -> int:
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "reference.png"), canvas_only=False)
     viewer.close()
+    laptop()
     own_data()
     through_the_stack()
     objects()
     large_images()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
+    print(f"wrote widget.png, laptop.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
     return 0
+
+
+def annotated_cells(screen):
+    """napari maximised on ``screen`` with the cells sample, the dock, and cells 0's nuclei and
+    granules painted in a prompt layer: (viewer, widget, prompt layer)."""
+    viewer = napari.Viewer()
+    maximised(viewer, screen)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    widget.prompt_image.setCurrentText("cells 0")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.data[...] = cells(6)[0][1]
+    prompts.refresh()
+    return viewer, widget, prompts
+
+
+def laptop() -> None:
+    """A 1366x768 laptop screen: the dock fits beside the canvas; a live preview while drawing."""
+    viewer, widget, prompts = annotated_cells(LAPTOP)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 0", "cells 0 prompts", "cells 1")
+    viewer.layers.move(viewer.layers.index("cells 1"), len(viewer.layers))  # cells 1 on top: looked at
+    viewer.layers.selection.active = prompts
+    widget.live_preview.setChecked(True)
+    app = QApplication.instance()
+    start = time.time()
+    while widget.preview.written == 0 and time.time() - start < 600:
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        app.processEvents()
+    viewer.reset_view()
+    app.processEvents()
+    viewer.screenshot(str(OUT / "laptop.png"), canvas_only=False)
+    viewer.close()
 
 
 def own_data() -> None:

@@ -55,6 +55,7 @@ class LivePreview(QObject):
         self._timer.timeout.connect(self._start)
         controls.live_preview.toggled.connect(self._toggled)
         viewer.dims.events.current_step.connect(self.changed)
+        self.destroyed.connect(lambda: viewer.dims.events.current_step.disconnect(self.changed))
 
     @property
     def on(self) -> bool:
@@ -62,7 +63,7 @@ class LivePreview(QObject):
 
     def changed(self, event=None) -> None:
         """A reference (or the looked-at plane) changed: predict again once changes pause."""
-        if self.on and not self._gone():
+        if not self._gone() and self.on:
             self.generation += 1
             self._timer.start()
 
