@@ -12,14 +12,20 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
 from qtpy.QtWidgets import QWidget
 
-from napari_sansa.plugin.panels.review import ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY
+from napari_sansa.plugin.panels.review import ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY, ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RUN_KEY
 
 SHORTCUTS = {"run": RUN_KEY, "accept": ACCEPT_KEY, "next": NEXT_KEY, "previous": PREVIOUS_KEY}
 
 
-def add_shortcuts(widget: QWidget, actions: dict[str, Callable[[], object]]) -> dict[str, QShortcut]:
-    """A window-wide shortcut for each action named in :data:`SHORTCUTS`."""
+def add_shortcuts(widget: QWidget, run: Callable[[], object], review: ReviewPanel) -> dict[str, QShortcut]:
+    """Window-wide shortcuts (:data:`SHORTCUTS`): ``run``, and accept, next and previous in ``review``."""
+    actions = {
+        "run": run,
+        "accept": review.accept,
+        "next": lambda: review.step(1),
+        "previous": lambda: review.step(-1),
+    }
     shortcuts = {}
     for name, action in actions.items():
         shortcut = QShortcut(QKeySequence(SHORTCUTS[name]), widget)

@@ -75,9 +75,7 @@ class SansaWidget(QWidget):
         mp = self.model_panel = ModelPanel()
         self.model_choice, self.sam2_file, self.adapter_file = mp.model_choice, mp.sam2_file, mp.adapter_file
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
-        add(
-            "Model", mp, expanded=False, tooltip="Which weights, on which device, at which precision and size"
-        )
+        add("Model", mp, expanded=False, tooltip="Which weights, on which device, at which precision")
         rp = self.references_panel = ReferencesPanel(self.viewer)
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
         self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
@@ -89,33 +87,20 @@ class SansaWidget(QWidget):
         output = stacked(self.targets_panel, self.large_panel, self.objects_panel.choice)
         add("Targets and output", output, tooltip="The images to segment, and what a run gives")
         c = self.controls = RunControls(self.run, self.cancel)
-        self.run_button, self.cancel_button, self.status, self.progress = (
-            c.run_button,
-            c.cancel_button,
-            c.status,
-            c.progress,
-        )
+        self.run_button, self.cancel_button = c.run_button, c.cancel_button
+        self.status, self.progress = c.status, c.progress
         self.live_preview = c.live_preview
         add("Run", c, tooltip="Run, live preview and threshold")
         self.review_panel = ReviewPanel(self.viewer, self._describe_key)
         self.review_panel.reference_added.connect(self.references_panel.describe)
         self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
-        review = add(
-            "Review (least confident first)", stacked(self.review_panel, self.objects_panel), expanded=False
-        )
-        self.review_panel.filled.connect(lambda: review.expand())  # folded until there is something to review
+        to_review = stacked(self.review_panel, self.objects_panel)
+        review = add("Review (least confident first)", to_review, expanded=False)  # until results come
+        self.review_panel.filled.connect(lambda: review.expand())
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         add("Export", self.run_files, tooltip="Write the results and references; load references")
-        self.shortcuts = add_shortcuts(
-            self,
-            {
-                "run": self.run,
-                "accept": self.accept,
-                "next": lambda: self.review_panel.step(1),
-                "previous": lambda: self.review_panel.step(-1),
-            },
-        )
+        self.shortcuts = add_shortcuts(self, self.run, self.review_panel)
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""

@@ -10,7 +10,7 @@ with every section open; on a large screen they all show without scrolling.
 from __future__ import annotations
 
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QFrame, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 MIN_VISIBLE_HEIGHT = 240  # the dock's minimum: sections scroll below this, napari keeps the rest
 SCROLLBAR_ROOM = 20  # beside the sections, for the scroll bar as napari's style draws it
@@ -97,7 +97,11 @@ class Sections(QScrollArea):
         before: str | None = None,
         tooltip: str = "",
     ) -> Section:
-        """Add a panel as a section (last, or before the section titled ``before``)."""
+        """Add a panel as a section (last, or before the section titled ``before``); a group box's
+        own title gives way to the section's."""
+        if isinstance(panel, QGroupBox):
+            panel.setTitle("")
+            panel.setFlat(True)
         section = Section(title, panel, expanded, tooltip)
         index = self._box.count() - 1  # before the stretch
         if before in self.sections:
