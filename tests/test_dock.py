@@ -64,3 +64,16 @@ def test_shortcuts_run_accept_and_step_through_the_results(open_widget, qtbot):
     assert widget.review_panel.selected_key() == first
     widget.shortcuts["accept"].activated.emit()
     assert first in widget.locked
+
+
+def test_a_panel_joins_the_dock_in_one_line(open_widget):
+    from qtpy.QtWidgets import QGroupBox, QLabel, QVBoxLayout
+
+    _, widget = open_widget()
+    panel = QGroupBox("Check references")
+    QVBoxLayout(panel).addWidget(QLabel("IoU per reference"))
+    section = widget.sections.add("Check references", panel, before="Export")
+    assert widget.sections.titles()[-2:] == ["Check references", "Export"]
+    assert panel.title() == "" and section.header.text() == "Check references"  # one title, not two
+    section.expand(False)
+    assert not panel.isVisibleTo(widget)

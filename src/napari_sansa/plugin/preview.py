@@ -77,6 +77,7 @@ class LivePreview(QObject):
 
     def _say(self, text: str) -> None:
         self.controls.preview_status.setText(text)
+        self.controls.preview_status.setVisible(bool(text))  # no empty line in the dock
 
     def _start(self) -> None:
         """Predict the looked-at target now, unless a prediction is in flight (its end restarts this)."""

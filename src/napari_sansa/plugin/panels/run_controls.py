@@ -66,6 +66,7 @@ class RunControls(QWidget):
         self.preview_status.setWordWrap(True)
         self.preview_status.setToolTip("What the live preview last did, and how long it took")
         layout.addWidget(self.preview_status)
+        self.preview_status.hide()  # until the preview has something to say
         self.status = QLabel("")
         self.status.setWordWrap(True)
         layout.addWidget(self.status)

@@ -30,7 +30,9 @@ class TargetsPanel(QWidget):
         self.list.setMaximumHeight(110)
         self.list.setToolTip("The images a run segments: checked ones (annotated images start unchecked)")
         box.addWidget(self.list)
-        row = QHBoxLayout()
+        self.stack_row = QWidget()  # shown only while a stack is open
+        row = QHBoxLayout(self.stack_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("Annotated stacks"))
         self.stack_mode = QComboBox()
         self.stack_mode.addItems([THROUGH, INDEPENDENT])
@@ -39,7 +41,8 @@ class TargetsPanel(QWidget):
             "both ways (volumes, time-lapses). Independent planes: each plane on its own, like any image."
         )
         row.addWidget(self.stack_mode)
-        box.addLayout(row)
+        box.addWidget(self.stack_row)
+        self.stack_row.setVisible(False)
 
     @property
     def through_stacks(self) -> bool:
@@ -58,6 +61,7 @@ class TargetsPanel(QWidget):
             item = self.list.item(i)
             kept[(item.data(Qt.UserRole), item.data(ANNOTATED))] = item.checkState()
         self.list.clear()
+        self.stack_row.setVisible(any(layer.ndim > 2 for layer in images))
         for layer in images:
             image_id = L.layer_id(layer)
             is_annotated = image_id in annotated
