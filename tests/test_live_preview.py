@@ -105,3 +105,24 @@ def test_the_threshold_relabels_the_preview_and_the_results_without_the_model(
         assert np.array_equal(preview.data, labels_from_logits(widget.preview.last.logits, threshold))
     assert (shown[5][0] > 0).sum() > (shown[95][0] > 0).sum()  # a lower threshold labels more
     assert (shown[5][1] > 0).sum() > (shown[95][1] > 0).sum()
+
+
+def test_labels_from_logits_make_the_labels_the_model_makes(model, samples):
+    import napari_sansa as ns
+
+    (image, labels), (target, _) = samples[0], samples[1]
+    reference = ns.Reference(image, {1: ns.Mask(labels == 1), 2: ns.Mask(labels == 2)})
+    prediction = model.segment([reference], [target])[0]
+    again = labels_from_logits(prediction.logits, model.config.threshold, prediction.labels.dtype)
+    assert np.array_equal(again, prediction.labels)
+
+
+def test_kept_logits_stay_within_their_budget_oldest_dropped_first():
+    from napari_sansa.plugin.core.logits import KeptLogits
+
+    one = {1: np.zeros((64, 64), np.float32), 2: np.ones((64, 64), np.float32)}  # 16 KiB in float16
+    kept = KeptLogits(budget=40 * 1024)
+    for key in "abc":
+        kept.put(key, one)
+    assert [k for k, _ in kept.items()] == ["b", "c"] and kept.nbytes <= kept.budget
+    assert kept.get("c")[2].dtype == np.float16
