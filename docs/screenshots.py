@@ -35,6 +35,15 @@ def maximised(viewer, size) -> None:
     QApplication.instance().processEvents()
 
 
+def settle(seconds: float = 1.0) -> None:
+    """Let Qt finish laying out (the dock widens after its lists are rebuilt) before a screenshot."""
+    app = QApplication.instance()
+    start = time.time()
+    while time.time() - start < seconds:
+        app.processEvents()
+        time.sleep(0.02)
+
+
 def wait(widget, seconds=600):
     app = QApplication.instance()
     start = time.time()
@@ -63,13 +72,13 @@ def main() -> int:
     widget.review.setCurrentRow(0)
     viewer.layers.selection.active = viewer.layers["cells 2 [SANSA]"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
 
     for layer in viewer.layers:
         layer.visible = layer.name in ("cells 0", "cells 0 prompts")
     viewer.layers.selection.active = viewer.layers["cells 0 prompts"]
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "reference.png"), canvas_only=False)
     viewer.close()
     laptop()
@@ -112,7 +121,7 @@ def laptop() -> None:
     for _ in range(20):
         app.processEvents()
     viewer.reset_view()
-    app.processEvents()
+    settle()
     viewer.screenshot(str(OUT / "laptop.png"), canvas_only=False)
     viewer.close()
 
@@ -140,7 +149,7 @@ def own_data() -> None:
         layer.visible = layer.name in ("cells 0", "cells 0_cellpose")
     viewer.layers.selection.active = viewer.layers["cells 0_cellpose"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "own-data.png"), canvas_only=False)
     viewer.close()
 
@@ -162,7 +171,7 @@ def through_the_stack() -> None:
     viewer.layers["drifting cells seed"].visible = False
     widget.review.setCurrentRow(0)
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "stack.png"), canvas_only=False)
     viewer.close()
 
@@ -192,7 +201,7 @@ def objects() -> None:
     viewer.layers.selection.active = viewer.layers["cells 2 [SANSA objects]"]
     widget.objects_panel.list.setCurrentRow(1)
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)
     viewer.close()
 
@@ -234,7 +243,7 @@ def large_images() -> None:
     viewer.layers["mosaic [SANSA]"].opacity = 0.4
     viewer.layers.selection.active = viewer.layers["mosaic [SANSA]"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
     print(widget.status.text(), "| estimate:", widget.estimate)
     viewer.close()

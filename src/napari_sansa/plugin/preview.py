@@ -128,7 +128,8 @@ class LivePreview(QObject):
         self.last = result
         self.written += 1
         where = request.key.describe(request.source.name)
-        self._say(f"Preview of {where}: {result.seconds:.2f} s")
+        first = " (its first look: encoded once)" if result.encoder_passes else ""
+        self._say(f"Preview of {where}: {result.seconds:.2f} s{first}")
 
     def _failed(self, exc: Exception) -> None:
         """Said in the dock, not in a pop-up: a preview fails again at each stroke until fixed."""

@@ -43,7 +43,7 @@ class ReviewPanel(QWidget):
             "Results, least confident first (score: predicted IoU x mask stability); select one to go "
             f"to it. Next / previous: {NEXT_KEY} / {PREVIOUS_KEY}"
         )
-        self.queue.setMaximumHeight(160)  # about ten rows: the buttons below stay in view
+        self.queue.setMaximumHeight(130)  # about eight rows: the buttons below stay in view
         self.queue.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.queue)
         row = QHBoxLayout()
