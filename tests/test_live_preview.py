@@ -126,3 +126,20 @@ def test_kept_logits_stay_within_their_budget_oldest_dropped_first():
         kept.put(key, one)
     assert [k for k, _ in kept.items()] == ["b", "c"] and kept.nbytes <= kept.budget
     assert kept.get("c")[2].dtype == np.float16
+
+
+def test_on_a_stack_the_plane_on_screen_is_previewed(open_widget, qtbot):
+    viewer, widget = open_widget("drifting_cells")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.brush_size = 30
+    viewer.dims.set_current_step(0, 4)
+    widget.live_preview.setChecked(True)
+    _stroke(prompts, (4, 120, 160))  # plane 4 is annotated: a reference, not a target
+    qtbot.wait(3 * preview_module.DEBOUNCE_MS)
+    assert widget.preview.written == 0
+    viewer.dims.set_current_step(0, 7)  # looking at another plane previews it
+    _wait_written(widget, qtbot, 1)
+    assert widget.preview.last.request.key.plane == (7,)
+    layer = viewer.layers["drifting cells [SANSA preview]"]
+    assert layer.data.shape == viewer.layers["drifting cells"].data.shape
+    assert not layer.data[:7].any() and not layer.data[8:].any()  # only the plane on screen
