@@ -77,3 +77,4 @@ def test_a_panel_joins_the_dock_in_one_line(open_widget):
     assert panel.title() == "" and section.header.text() == "Check references"  # one title, not two
     section.expand(False)
     assert not panel.isVisibleTo(widget)
+

@@ -9,7 +9,7 @@ with every section open; on a large screen they all show without scrolling.
 
 from __future__ import annotations
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QEvent, QSize, Qt
 from qtpy.QtWidgets import QFrame, QGroupBox, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 MIN_VISIBLE_HEIGHT = 240  # the dock's minimum: sections scroll below this, napari keeps the rest
@@ -86,7 +86,14 @@ class Sections(QScrollArea):
         self._box.setContentsMargins(4, 4, 4, 4)
         self._box.addStretch()
         self.setWidget(inner)
+        inner.installEventFilter(self)  # a section grew wider: the dock follows, never cuts it
         self.sections: dict[str, Section] = {}
+
+    def eventFilter(self, watched, event) -> bool:
+        """QScrollArea keeps its size hints when its widget's change; pass the change on to napari's dock."""
+        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
 
     def add(
         self,
