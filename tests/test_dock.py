@@ -26,6 +26,8 @@ def test_the_dock_fits_a_laptop_screen_with_every_section_open(open_widget):
         "Targets and output",
         "Run",
         "Review (least confident first)",
+        "Annotate next",
+        "How good is it?",
         "Export",
     ]
     # and all of it shows without scrolling where the screen is tall enough
@@ -77,4 +79,3 @@ def test_a_panel_joins_the_dock_in_one_line(open_widget):
     assert panel.title() == "" and section.header.text() == "Check references"  # one title, not two
     section.expand(False)
     assert not panel.isVisibleTo(widget)
-

@@ -24,12 +24,14 @@ from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
+from napari_sansa.plugin.panels.evaluation import CheckInputs, EvaluationPanel
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
 from napari_sansa.plugin.panels.sections import Sections, stacked
+from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
 from napari_sansa.plugin.preview import LivePreview
@@ -56,7 +58,8 @@ class SansaWidget(QWidget):
         self.preview = LivePreview(
             self.viewer, self.runner, self.controls, self._plan, self._settings, gone, self
         )
-        self.controls.threshold_changed.connect(self._threshold_changed)
+        for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
+            self.controls.threshold_changed.connect(relabel)
         self.destroyed.connect(self.runner.cancelled.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
@@ -98,6 +101,15 @@ class SansaWidget(QWidget):
         to_review = stacked(self.review_panel, self.objects_panel)
         review = add("Review (least confident first)", to_review, expanded=False)  # until results come
         self.review_panel.filled.connect(lambda: review.expand())
+        self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
+        add("Annotate next", self.suggestion_panel, tooltip="Which image to annotate next, and why")
+        self.evaluation_panel = EvaluationPanel(
+            self.viewer, self._check_inputs, self.review_panel, lambda: self.references_panel.mask_mode
+        )
+        self.evaluation_panel.references_changed.connect(self.references_panel.describe_later)
+        add(
+            "How good is it?", self.evaluation_panel, expanded=False, tooltip="Check references, ground truth"
+        )
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         add("Export", self.run_files, tooltip="Write the results and references; load references")
         self.shortcuts = add_shortcuts(self, self.run, self.review_panel)
@@ -157,6 +169,7 @@ class SansaWidget(QWidget):
         self.references_panel.reset_choices()
         annotated = {L.layer_id(a.image) for a in self.references_panel.assignments() if a.image is not None}
         self.targets_panel.show_images(images, annotated)
+        self.evaluation_panel.reset_choices()
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
@@ -190,10 +203,20 @@ class SansaWidget(QWidget):
 
     def run(self, job: Job | None = None):
         """Segment every target like the references (what the Run button does); returns the worker."""
-        if self.runner.running():
-            notifications.error("A run is already going; cancel it or wait for it to finish.")
+        if self.runner.running() or self.evaluation_panel.running():
+            notifications.error("A run or a check is already going; cancel it or wait for it to finish.")
             return None
         return self.runner.start(job or self._plan(), self._settings())
+
+    def _check_inputs(self) -> CheckInputs | None:
+        """Check references' references, as a run would take them, and the run's model."""
+        if self.runner.running():
+            notifications.error("A run is going; check the references when it has finished.")
+            return None
+        job = self._plan()
+        names = [self._describe_key(key) for key in job.reference_keys]
+        get_model = self.runner.model_getter(self._settings())
+        return CheckInputs(job.references, names, list(job.reference_keys), get_model)
 
     def cancel(self) -> None:
         """Stop after the target in progress; finished targets are kept."""
@@ -248,11 +271,6 @@ class SansaWidget(QWidget):
         self.review_panel.lock([key])
         return self.run(job)
 
-    def _threshold_changed(self, threshold: float) -> None:
-        """Label the preview and the kept results again at the slider's threshold, from their logits."""
-        self.preview.relabel(threshold)
-        self.runner.results.relabel(threshold)
-
     # ------------------------------------------------------------------ review
     @property
     def scores(self) -> dict[TargetKey, float]:
@@ -275,6 +293,16 @@ class SansaWidget(QWidget):
     def use_as_reference(self, key: TargetKey | None = None) -> None:
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
+
+    def suggest_next(self) -> str | None:
+        """Name the unannotated image (or plane) whose annotation should help most, show it and
+        say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
+        panel = self.suggestion_panel
+        key = panel.suggest(self.model, self._plan(), self.scores, self.runner.running())
+        if key is None:
+            return None
+        self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
+        return self._describe_key(key)
 
     # ------------------------------------------------------------------ export
     def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:

@@ -28,6 +28,7 @@ class ReviewPanel(QWidget):
     reference_added = Signal()  # a result became a reference: the references changed
     propagate_requested = Signal(object)  # "Propagate from here" on a stack plane (a TargetKey)
     filled = Signal()  # the first results arrived in an empty list
+    result_added = Signal(object)  # a target's result is new (a TargetKey): what was measured of it is stale
 
     def __init__(self, viewer, describe: Callable[[TargetKey], str]) -> None:
         super().__init__()
@@ -35,6 +36,7 @@ class ReviewPanel(QWidget):
         self._describe = describe
         self.scores: dict[TargetKey, float] = {}
         self.locked: set[TargetKey] = set()
+        self.truth_iou: Callable[[TargetKey], float | None] | None = None  # shown beside the score
         self._shown = 0.0
         box = QVBoxLayout(self)
         box.setContentsMargins(0, 0, 0, 0)
@@ -72,6 +74,7 @@ class ReviewPanel(QWidget):
     def add_result(self, key: TargetKey, score: float, running: bool) -> None:
         """Note a target's score; while a run goes on the list is rebuilt at most once a second."""
         self.scores[key] = score
+        self.result_added.emit(key)
         if not running or time.monotonic() - self._shown > REFRESH_EVERY_S:
             self.refresh()
 
@@ -89,6 +92,8 @@ class ReviewPanel(QWidget):
         self.queue.clear()
         for key in self.order():
             mark = "  ✓ locked" if key in self.locked else ""
+            iou = self.truth_iou(key) if self.truth_iou is not None else None
+            mark += f"  IoU {iou:.2f}" if iou is not None else ""
             item = QListWidgetItem(f"{self.scores[key]:.2f}  {self._describe(key)}{mark}")
             item.setData(Qt.UserRole, key)
             self.queue.addItem(item)
