@@ -46,6 +46,7 @@ class ReviewPanel(QWidget):
             f"to it. Next / previous: {NEXT_KEY} / {PREVIOUS_KEY}"
         )
         self.queue.setMaximumHeight(130)  # about eight rows: the buttons below stay in view
+        self.queue.setSizeAdjustPolicy(QListWidget.AdjustToContents)  # a short list takes little room
         self.queue.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.queue)
         row = QHBoxLayout()

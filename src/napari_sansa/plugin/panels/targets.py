@@ -28,6 +28,7 @@ class TargetsPanel(QWidget):
         box.setContentsMargins(0, 0, 0, 0)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
+        self.list.setSizeAdjustPolicy(QListWidget.AdjustToContents)  # a short list takes little room
         self.list.setToolTip("The images a run segments: checked ones (annotated images start unchecked)")
         box.addWidget(self.list)
         self.stack_row = QWidget()  # shown only while a stack is open
