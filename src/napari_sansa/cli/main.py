@@ -67,6 +67,13 @@ def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> Non
         "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
     )
     parser.add_argument(
+        "--export",
+        metavar="geojson,coco",
+        default=None,
+        help="also write the objects (with --instances) or class regions for other tools: geojson: "
+        "<name>_objects.geojson per image for QuPath; coco: one coco.json in --out; both: geojson,coco",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="skip targets whose label image exists and is complete; do only the rest",

@@ -13,6 +13,7 @@ layer → image list, targets, tiling, objects, run controls, review) and :mod:`
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -305,11 +306,15 @@ class SansaWidget(QWidget):
         return self._describe_key(key)
 
     # ------------------------------------------------------------------ export
-    def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-        """Write every result layer (one file per image or stack), objects, the reference set and class names."""
+    def export(
+        self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()
+    ) -> list[Path]:
+        """Write every result layer (one file per image or stack), objects, the reference set and
+        class names; ``formats``: also "geojson" (QuPath) and/or "coco"."""
         objects = self.objects_panel.layers.export_later(folder, overwrite)
+        extra = {"formats": formats, "object_layers": self.objects_panel.layers}
         return exports.export_run(
-            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects
+            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects, **extra
         )
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
