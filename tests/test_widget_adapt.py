@@ -21,7 +21,7 @@ def test_adapt_then_run_with_the_adapted_model(open_widget, qtbot, tmp_path):
     assert panel.report is not None and panel.report.steps == 4
     assert len(panel.plot.losses) == 4 and panel.plot.ious  # the live plot heard of every step
     assert panel.save_button.isEnabled()
-    assert "adapted" in widget.model_panel.title()
+    assert "adapted" in widget.sections.section("Model").header.text()  # the model title says so
     adapted = widget.model
     assert adapted.adaptation is panel.report
 

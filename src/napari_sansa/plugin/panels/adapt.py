@@ -17,7 +17,6 @@ from qtpy.QtCore import QPointF, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
 from qtpy.QtWidgets import (
     QFileDialog,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -77,7 +76,7 @@ class LivePlot(QWidget):
         painter.end()
 
 
-class AdaptPanel(QGroupBox):
+class AdaptPanel(QWidget):
     """Steps, Adapt and Cancel, a progress bar, the live plot and Save adapter…"""
 
     news = Signal(object)  # the loaded model, then (step, steps, loss, held-out IoU, best), from the worker
@@ -85,7 +84,7 @@ class AdaptPanel(QGroupBox):
     def __init__(self, references: Callable[[], list], settings: Callable[[], object], runner) -> None:
         """``references()``: the run's references; ``settings()``: the widget's settings;
         ``runner``: the widget's runner, whose model is adapted and then used."""
-        super().__init__("Adapt to these images")
+        super().__init__()
         self._references, self._settings, self.runner = references, settings, runner
         self.worker = None
         self.report = None
