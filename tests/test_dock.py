@@ -33,6 +33,7 @@ def test_the_dock_fits_a_laptop_screen_with_every_section_open(open_widget):
         "References",
         "Targets and output",
         "Run",
+        "Adapt to these images",
         "Review (least confident first)",
         "Annotate next",
         "How good is it?",

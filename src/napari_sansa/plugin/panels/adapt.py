@@ -100,6 +100,7 @@ class AdaptPanel(QWidget):
         )
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setToolTip("Stop after the current step, keeping the best state so far")
         row.addWidget(self.steps)
         row.addWidget(self.adapt_button)
         row.addWidget(self.cancel_button)
@@ -116,6 +117,9 @@ class AdaptPanel(QWidget):
         layout.addWidget(self.status)
         self.save_button = QPushButton("Save adapter…")
         self.save_button.setEnabled(False)
+        self.save_button.setToolTip(
+            "Write the adapted adapters as an adapter file: it loads wherever an adapter does"
+        )
         layout.addWidget(self.save_button)
         self.adapt_button.clicked.connect(lambda: self.start())
         self.cancel_button.clicked.connect(self.cancel)
