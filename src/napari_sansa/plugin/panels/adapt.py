@@ -92,6 +92,7 @@ class AdaptPanel(QWidget):
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         self.steps = QSpinBox(minimum=1, maximum=100_000, value=300, suffix=" steps")
+        self.steps.setMinimumWidth(110)  # "300 steps" whole on a laptop screen
         self.steps.setToolTip("Each step learns from one annotated image, segmented from a few others")
         self.adapt_button = QPushButton("Adapt to these images…")
         self.adapt_button.setToolTip(
