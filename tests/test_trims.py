@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import napari_sansa as ns
+from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.loading import assemble
-from napari_sansa.engine.runs.memory import MemoryEntry, attend_to_memory, decode_target
+from napari_sansa.engine.network.memory import MemoryEntry, attend_to_memory, decode_target
 from napari_sansa.engine.runtime.allocator import OPT_IN
-from napari_sansa.engine.runtime.features import ImageFeatures
 
 
 def test_trimmed_model_gives_sam2s_own_features_memory_attention_and_masks(checkpoints, config):

@@ -361,17 +361,17 @@ def test_closing_napari_during_a_run_stops_it_cleanly(open_widget, qtbot):
 
 def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbot, errors, monkeypatch):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.engine.model import Sansa
+    from napari_sansa.engine.runs import predicting
 
-    original, calls = Sansa._predict_many, []
+    original, calls = predicting.predict_batch, []
 
-    def fail_second(self, *args, **kwargs):
+    def fail_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise SansaError("this image is broken")
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Sansa, "_predict_many", fail_second)
+    monkeypatch.setattr(predicting, "predict_batch", fail_second)
     viewer, widget = open_widget()
     draw_labels_reference(widget, classes=(1,))
     run_and_wait(widget, qtbot)
@@ -431,7 +431,7 @@ def test_damaged_run_records_are_refused_with_a_reason(tmp_path, content, messag
 
 def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, monkeypatch):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.engine.model import Sansa
+    from napari_sansa.engine.runs import predicting
 
     viewer, widget = open_widget()
     reference = draw_labels_reference(widget, classes=(1,))
@@ -447,10 +447,10 @@ def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, 
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
 
-    def broken(self, *args, **kwargs):
+    def broken(*args, **kwargs):
         raise SansaError("simulated failure")
 
-    monkeypatch.setattr(Sansa, "_predict_many", broken)  # failing re-run
+    monkeypatch.setattr(predicting, "predict_batch", broken)  # failing re-run
     run_and_wait(widget, qtbot)
     assert "skipped" in widget.status.text()
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)

@@ -52,16 +52,18 @@ def segment(args: argparse.Namespace) -> int:
     estimate = model.estimate(references, large.estimate_targets(targets), **large.tiling())
     print(f"Estimate: {estimate}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
-    counted: set[int] = set()  # an image with unreadable tiles is reported, then still predicted
     tiles: dict[Path, int] = {}
     try:
 
-        def skip(index: int, error: SansaError) -> None:
+        def skip(index: int, error: SansaError) -> None:  # the target is skipped
             failures.append(f"{readable[index].name}: {error}")
-            bar.update(0 if index in counted else 1)
-            counted.add(index)
+            bar.update(1)
 
-        run = model.propagate(references, images(), on_error=skip, **large.engine_options(readable))
+        def tile_unreadable(index: int, error: SansaError) -> None:  # left 0; the target goes on
+            failures.append(f"{readable[index].name}: {error}")
+
+        options = large.engine_options(readable)
+        run = model.propagate(references, images(), on_error=skip, on_tile_error=tile_unreadable, **options)
         for prediction in run:
             path = readable[prediction.index]
             tiles[path] = prediction.tiles
@@ -73,8 +75,7 @@ def segment(args: argparse.Namespace) -> int:
                 write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
             if args.instances and not large.handles(path):
                 write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
-            bar.update(0 if prediction.index in counted else 1)
-            counted.add(prediction.index)
+            bar.update(1)
     finally:
         large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()
