@@ -118,7 +118,7 @@ def _add_reference_image(viewer, reference, source: dict, index: int):
     return viewer.add_image(data, name=name, **kwargs)
 
 
-def load_references(
+def open_references_in_viewer(
     viewer, path: str | os.PathLike, model_panel: ModelPanel, add_prompt_layer: Callable
 ) -> LoadedReferences:
     """Recreate the references (and model settings) of a reference set or an older run record."""

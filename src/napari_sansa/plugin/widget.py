@@ -282,7 +282,7 @@ class SansaWidget(QWidget):
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of a reference set or run record; returns how many."""
-        loaded = exports.load_references(self.viewer, path, self.model_panel, self.add_prompt_layer)
+        loaded = exports.open_references_in_viewer(self.viewer, path, self.model_panel, self.add_prompt_layer)
         panel = self.references_panel
         panel.class_names.update(loaded.class_names)
         panel.class_name.setText(panel.class_names.get(panel.class_id.value(), ""))

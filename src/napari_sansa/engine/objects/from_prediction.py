@@ -15,12 +15,11 @@ import pandas as pd
 import torch
 
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.objects import OBJECT_METHODS
 from napari_sansa.engine.objects.sam import sam_instances
 from napari_sansa.engine.objects.split import DEFAULT_MIN_SIZE, split_instances
 from napari_sansa.engine.objects.table import object_table
 from napari_sansa.engine.runtime.runtime import PreparedImage, Runtime
-
-METHODS = ("watershed", "sam")
 
 
 class Objects(NamedTuple):
@@ -98,8 +97,8 @@ def prediction_objects(
     """Instance labels and object table of a prediction's ``labels``, ``logits`` and class
     ``scores`` (see :meth:`Prediction.instances`); ``target`` gives the intensities, and with
     ``runtime`` its features for method "sam"."""
-    if method not in METHODS:
-        raise SansaError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    if method not in OBJECT_METHODS:
+        raise SansaError(f"Unknown method {method!r}; choose one of {', '.join(OBJECT_METHODS)}.")
     if not isinstance(min_size, (int, np.integer)) or isinstance(min_size, bool) or min_size < 0:
         raise SansaError(f"min_size must be a whole number of pixels, 0 or more; got {min_size!r}.")
     labels = np.asarray(labels)

@@ -19,7 +19,7 @@ DEFAULT_MIN_SIZE = 16  # pixels: a disc 4-5 px across; objects of 8 px across ha
 NECK_RATIO = 0.75  # two regions stay apart where the neck is < 75% of the smaller one's width
 MIN_NECK_DEPTH = 1.0  # pixels: shallower dips in the distance transform are pixel noise
 BORDER_RATIO = 0.6  # ... or where their border is < 60% of the smaller one's width
-METHODS = ("watershed", "components")
+SPLIT_METHODS = ("watershed", "components")  # how a mask is split (see split_instances)
 
 
 def foreground(mask: np.ndarray, threshold: float | None = None, what: str = "The mask") -> np.ndarray:
@@ -60,9 +60,9 @@ def split_instances(
     """
     from scipy import ndimage
 
-    if method not in METHODS:
+    if method not in SPLIT_METHODS:
         hint = " (method 'sam' needs the model: use Prediction.instances)" if method == "sam" else ""
-        raise SansaError(f"Unknown method {method!r}{hint}; choose one of {', '.join(METHODS)}.")
+        raise SansaError(f"Unknown method {method!r}{hint}; choose one of {', '.join(SPLIT_METHODS)}.")
     if not isinstance(min_size, (int, np.integer)) or isinstance(min_size, bool) or min_size < 0:
         raise SansaError(f"min_size must be a whole number of pixels, 0 or more; got {min_size!r}.")
     fg = foreground(mask, threshold)

@@ -13,8 +13,8 @@ import torch
 
 from napari_sansa.engine.inputs.images import Image
 from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.runtime.allocator import trim_heap
 from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache
-from napari_sansa.engine.runtime.host_memory import release_freed_memory
 
 KEY_VERSION = b"napari-sansa features v1"
 
@@ -91,7 +91,7 @@ class FeatureCache:
             self._spill(evicted)
         del evicted  # the last references: now the memory is free
         if on_cpu:
-            release_freed_memory()  # else the allocator keeps the freed megabytes
+            trim_heap()  # else the allocator keeps the freed megabytes
 
     def _spill(self, evicted: list[tuple[bytes, ImageFeatures]]) -> None:
         for key, features in evicted:

@@ -45,7 +45,7 @@ from napari_sansa.engine.network.memory import (
 from napari_sansa.engine.network.precision import cast_model, model_dtype
 from napari_sansa.engine.network.trims import share_position_encodings
 from napari_sansa.engine.network.weights import cache_dir
-from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_freed_memory
+from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_kept_memory
 from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache, default_disk_bytes
 from napari_sansa.engine.runtime.feature_cache import FeatureCache, default_cache_bytes, image_key
 
@@ -296,7 +296,7 @@ class Runtime:
         with self.lock:
             self.feature_cache.clear()
             self.memories.clear()
-        release_freed_memory()
+        release_kept_memory()
 
     def close(self) -> None:
         """Free the caches and delete the disk cache's folder now (also done when garbage-collected)."""
