@@ -20,7 +20,7 @@ def segment(args: argparse.Namespace) -> int:
 
     from napari_sansa.cli.large import LargeTargets
     from napari_sansa.files.class_table import write_class_table
-    from napari_sansa.files.images import ensure_writable_folder, read_image, write_labels
+    from napari_sansa.files.images import ReadAsNeeded, ensure_writable_folder, read_image, write_labels
     from napari_sansa.files.objects import write_objects
 
     references, reference_files, class_names, notes = reference_inputs(args)
@@ -35,17 +35,12 @@ def segment(args: argparse.Namespace) -> int:
     model = load_model(args)
 
     failures: list[str] = []
-    readable: list[Path] = []
-
-    def images():
-        for path in targets:
-            try:
-                image = large.read(path) if path in large.lazy else read_image(path)
-            except SansaError as exc:
-                failures.append(str(exc))
-                continue
-            readable.append(path)
-            yield image
+    images = ReadAsNeeded(
+        targets,
+        lambda path: large.read(path) if path in large.lazy else read_image(path),
+        lambda path, error: failures.append(str(error)),
+    )
+    readable = images.read
 
     for note in notes:
         print(f"napari-sansa: {note}", file=sys.stderr)
@@ -63,7 +58,7 @@ def segment(args: argparse.Namespace) -> int:
             failures.append(f"{readable[index].name}: {error}")
 
         options = large.engine_options(readable)
-        run = model.propagate(references, images(), on_error=skip, on_tile_error=tile_unreadable, **options)
+        run = model.propagate(references, images, on_error=skip, on_tile_error=tile_unreadable, **options)
         for prediction in run:
             path = readable[prediction.index]
             tiles[path] = prediction.tiles

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from napari_sansa.engine.errors import SansaError
+
+T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -129,3 +132,25 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
             iio.imwrite(tmp_name, labels, extension=path.suffix)
 
     return atomic_write(path, write)
+
+
+class ReadAsNeeded(Generic[T]):
+    """Targets read one at a time, as the engine asks for them (only the few images it prepares
+    ahead are in memory). One that cannot be read goes to ``unreadable(item, error)`` and is
+    skipped; ``read[i]`` is the item the engine numbers ``i`` (its Prediction.index)."""
+
+    def __init__(
+        self, items: Iterable[T], read: Callable[[T], Any], unreadable: Callable[[T, SansaError], None]
+    ) -> None:
+        self.items, self.reader, self.unreadable = items, read, unreadable
+        self.read: list[T] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            try:
+                image = self.reader(item)
+            except SansaError as exc:
+                self.unreadable(item, exc)
+                continue
+            self.read.append(item)
+            yield image

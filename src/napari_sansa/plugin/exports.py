@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, Q
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
+from napari_sansa.files.label_stores import write_labels_store
 from napari_sansa.files.reference_sets import (
     RUN_RECORD_FORMAT,
     SET_FILE,
@@ -40,7 +41,7 @@ from napari_sansa.plugin.core.record import (
 from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
-from napari_sansa.plugin.viewer.large import export_zarr, is_lazy, zarr_file
+from napari_sansa.plugin.viewer.large import is_lazy
 
 REFERENCES_FOLDER = "references"
 
@@ -71,11 +72,11 @@ def export_run(
     class_ids = [c for ref in run.references for c in ref.prompts]
     planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
     planned_labels(results, folder, overwrite)
-    stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite, file=zarr_file)
+    stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     written = export_labels(results, folder, overwrite=overwrite)
     for name, result in large.items():
-        written.append(export_zarr(result.data, stores[name], scale=result.scale, overwrite=overwrite))
+        written.append(write_labels_store(result.data, stores[name], scale=result.scale, overwrite=overwrite))
     written += objects() if objects is not None else []
     if run.references:
         written.append(_save_set(set_folder, run, overwrite))

@@ -170,7 +170,9 @@ class SansaWidget(QWidget):
         """Whether annotated stacks are segmented through the stack (else plane by plane)."""
         return self.targets_panel.through_stacks
 
-    def _plan(self) -> Job:
+    def plan(self) -> Job:
+        """What Run would do now: the references, the targets and how each is segmented (the
+        widget's layers and choices read into a Qt-free :class:`~.core.jobs.Job`)."""
         sources = [L.image_source(layer) for layer in L.image_layers(self.viewer)]
         self._names = {s.image_id: s.name for s in sources}
         panel = self.references_panel
@@ -185,7 +187,7 @@ class SansaWidget(QWidget):
         if self.runner.running():
             notifications.error("A run is already going; cancel it or wait for it to finish.")
             return None
-        return self.runner.start(job or self._plan(), self._settings())
+        return self.runner.start(job or self.plan(), self._settings())
 
     def cancel(self) -> None:
         """Stop after the target in progress; finished targets are kept."""
@@ -276,7 +278,7 @@ class SansaWidget(QWidget):
         return exports.save_run_references(folder, self._record_parts, overwrite=overwrite)
 
     def _record_parts(self) -> exports.ExportParts:
-        job = self._plan()  # also names the images
+        job = self.plan()  # also names the images
         info = self.model.info if self.model is not None else None
         return record_parts(job, self._names, info, self._settings())
 
