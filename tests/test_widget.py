@@ -175,8 +175,8 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
     points = widget.add_prompt_layer("points")
     points.add([[60, 60]])
     run_and_wait(widget, qtbot)
-    plan = widget._plan
-    monkeypatch.setattr(widget, "_plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
+    plan = widget.plan
+    monkeypatch.setattr(widget, "plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
     out = tmp_path / "out"
     written = widget.export(out)
     names = sorted(p.relative_to(out).as_posix() for p in written)
