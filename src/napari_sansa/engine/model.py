@@ -35,7 +35,8 @@ class Sansa:
     """SAM2 with SANSA adapters, with a feature cache so that each image is encoded once.
 
     Build it with :meth:`from_checkpoints` or :meth:`from_pretrained`. Coordinates are
-    row/column pixels, as in napari.
+    row/column pixels, as in napari. :attr:`runtime` holds the network, its caches and lock
+    (the engine's inner interface, for the runs; see docs/architecture.md).
     """
 
     def __init__(
