@@ -1,14 +1,24 @@
-"""``napari-sansa segment``: references to label files, on this machine or a Dask cluster."""
+"""``napari-sansa segment``: references to label files, on this machine or a Dask cluster.
+
+:func:`run_targets` is the run loop itself, shared with ``napari-sansa evaluate``, which
+scores each prediction as it is written.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from napari_sansa.cli.options import EXIT_USAGE, load_model, reference_inputs, target_paths
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.outputs import labels_name
+
+AfterTarget = Callable[[Path, Any, Any], None]
+"""``after(target, prediction, objects)``: called once a target's outputs are written (objects:
+the :class:`~napari_sansa.engine.objects.from_prediction.Objects` with ``--instances``, else None)."""
 
 
 def segment(args: argparse.Namespace) -> int:
@@ -16,15 +26,40 @@ def segment(args: argparse.Namespace) -> int:
         from napari_sansa.cli.cluster import segment_on_cluster
 
         return segment_on_cluster(args)
+    references, reference_files, class_names, notes, _ = reference_inputs(args)
+    return run_targets(args, references, target_paths(args, reference_files), class_names, notes)
+
+
+def write_prediction(out: Path, name: Path, prediction: Any, instances: str | None, overwrite: bool) -> Any:
+    """A prediction's label image (``<stem>_labels``) and, with ``instances``, its objects; returns
+    the objects (or None)."""
+    from napari_sansa.files.images import write_labels
+    from napari_sansa.files.objects import write_objects
+
+    write_labels(out / labels_name(name, prediction.labels), prediction.labels, overwrite=overwrite)
+    if not instances:
+        return None
+    objects = prediction.instances(instances)
+    write_objects(out, name.stem, *objects, overwrite=overwrite)
+    return objects
+
+
+def run_targets(
+    args: argparse.Namespace,
+    references: list,
+    targets: Sequence[Path],
+    class_names: dict[int, str],
+    notes: Sequence[str],
+    after: AfterTarget | None = None,
+) -> int:
+    """Segment ``targets`` on this machine into ``args.out``; ``after`` sees each target
+    segmented whole (large images written tile by tile go to their own outputs, not to it)."""
     from tqdm import tqdm
 
     from napari_sansa.cli.large import LargeTargets
     from napari_sansa.files.class_table import write_class_table
-    from napari_sansa.files.images import ReadAsNeeded, ensure_writable_folder, read_image, write_labels
-    from napari_sansa.files.objects import write_objects
+    from napari_sansa.files.images import ReadAsNeeded, ensure_writable_folder, read_image
 
-    references, reference_files, class_names, notes = reference_inputs(args)
-    targets = target_paths(args, reference_files)
     out = ensure_writable_folder(args.out)
     large = LargeTargets.plan(targets, out, args, image_size=args.image_size)
     write_class_table(out, class_names, [c for ref in references for c in ref.prompts], args.overwrite)
@@ -67,9 +102,9 @@ def segment(args: argparse.Namespace) -> int:
                 incomplete = large.finish(path, prediction)
                 failures.extend([incomplete] if incomplete else [])
             else:
-                write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
-            if args.instances and not large.handles(path):
-                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
+                objects = write_prediction(out, path, prediction, args.instances, replace)
+                if after is not None:
+                    after(path, prediction, objects)
             bar.update(1)
     finally:
         large.abandon()  # outputs still being written (an error stopped the run) are removed
