@@ -92,10 +92,11 @@ def encoder_seconds(sizes, repeats: int = 10) -> dict[str, float]:
         labels = {}
         for precision in ("fp32", "bf16"):
             model = make_model(sam, precision, 1)
-            x = [model._prepare(im, load=True) for im in uint8_images(repeats + 2, 1)]
-            model._features_many(x[:2])  # warm-up
+            runtime = model.runtime
+            x = [runtime.prepare(im, load=True) for im in uint8_images(repeats + 2, 1)]
+            runtime.features_many(x[:2])  # warm-up
             out[f"{size}/{precision}"] = statistics.median(
-                synced_seconds(lambda p=p, m=model: m._features_many([p])) for p in x[2:]
+                synced_seconds(lambda p=p, r=runtime: r.features_many([p])) for p in x[2:]
             )
             labels[precision] = [p.labels for p in model.segment(refs, targets)]
         ious = [_iou(a > 0, b > 0) for a, b in zip(labels["fp32"], labels["bf16"])]

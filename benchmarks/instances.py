@@ -21,6 +21,7 @@ and the "Objects" section at the end of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import platform
@@ -88,7 +89,7 @@ def measure(image_size: int, repeats: int, sam_repeats: int) -> dict:
     model = ns.Sansa(random_sansa_module("tiny", image_size), config)
     reference = ns.Reference(image, {1: ns.Mask(labels == 1)})
     first = model.segment([reference], [image])[0]  # encodes the target: its features are cached
-    prediction = ns.Prediction(0, labels, {}, first.scores, first._model, first._target)
+    prediction = dataclasses.replace(first, labels=labels, logits={})
     passes = model.encoder_passes
     split_s, split = timed(lambda: ns.split_instances(labels == 1), repeats)
     watershed_s, (_, table) = timed(lambda: prediction.instances("watershed"), repeats)

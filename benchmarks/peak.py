@@ -102,13 +102,13 @@ def per_target(model: ns.Sansa, encoder_flops: tuple[int, int], repeats: int) ->
     flops, attention = count_flops(lambda: model.segment(refs, targets[:1]))
     model.clear_cache()
     model.segment(refs, images(1, 8))
-    passes = len(model._encoder_seconds)
+    passes = len(model.runtime.encoder_seconds)
     seconds = []
     for target in targets:
         start = time.perf_counter()
         model.segment(refs, [target])
         seconds.append(time.perf_counter() - start)
-    encoder = statistics.median(model._encoder_seconds[passes:])
+    encoder = statistics.median(model.runtime.encoder_seconds[passes:])
     target = statistics.median(seconds)
     beyond = flops - encoder_flops[0]
     return {

@@ -59,7 +59,10 @@ def setup() -> None:
     OUT.mkdir(exist_ok=True)
     if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
-        os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
+        os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = (
+            str(sam2),
+            str(adapter),
+        )
     os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
 
 
@@ -192,7 +195,6 @@ def through_the_stack() -> None:
     viewer.close()
 
 
-
 def objects() -> None:
     """Output "objects": every object its own label, its table on hover, listed least confident
     first. The test weights segment nothing meaningful, so the objects shown are split from the
@@ -207,9 +209,7 @@ def objects() -> None:
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
     widget.objects_panel.output.setCurrentText("objects")
     image, truth = cells(6)[2]
-    found = Prediction(0, (truth > 0).astype(np.uint8), scores={1: 0.9}).instances(
-        class_names={1: "cell"}
-    )
+    found = Prediction(0, (truth > 0).astype(np.uint8), scores={1: 0.9}).instances(class_names={1: "cell"})
     source = L.image_source(viewer.layers["cells 2"])
     widget.objects_panel.write(source, TargetKey(source.image_id), found, running=False)
     for layer in viewer.layers:
@@ -249,8 +249,14 @@ def large_images() -> None:
     grid = tile_grid(mosaic.shape[:2], TileOptions(512, 64), 512)
     boxes = [[[t.rows.start, t.cols.start], [t.rows.stop - 1, t.cols.stop - 1]] for t in grid.tiles]
     viewer.add_shapes(
-        boxes, shape_type="rectangle", name="tiles", edge_color="yellow", face_color="transparent",
-        edge_width=4, scale=(0.65, 0.65), opacity=0.7,
+        boxes,
+        shape_type="rectangle",
+        name="tiles",
+        edge_color="yellow",
+        face_color="transparent",
+        edge_width=4,
+        scale=(0.65, 0.65),
+        opacity=0.7,
     )
     choose(viewer.layers["tiles"], None)  # a picture of the grid, not boxes to segment
     widget._refresh_layers()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from skimage.draw import disk, ellipse
@@ -205,13 +207,13 @@ def two_class_labels(hw):
 @pytest.fixture(scope="module")
 def predicted(model, samples):
     """A real prediction (it holds the model and its target), with known class labels put in."""
-    from napari_sansa import Mask, Prediction, Reference
+    from napari_sansa import Mask, Reference
 
     image, truth = samples[0]
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     prediction = model.segment([reference], [samples[1][0]])[0]
     labels = two_class_labels(prediction.labels.shape)
-    return Prediction(0, labels, {}, prediction.scores, prediction._model, prediction._target)
+    return replace(prediction, labels=labels, logits={})
 
 
 def test_watershed_objects_and_their_table(predicted, samples):
@@ -238,16 +240,14 @@ def test_watershed_objects_and_their_table(predicted, samples):
 
 
 def test_sam_objects_cost_no_encoder_pass_and_batch_the_prompts(fresh_model, samples, encoder_calls):
-    from napari_sansa import Mask, Prediction, Reference
+    from napari_sansa import Mask, Reference
 
     calls = encoder_calls(fresh_model)
     image, truth = samples[0]
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     first = fresh_model.segment([reference], [samples[1][0]])[0]
     assert len(calls) == 2
-    prediction = Prediction(
-        0, two_class_labels(first.labels.shape), first.logits, first.scores, first._model, first._target
-    )
+    prediction = replace(first, labels=two_class_labels(first.labels.shape))
     decoder_calls = []
     hook = fresh_model.sam.sam_mask_decoder.register_forward_hook(lambda *_: decoder_calls.append(1))
     try:
@@ -286,9 +286,35 @@ def test_a_prediction_pickles_without_its_model(predicted):
     import pickle
 
     copy = pickle.loads(pickle.dumps(predicted))
-    assert copy._model is None and predicted._model is not None
+    assert copy.source.live_runtime() is None and predicted.source.live_runtime() is not None
     labels, table = copy.instances()  # the image came along: intensities still measured
     np.testing.assert_array_equal(labels, predicted.instances().labels)
     assert "mean_intensity_0" in table
     with pytest.raises(SansaError, match="needs the model"):
         copy.instances("sam")
+
+
+def test_kept_predictions_do_not_keep_the_model_alive(model_with, samples):
+    """Results outlive their model: dropping the model frees it (its runtime and caches) even
+    while its predictions are kept; method "sam" then asks for a model."""
+    import gc
+    import weakref
+
+    from napari_sansa import Mask, Reference
+
+    image, truth = samples[0]
+    reference = Reference(image, {1: Mask(truth == 1)})
+    model = model_with()
+    kept = model.segment([reference], [samples[1][0]])
+    kept += list(model.propagate_stack(np.stack([image, samples[1][0]]), {0: {1: Mask(truth == 1)}}))
+    assert kept[0].instances("sam").labels.shape == kept[0].labels.shape  # works while the model lives
+    gone, gone_runtime = weakref.ref(model), weakref.ref(model.runtime)
+    del model
+    gc.collect()
+    assert gone() is None and gone_runtime() is None, "a kept prediction holds the model"
+    for prediction in kept:
+        assert prediction.instances().labels.shape == prediction.labels.shape  # watershed needs no model
+    with pytest.raises(SansaError, match="needs the model"):
+        kept[0].instances("sam")
+    other = model_with()
+    assert kept[0].instances("sam", model=other).labels.shape == kept[0].labels.shape

@@ -10,6 +10,7 @@ import torch
 
 import napari_sansa as ns
 from conftest import disk_mask
+from napari_sansa.engine.runs import predicting
 
 
 @pytest.fixture
@@ -245,7 +246,7 @@ def test_running_out_of_memory_says_what_to_change(fresh_model, samples, targets
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     image, labels = samples[0]
-    monkeypatch.setattr(fresh_model, "_predict_many", oom)
+    monkeypatch.setattr(predicting, "predict_batch", oom)
     with pytest.raises(ns.SansaError, match="Out of CPU memory.*bf16.*smaller input size"):
         fresh_model.segment([ns.Reference(image, {1: ns.Mask(labels == 1)})], targets[:1])
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import napari_sansa as ns
-from napari_sansa.engine.runs.memory import MemoryEntry
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.network.memory import MemoryEntry
 from napari_sansa.engine.runs.stack import condition_on_track
-from napari_sansa.engine.runtime.features import ImageFeatures
 from napari_sansa.samples import cells
 
 SHAPE = (128, 160)

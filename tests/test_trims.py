@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import napari_sansa as ns
+from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.loading import assemble
-from napari_sansa.engine.runs.memory import MemoryEntry, attend_to_memory, decode_target
+from napari_sansa.engine.network.memory import MemoryEntry, attend_to_memory, decode_target
 from napari_sansa.engine.runtime.allocator import OPT_IN
-from napari_sansa.engine.runtime.features import ImageFeatures
 
 
 def test_trimmed_model_gives_sam2s_own_features_memory_attention_and_masks(checkpoints, config):
@@ -45,8 +45,8 @@ def test_trimmed_model_gives_sam2s_own_features_memory_attention_and_masks(check
 @pytest.mark.parametrize("setting, kept", [(None, False), ("0", False), ("1", True)])
 def test_freed_memory_is_kept_for_reuse_only_when_the_user_asks(setting, kept):
     code = (
-        "from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_freed_memory\n"
-        "print(keep_freed_memory()); release_freed_memory()"
+        "from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_kept_memory\n"
+        "print(keep_freed_memory()); release_kept_memory()"
     )
     env = {k: v for k, v in os.environ.items() if k != OPT_IN}
     if setting is not None:

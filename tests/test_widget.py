@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
+from napari_sansa import Mask, Reference
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.samples import cells
 
@@ -47,10 +48,13 @@ def test_labels_reference_with_two_classes_labels_every_other_image(open_widget,
     viewer, widget = open_widget()
     draw_labels_reference(widget)
     run_and_wait(widget, qtbot)
-    for i in range(1, 6):
+    image, truth = cells(6)[0]
+    reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
+    expected = widget.model.segment([reference], [image for image, _ in cells(6)[1:]])
+    for i, prediction in enumerate(expected, start=1):
         layer = result(viewer, f"cells {i}")
         assert layer.data.shape == (256, 320) and layer.data.dtype == np.uint8
-        assert set(np.unique(layer.data)) <= {0, 1, 2}
+        np.testing.assert_array_equal(layer.data, prediction.labels)  # the engine's labels, as they are
     assert "cells 0 [SANSA]" not in [lyr.name for lyr in viewer.layers]  # the reference is no target
     assert "5 of 5 images segmented" in widget.status.text()
     assert "for 5 image(s)" in widget.estimate
@@ -75,7 +79,7 @@ def test_points_with_a_negative_click_and_shapes_are_references(open_widget, qtb
     shapes = widget.add_prompt_layer("shapes")
     shapes.add([[50, 60], [120, 160]], shape_type="rectangle")
     shapes.add([[30, 30], [60, 90], [40, 150]], shape_type="path")
-    job = widget._plan()
+    job = widget.plan()
     assert len(job.references) == 2 and job.classes == [1, 2]
     clicks = job.references[0].prompts[1][0]
     assert list(clicks.labels) == [1, 0]
@@ -134,12 +138,12 @@ def test_use_as_reference_adds_a_shot(open_widget, qtbot):
     viewer, widget = open_widget()
     draw_labels_reference(widget, classes=(1,))
     run_and_wait(widget, qtbot)
-    assert len(widget._plan().references) == 1
+    assert len(widget.plan().references) == 1
     corrected = result(viewer, "cells 1")
     corrected.data[...] = cells(6)[1][1] == 1  # the user fixes the result
     key = next(k for k in widget.scores if widget._names[k.image_id] == "cells 1")
     widget.use_as_reference(key)
-    job = widget._plan()
+    job = widget.plan()
     assert len(job.references) == 2
     assert all(widget._names[k.image_id] != "cells 1" for k, _ in job.targets)
 
@@ -174,8 +178,8 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
     points = widget.add_prompt_layer("points")
     points.add([[60, 60]])
     run_and_wait(widget, qtbot)
-    plan = widget._plan
-    monkeypatch.setattr(widget, "_plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
+    plan = widget.plan
+    monkeypatch.setattr(widget, "plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
     out = tmp_path / "out"
     written = widget.export(out)
     names = sorted(p.relative_to(out).as_posix() for p in written)
@@ -199,7 +203,7 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
     viewer2, widget2 = open_widget()
     assert widget2.load_run(out / "references") == 2
     assert len(L.image_layers(viewer2)) == 6
-    job = widget2._plan()
+    job = widget2.plan()
     assert len(job.references) == 2 and job.classes == [1, 2]
     np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, cells(6)[0][1] == 1)
 
@@ -245,7 +249,7 @@ def test_a_run_record_of_an_older_version_still_loads_onto_the_open_images(open_
     viewer, widget = open_widget()
     assert widget.load_run(tmp_path / "sansa_run.json") == 2
     assert len(L.image_layers(viewer)) == 6 and widget.image_size.value() == 512
-    job = widget._plan()
+    job = widget.plan()
     assert job.classes == [1, 2]
     np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, mask == 1)
 
@@ -306,9 +310,7 @@ def test_a_dask_stack_is_read_plane_by_plane(open_widget, qtbot):
     run_and_wait(widget, qtbot)
     assert result(viewer, "lazy stack").data.shape == (4, 256, 320)
     assert sorted(k.plane for k in widget.scores) == [(0,), (2,), (3,)]
-    assert (
-        all(isinstance(r, int) for r in reads) and len(reads) <= 12
-    )  # planes, never the whole stack at once
+    assert set(reads) == {0, 1, 2, 3} and len(reads) <= 12  # the reference and target planes, one at a time
 
 
 def test_sample_data_and_labels_writer_from_the_manifest(tmp_path):
@@ -364,17 +366,17 @@ def test_closing_napari_during_a_run_stops_it_cleanly(open_widget, qtbot):
 
 def test_a_target_that_fails_is_reported_and_the_others_finish(open_widget, qtbot, errors, monkeypatch):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.engine.model import Sansa
+    from napari_sansa.engine.runs import predicting
 
-    original, calls = Sansa._predict_many, []
+    original, calls = predicting.predict_batch, []
 
-    def fail_second(self, *args, **kwargs):
+    def fail_second(*args, **kwargs):
         calls.append(1)
         if len(calls) == 2:
             raise SansaError("this image is broken")
-        return original(self, *args, **kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(Sansa, "_predict_many", fail_second)
+    monkeypatch.setattr(predicting, "predict_batch", fail_second)
     viewer, widget = open_widget()
     draw_labels_reference(widget, classes=(1,))
     run_and_wait(widget, qtbot)
@@ -434,7 +436,7 @@ def test_damaged_run_records_are_refused_with_a_reason(tmp_path, content, messag
 
 def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, monkeypatch):
     from napari_sansa.engine.errors import SansaError
-    from napari_sansa.engine.model import Sansa
+    from napari_sansa.engine.runs import predicting
 
     viewer, widget = open_widget()
     reference = draw_labels_reference(widget, classes=(1,))
@@ -450,10 +452,10 @@ def test_locked_labels_survive_cancelled_and_failing_reruns(open_widget, qtbot, 
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)
 
-    def broken(self, *args, **kwargs):
+    def broken(*args, **kwargs):
         raise SansaError("simulated failure")
 
-    monkeypatch.setattr(Sansa, "_predict_many", broken)  # failing re-run
+    monkeypatch.setattr(predicting, "predict_batch", broken)  # failing re-run
     run_and_wait(widget, qtbot)
     assert "skipped" in widget.status.text()
     np.testing.assert_array_equal(result(viewer, "cells 1").data, kept)

@@ -7,11 +7,9 @@ import threading
 
 import numpy as np
 import pytest
+import zarr
 
 from napari_sansa.samples import cells
-
-pytest.importorskip("napari_sansa.engine.runs.tiling")
-zarr = pytest.importorskip("zarr")
 
 LARGE = (700, 700)  # image_size 256 and auto tiles: 256 px tiles, 3 x 3 of them with overlap 32
 OVERLAP = 32
@@ -83,7 +81,7 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
     # the same labels as the engine gives for the same pyramid and settings
     # the run read the image by tiles, never whole
     assert len(levels[0].reads) >= expected_tiles and max(h * w for h, w in levels[0].reads) <= 256 * 256
-    references = widget._plan().references
+    references = widget.plan().references
     expected = widget.model.segment(
         references,
         [Multiscale(pyramid(mosaic), contrast_limits=None)],
@@ -145,7 +143,7 @@ def test_tiling_settings_reach_the_engine_and_are_remembered(open_widget, qtbot,
     panel.tile_size.setCurrentText("512")
     panel.resolution.setCurrentText("pixel size")
     panel.value.setValue(1.0)
-    source = widget._plan().targets[0][1]
+    source = widget.plan().targets[0][1]
     assert panel.options(source) == {"tile_size": 512, "overlap": OVERLAP, "scale": 0.5}
     from napari_sansa.plugin.core.settings import save_settings
 
@@ -229,7 +227,7 @@ def test_planes_of_a_large_zarr_stack_are_tiled_one_by_one_into_the_stack_result
     layer = viewer.layers["stack [SANSA]"]
     assert isinstance(layer.data, zarr.Array) and layer.data.shape == (2, *LARGE)
     planes = [Image(stack[z], contrast_limits=tuple(image.contrast_limits)) for z in range(2)]
-    expected = widget.model.segment(widget._plan().references, planes, tile_size="auto", overlap=OVERLAP)
+    expected = widget.model.segment(widget.plan().references, planes, tile_size="auto", overlap=OVERLAP)
     for z in range(2):
         np.testing.assert_array_equal(layer.data[z], expected[z].labels)
     assert "2 of 2 images segmented in 18 tiles" in widget.status.text()

@@ -49,7 +49,7 @@ def test_a_mask_opened_from_a_tiff_file_is_a_reference(open_widget, qtbot, tmp_p
     viewer.open(str(path), layer_type="labels")
     # every "cells i" image fits (same size): the layer's name picks "cells 0"
     assert rows(widget)["cells_0_mask"] == "cells 0"
-    job = widget._plan()
+    job = widget.plan()
     assert len(job.references) == 1 and job.classes == [1, 2]
     np.testing.assert_array_equal(job.references[0].prompts[1][0].mask, cells(6)[0][1] == 1)
     run_and_wait(widget, qtbot)
@@ -62,7 +62,7 @@ def test_a_points_layer_added_by_the_viewer_is_a_reference(open_widget, qtbot):
     points = viewer.add_points([[100, 120], [60, 200]], name="Points")
     # all six images fit and the name names none: the image chosen in the widget
     assert rows(widget) == {"Points": "cells 2"}
-    job = widget._plan()
+    job = widget.plan()
     assert [widget._names[k.image_id] for k in job.reference_keys] == ["cells 2"]
     np.testing.assert_allclose(job.references[0].prompts[1][0].coords, points.data)
     run_and_wait(widget, qtbot)
@@ -75,7 +75,7 @@ def test_points_on_a_scaled_image_land_on_its_pixels(open_widget):
         layer.scale = (0.5, 0.5)
     # napari's own "new points" layer has scale 1: world coordinates 50, 60 are pixel 100, 120
     viewer.add_points([[50, 60]], name="cells 3 clicks")
-    job = widget._plan()
+    job = widget.plan()
     np.testing.assert_allclose(job.references[0].prompts[1][0].coords, [[100, 120]])
 
 
@@ -84,12 +84,12 @@ def test_an_instance_mask_of_50_ids_runs_as_one_class(open_widget, qtbot):
     viewer.add_labels(instance_mask(), name="cells 0 cellpose")
     widget.references_panel.describe()
     assert widget.references_panel.layer_list.notes["cells 0 cellpose"] == "50 object ids: one class"
-    job = widget._plan()
+    job = widget.plan()
     assert job.classes == [1] and len(job.references[0].prompts[1]) == 1
     run_and_wait(widget, qtbot)
     assert set(np.unique(result(viewer, "cells 1").data)) <= {0, 1}
     widget.references_panel.mask_classes.setCurrentText("each value a class")
-    assert widget._plan().classes == list(range(1, 51))
+    assert widget.plan().classes == list(range(1, 51))
 
 
 def test_the_layer_list_follows_layers_and_its_choices_are_honoured(open_widget, qtbot, errors):
@@ -105,7 +105,7 @@ def test_the_layer_list_follows_layers_and_its_choices_are_honoured(open_widget,
     assert list(rows(widget)) == ["cells 1 truth"]
 
     widget.references_panel.layer_list.set_choice("cells 1 truth", "cells 5")
-    job = widget._plan()
+    job = widget.plan()
     assert [widget._names[k.image_id] for k in job.reference_keys] == ["cells 5"]
     widget.references_panel.layer_list.set_choice("cells 1 truth", NO_REFERENCE)
     assert widget.run() is None
@@ -119,7 +119,7 @@ def test_result_layers_are_never_references(open_widget, qtbot):
     run_and_wait(widget, qtbot)
     assert "cells 1 [SANSA objects]" in viewer.layers and "cells 1 [SANSA]" in viewer.layers
     assert list(rows(widget)) == ["cells 0 mask"]
-    assert len(widget._plan().references) == 1
+    assert len(widget.plan().references) == 1
 
 
 def test_class_names_reach_the_result_layers(open_widget, qtbot):
@@ -279,7 +279,8 @@ def test_an_annotated_image_is_segmented_too_once_checked(open_widget, qtbot):
 
 def test_a_large_lazy_mask_is_named_in_the_summary_not_read_and_the_run_reads_it(open_widget):
     """Summaries follow every layer event: a big mask opened lazily must not be computed for each."""
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
+
     from napari_sansa.plugin.panels.references import LAZY_NOTE
 
     viewer, widget = open_widget(None)
@@ -299,7 +300,7 @@ def test_a_large_lazy_mask_is_named_in_the_summary_not_read_and_the_run_reads_it
     assert len(planes_read) < shape[0]  # napari draws the plane on screen; the summary reads nothing
     assert f"volume: mask volume mask ({LAZY_NOTE})" in widget.references_label.text()
     assert widget.references_panel.layer_list.notes["volume mask"] == LAZY_NOTE
-    job = widget._plan()  # the run reads it
+    job = widget.plan()  # the run reads it
     assert [k.plane for k in job.reference_keys] == [(3,)]
 
 
@@ -342,7 +343,7 @@ def test_a_reference_set_opened_with_napari_brings_its_images_and_prompts_ready_
     viewer.open(folder, plugin="napari-sansa")
     assert [layer.name for layer in L.image_layers(viewer)] == ["cells 0", "cells 1"]
     np.testing.assert_array_equal(viewer.layers["cells 0"].data, image0)
-    job = widget._plan()
+    job = widget.plan()
     assert len(job.references) == 2 and job.classes == [1, 2]
     viewer.add_image(samples[2][0], name="target")
     run_and_wait(widget, qtbot)

@@ -27,7 +27,7 @@ def run_and_wait(widget, qtbot):
 
 def expected(widget):
     """The engine's ranking of the widget's unannotated results: the name it should suggest."""
-    job = widget._plan()
+    job = widget.plan()
     pool = [(k, s) for k, s in job.targets if k not in job.reference_keys and k in widget.scores]
     images = [s.image(k.plane) for k, s in pool]
     order = widget.model.rank_for_annotation(

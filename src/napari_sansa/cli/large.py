@@ -20,9 +20,10 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import TIFF_SUFFIXES
-from napari_sansa.files.label_stores import LABEL_NAME, LabelsOutput
-from napari_sansa.files.lazy_inputs import is_zarr_path, labels_stem, open_lazy, tiff_shape
+from napari_sansa.files.label_stores import LabelsOutput
+from napari_sansa.files.lazy_inputs import is_zarr_path, open_lazy, tiff_shape
 from napari_sansa.files.microscope import is_microscope_file
+from napari_sansa.files.outputs import labels_in_store, large_labels_path
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -139,11 +140,11 @@ class LargeTargets:
             if not (tiled or ome is not None):
                 continue
             if args.format == "tif":
-                plan.outputs[path] = LabelsOutput(out / f"{labels_stem(path)}_labels.tif", "tif")
+                plan.outputs[path] = LabelsOutput(large_labels_path(out, path, "tif"), "tif")
             elif ome is not None:
-                plan.outputs[path] = LabelsOutput(path / "labels" / LABEL_NAME, "ome-zarr", image=ome)
+                plan.outputs[path] = LabelsOutput(labels_in_store(path), "ome-zarr", image=ome)
             else:
-                plan.outputs[path] = LabelsOutput(out / f"{labels_stem(path)}_labels.ome.zarr", "ome-zarr")
+                plan.outputs[path] = LabelsOutput(large_labels_path(out, path, "ome-zarr"), "ome-zarr")
         plan._check_outputs(args)
         return plan
 

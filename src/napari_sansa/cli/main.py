@@ -18,6 +18,7 @@ from napari_sansa.cli.large import add_options as add_large_options
 from napari_sansa.cli.options import EXIT_USAGE, add_model_options
 from napari_sansa.cli.segment import segment as segment_command
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.objects import OBJECT_METHODS
 
 
 def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> None:
@@ -63,7 +64,7 @@ def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> Non
     parser.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
     parser.add_argument(
         "--instances",
-        choices=["watershed", "sam"],
+        choices=OBJECT_METHODS,
         default=None,
         help="also write each object's own label (<name>_objects.tif) and a table of them "
         "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",

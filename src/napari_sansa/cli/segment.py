@@ -60,7 +60,13 @@ def run_targets(
 
     from napari_sansa.cli.large import LargeTargets
     from napari_sansa.files.class_table import write_class_table
-    from napari_sansa.files.images import ensure_writable_folder, read_image, write_labels
+    from napari_sansa.files.images import (
+        Planes,
+        ReadAsNeeded,
+        ensure_writable_folder,
+        read_image,
+        write_labels,
+    )
     from napari_sansa.files.microscope import StackLabels, is_microscope_file, open_planes
     from napari_sansa.files.objects import write_objects
 
@@ -82,45 +88,35 @@ def run_targets(
     model = load_model(args)
 
     failures: list[str] = []
-    readable: list[Path] = []
-    planes: list[tuple | None] = []  # per image: its (scene, t, z) in a multi-plane target
     filling: dict[Path, StackLabels] = {}
 
-    def images():
-        for path in targets:
-            try:
-                if is_microscope_file(path):  # every plane an image; labels gathered in a stack
-                    stack = open_planes(path)
-                    filling[path] = StackLabels(stack)
-                    for index in stack.indices():
-                        image = stack.plane(index)
-                        readable.append(path)
-                        planes.append(index)
-                        yield image
-                    continue
-                image = large.read(path) if path in large.lazy else read_image(path)
-            except SansaError as exc:
-                failures.append(str(exc))
-                continue
-            readable.append(path)
-            planes.append(None)
-            yield image
+    def read(path: Path):
+        if is_microscope_file(path):  # every plane an image; labels gathered in a stack
+            stack = open_planes(path)
+            filling[path] = StackLabels(stack)
+            return Planes((index, stack.plane(index)) for index in stack.indices())
+        return large.read(path) if path in large.lazy else read_image(path)
+
+    images = ReadAsNeeded(targets, read, lambda path, error: failures.append(str(error)))
+    readable, planes = images.read, images.planes
 
     for note in notes:
         print(f"napari-sansa: {note}", file=sys.stderr)
     estimate = model.estimate(references, large.estimate_targets(targets), **large.tiling())
     print(f"Estimate: {estimate}", file=sys.stderr)
     bar = tqdm(total=len(targets), unit="image", desc="SANSA", file=sys.stderr)
-    counted: set[int] = set()  # an image with unreadable tiles is reported, then still predicted
     tiles: dict[Path, int] = {}
     try:
 
-        def skip(index: int, error: SansaError) -> None:
+        def skip(index: int, error: SansaError) -> None:  # the target is skipped
             failures.append(f"{readable[index].name}: {error}")
-            bar.update(0 if index in counted or planes[index] is not None else 1)
-            counted.add(index)
+            bar.update(0 if planes[index] is not None else 1)
 
-        run = model.propagate(references, images(), on_error=skip, **large.engine_options(readable))
+        def tile_unreadable(index: int, error: SansaError) -> None:  # left 0; the target goes on
+            failures.append(f"{readable[index].name}: {error}")
+
+        options = large.engine_options(readable)
+        run = model.propagate(references, images, on_error=skip, on_tile_error=tile_unreadable, **options)
         for prediction in run:
             path = readable[prediction.index]
             tiles[path] = prediction.tiles
@@ -145,8 +141,7 @@ def run_targets(
                 exports.add(path, prediction.labels, objects)
                 if after is not None:
                     after(path, prediction, objects)
-            bar.update(0 if prediction.index in counted else 1)
-            counted.add(prediction.index)
+            bar.update(1)
     finally:
         large.abandon()  # outputs still being written (an error stopped the run) are removed
         bar.close()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 import os
 import statistics
-import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from napari_sansa.distributed.worker import (
     wait_idle,
     worker_status,
 )
+from napari_sansa.engine.callbacks import Cancel, Progress, is_cancelled
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.outputs import (
     existing,
@@ -37,9 +37,6 @@ OVERHEAD_SHARE = 0.02  # tasks are sized so that the overhead is at most this sh
 CHECKS_PER_TASK = 64  # finished outputs read back per task on --resume (no compute)
 RETRIES = 2  # reruns of a task that raised (a worker that died is handled by the scheduler)
 STOP_TIMEOUT_S = 120.0  # on cancel, how long tasks in progress may take to finish their target
-
-Progress = Callable[[int, int], None] | None
-Cancel = Callable[[], bool] | threading.Event | None
 
 
 @dataclass
@@ -72,12 +69,6 @@ class RunSummary:
     @property
     def failed(self) -> list[TargetResult]:
         return self._with("failed")
-
-
-def _cancelled(cancel: Cancel) -> bool:
-    if cancel is None:
-        return False
-    return cancel.is_set() if isinstance(cancel, threading.Event) else bool(cancel())
 
 
 def task_size(seconds_per_target: float, n_targets: int, n_workers: int, model_batch: int = 1) -> int:
@@ -251,7 +242,7 @@ def segment(
         if progress is not None:
             progress(0, total)
         while not pending.is_empty():
-            if _cancelled(cancel):
+            if is_cancelled(cancel):
                 summary.cancelled = True
                 break
             done = pending.next_batch(block=False)

@@ -162,7 +162,7 @@ class SansaWorker(WorkerPlugin):
                 self.running -= 1
 
     def _run(self, items: Sequence[Item]) -> list[TargetResult]:
-        from napari_sansa.files.images import read_image, write_labels
+        from napari_sansa.files.images import ReadAsNeeded, read_image, write_labels
         from napari_sansa.files.outputs import is_complete
 
         self.ready.wait()
@@ -184,29 +184,23 @@ class SansaWorker(WorkerPlugin):
                 todo.append((index, item, True))  # unreadable: done again
             else:
                 todo.append((index, item, item.overwrite))
-        readable: list[tuple[int, Item, bool]] = []
 
         def fail(index: int, item: Item, error: Exception) -> None:
             results[index] = TargetResult(
                 item.target, item.output, "failed", error=str(error), worker=self.address
             )
 
-        def images():
-            for index, item, replace in todo:
-                try:
-                    image = read_image(item.target)
-                except SansaError as exc:
-                    fail(index, item, exc)
-                    continue
-                readable.append((index, item, replace))
-                yield image
+        images = ReadAsNeeded(
+            todo, lambda entry: read_image(entry[1].target), lambda entry, error: fail(*entry[:2], error)
+        )
+        readable = images.read
 
         def skip(position: int, error: SansaError) -> None:
             index, item, _ = readable[position]
             fail(index, item, error)
 
         last = time.perf_counter()
-        predictions = self.model.propagate(self.references, images(), on_error=skip, cancel=self.stopped)
+        predictions = self.model.propagate(self.references, images, on_error=skip, cancel=self.stopped)
         for prediction in predictions:
             index, item, replace = readable[prediction.index]
             try:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from napari_sansa.engine.errors import SansaError
+
+T = TypeVar("T")
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".czi", ".nd2", ".lif")
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -140,3 +143,45 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool
             iio.imwrite(tmp_name, labels, extension=path.suffix)
 
     return atomic_write(path, write)
+
+
+class Planes:
+    """The planes of one file (a microscope file's scenes, times and Z), each segmented as an
+    image of its own: ``(index, image)`` pairs, read one at a time."""
+
+    def __init__(self, planes: Iterable[tuple[Any, Any]]) -> None:
+        self.planes = planes
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return iter(self.planes)
+
+
+class ReadAsNeeded(Generic[T]):
+    """Targets read one at a time, as the engine asks for them (only the few images it prepares
+    ahead are in memory). One that cannot be read goes to ``unreadable(item, error)`` and is
+    skipped; ``read[i]`` is the item the engine numbers ``i`` (its Prediction.index), and
+    ``planes[i]`` its plane index where ``read`` gave :class:`Planes` (else None)."""
+
+    def __init__(
+        self, items: Iterable[T], read: Callable[[T], Any], unreadable: Callable[[T, SansaError], None]
+    ) -> None:
+        self.items, self.reader, self.unreadable = items, read, unreadable
+        self.read: list[T] = []
+        self.planes: list[Any] = []
+
+    def __iter__(self) -> Iterator[Any]:
+        for item in self.items:
+            try:
+                image = self.reader(item)
+                if isinstance(image, Planes):
+                    for index, plane in image:
+                        self.read.append(item)
+                        self.planes.append(index)
+                        yield plane
+                    continue
+            except SansaError as exc:
+                self.unreadable(item, exc)
+                continue
+            self.read.append(item)
+            self.planes.append(None)
+            yield image

@@ -29,18 +29,36 @@ CHUNK = 1024  # zarr chunk side of OME-Zarr labels
 TIFF_TILE = (256, 256)
 MIN_LEVEL_SIDE = 512  # a new store's pyramid stops once a level fits in this
 MAX_LEVELS = 8
-LABEL_NAME = "sansa"  # labels/<name> inside an input OME-Zarr image
 PARTIAL = ".partial"
 
 
-def write_error(path: Path, exc: OSError) -> SansaError:
-    """The message for a failed write: a full disk says so and what to do."""
+def write_error(
+    path: Path, exc: OSError, then: str = "choose another --out, then run again with --resume"
+) -> SansaError:
+    """The message for a failed write: a full disk says so and what to do (``then``)."""
     if exc.errno == errno.ENOSPC:
         return SansaError(
-            f"The disk is full while writing {path}; the partial output was removed. Free some space "
-            "or choose another --out, then run again with --resume."
+            f"The disk is full while writing {path}; the partial output was removed. Free some space or {then}."
         )
     return SansaError(f"Cannot write {path}: {exc.strerror or exc}.")
+
+
+def pyramid_levels(hw: tuple[int, int]) -> int:
+    """How many levels a new labels pyramid has: halved until a level fits in MIN_LEVEL_SIDE."""
+    count, side = 1, max(hw)
+    while side > MIN_LEVEL_SIDE and count < MAX_LEVELS:
+        side = (side + 1) // 2
+        count += 1
+    return count
+
+
+def chunks_of(array: Any) -> tuple[int, ...]:
+    """An array's own chunks, else planes of CHUNK x CHUNK pixels."""
+    chunks = getattr(array, "chunks", None)
+    if isinstance(chunks, tuple) and all(isinstance(c, int) for c in chunks):
+        return chunks
+    shape = array.shape
+    return (1,) * (len(shape) - 2) + tuple(min(CHUNK, s) for s in shape[-2:])
 
 
 class StreamedLabels:
@@ -175,13 +193,7 @@ class LabelsOutput:
             raise
 
     def _level_count(self, hw: tuple[int, int]) -> int:
-        if self.image is not None:
-            return len(self.image.levels)
-        count, side = 1, max(hw)
-        while side > MIN_LEVEL_SIDE and count < MAX_LEVELS:
-            side = (side + 1) // 2
-            count += 1
-        return count
+        return len(self.image.levels) if self.image is not None else pyramid_levels(hw)
 
     def _pyramid(self) -> None:
         """Levels 1.. from level 0 by taking every 2nd pixel (label values stay exact), with dask."""
@@ -321,3 +333,49 @@ def is_complete_output(path: str | os.PathLike) -> bool:
             return page.size > 0 and bool(ends) and max(ends) <= size
     except Exception:  # anything unreadable is not complete
         return False
+
+
+def write_labels_store(
+    labels: Any, path: str | os.PathLike, scale: Any = None, overwrite: bool = False
+) -> Path:
+    """Write labels (a plane or a stack, any sliceable array) as an OME-Zarr image with a
+    nearest-neighbour pyramid, streaming by chunks (dask): the widget's export of large results.
+
+    ``scale``: the pixel size per axis, written as the image's coordinate scale. A store that
+    exists is replaced only with ``overwrite``; it is written beside under a temporary name
+    first, so a failed export leaves nothing that looks complete.
+    """
+    import dask.array as da
+    import zarr
+    from ome_zarr.scale import Methods
+    from ome_zarr.writer import write_image
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
+    partial = path.with_name(path.name + PARTIAL)
+    shutil.rmtree(partial, ignore_errors=True)
+    data = da.from_array(labels, chunks=chunks_of(labels), asarray=True)
+    if data.ndim > 3:
+        raise SansaError(f"Labels of {data.ndim} dimensions cannot be exported as OME-Zarr yet.")
+    axes = "zyx"[-data.ndim :]
+    factors = tuple(2**k for k in range(1, pyramid_levels(data.shape[-2:])))
+    physical = {a: float(s) for a, s in zip(axes, scale)} if scale is not None else None
+    try:
+        group = zarr.open_group(str(partial), mode="w")
+        write_image(
+            data,
+            group,
+            scale_factors=factors,
+            method=Methods.NEAREST,
+            axes=axes,
+            storage_options={"chunks": chunks_of(labels)},
+            scale=physical,
+        )
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise write_error(path, exc, then="choose another folder") from None
+    if path.exists():
+        shutil.rmtree(path)
+    partial.rename(path)
+    return path

@@ -34,15 +34,6 @@ def is_ome_zarr_name(path: str | os.PathLike) -> bool:
     return Path(path).name.lower().endswith(".ome.zarr")
 
 
-def labels_stem(path: str | os.PathLike) -> str:
-    """The name a target's labels are called after: ``big.ome.zarr`` and ``big.ome.tif`` -> ``big``."""
-    name = Path(path).name
-    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
-
-
 class AxesView:
     """A lazy view of an array with some axes fixed to an index (singleton t/z/q axes dropped).
 

@@ -14,12 +14,7 @@ import pandas as pd
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import atomic_write, write_labels
-
-
-def objects_paths(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Where an image's objects go: the label image and the table."""
-    folder = Path(folder)
-    return folder / f"{name}_objects.tif", folder / f"{name}_objects.csv"
+from napari_sansa.files.outputs import objects_paths
 
 
 def write_objects(

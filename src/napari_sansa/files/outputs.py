@@ -1,4 +1,7 @@
-"""Which targets a file run segments, where each one's labels go, and which are done already.
+"""Which targets a file run segments, what every output is named, and which are done already.
+
+All output names live here: a target's label file, a large target's store or tiled TIFF, labels
+inside an input OME-Zarr store, a widget layer's exported labels, and objects files.
 
 Shared by the single-process CLI and the cluster runner, so that both expand inputs (files,
 folders, glob patterns, ``@list.txt``) and name outputs the same way, and ``--resume`` means the
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -156,6 +160,20 @@ def resume_targets(targets: Sequence[Path], out: Path, references, large=None) -
     return [targets[i] for i in todo]
 
 
+# ------------------------------------------------------------------ output names (all of them)
+LARGE_FORMATS = ("ome-zarr", "tif")
+LABEL_GROUP = "sansa"  # labels/<name> inside an input OME-Zarr image
+
+
+def labels_stem(path: str | os.PathLike) -> str:
+    """The name a target's labels are called after: ``big.ome.zarr`` and ``big.ome.tif`` -> ``big``."""
+    name = Path(path).name
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
 def labels_name(path: Path, labels) -> str:
     """``<stem>_labels.png`` where the labels fit in a PNG and the target was one, else ``.tif``."""
     preferred = ".png" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") else ".tif"
@@ -258,8 +276,6 @@ class RunExports:
         ``instances``, its ``_objects.tif`` and ``.csv``) where its exports are missing."""
         import pandas as pd
 
-        from napari_sansa.files.objects import objects_paths
-
         missing_geojson = "geojson" in self.formats and not self._geojson(target).exists()
         if not (missing_geojson or self.coco is not None):
             return
@@ -293,3 +309,33 @@ class RunExports:
         if self.coco is not None and self.coco.images:
             self.written.append(self.coco.write(self.coco_path))
         return self.written
+
+
+def large_labels_path(out: Path, target: Path, fmt: str) -> Path:
+    """A large target's labels in ``out``: ``<stem>_labels.ome.zarr`` or a tiled ``<stem>_labels.tif``."""
+    return out / f"{labels_stem(target)}_labels{'.tif' if fmt == 'tif' else '.ome.zarr'}"
+
+
+def labels_in_store(store: Path) -> Path:
+    """Labels written into the target's own OME-Zarr store: ``<store>/labels/sansa``."""
+    return store / "labels" / LABEL_GROUP
+
+
+def safe_name(name: str) -> str:
+    """A layer name as a file name: no separators, no surprises."""
+    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .")
+    return cleaned or "image"
+
+
+def layer_labels_file(folder: Path, name: str, labels) -> Path:
+    """An exported layer's labels: PNG for 2D labels that fit in 8 or 16 bits, else TIFF; a
+    lazy (large) one as ``<name>.ome.zarr``."""
+    if not isinstance(labels, np.ndarray):
+        return folder / f"{safe_name(name)}.ome.zarr"
+    return folder / f"{safe_name(name)}{labels_suffix(labels, '.png' if labels.ndim == 2 else '.tif')}"
+
+
+def objects_paths(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Where an image's objects go: ``<name>_objects.tif`` (instance labels) and ``<name>_objects.csv``."""
+    folder = Path(folder)
+    return folder / f"{name}_objects.tif", folder / f"{name}_objects.csv"

@@ -30,7 +30,8 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
 from napari_sansa.files.coco import COCO_FILE
-from napari_sansa.files.outputs import EXPORT_FORMATS, RunExports
+from napari_sansa.files.label_stores import write_labels_store
+from napari_sansa.files.outputs import EXPORT_FORMATS, RunExports, safe_name
 from napari_sansa.files.reference_sets import (
     RUN_RECORD_FORMAT,
     SET_FILE,
@@ -47,12 +48,11 @@ from napari_sansa.plugin.core.record import (
     export_labels,
     planned_labels,
     read_record,
-    safe_name,
 )
 from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
-from napari_sansa.plugin.viewer.large import export_zarr, is_lazy, zarr_file
+from napari_sansa.plugin.viewer.large import is_lazy
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers
 
 REFERENCES_FOLDER = "references"
@@ -93,11 +93,11 @@ def export_run(
     planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
     for_tools = _tool_exports(viewer, folder, run, formats, overwrite, object_layers)
     planned_labels(results, folder, overwrite)
-    stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite, file=zarr_file)
+    stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     written = export_labels(results, folder, overwrite=overwrite)
     for name, result in large.items():
-        written.append(export_zarr(result.data, stores[name], scale=result.scale, overwrite=overwrite))
+        written.append(write_labels_store(result.data, stores[name], scale=result.scale, overwrite=overwrite))
     written += objects() if objects is not None else []
     written += for_tools()
     if run.references:
@@ -170,7 +170,7 @@ def _add_reference_image(viewer, reference, source: dict, index: int):
     return viewer.add_image(data, name=name, **kwargs)
 
 
-def load_references(
+def open_references_in_viewer(
     viewer, path: str | os.PathLike, model_panel: ModelPanel, add_prompt_layer: Callable
 ) -> LoadedReferences:
     """Recreate the references (and model settings) of a reference set or an older run record."""

@@ -58,7 +58,7 @@ class SansaWidget(QWidget):
         gone = lambda: is_deleted(self)  # noqa: E731
         self.runner = Runner(self.viewer, panels, self._describe_key, gone, parent=self)
         self.preview = LivePreview(
-            self.viewer, self.runner, self.controls, self._plan, self._settings, gone, self
+            self.viewer, self.runner, self.controls, self.plan, self._settings, gone, self
         )
         for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
             self.controls.threshold_changed.connect(relabel)
@@ -202,7 +202,9 @@ class SansaWidget(QWidget):
         """Whether annotated stacks are segmented through the stack (else plane by plane)."""
         return self.targets_panel.through_stacks
 
-    def _plan(self) -> Job:
+    def plan(self) -> Job:
+        """What Run would do now: the references, the targets and how each is segmented (the
+        widget's layers and choices read into a Qt-free :class:`~.core.jobs.Job`)."""
         sources = [L.image_source(layer) for layer in L.image_layers(self.viewer)]
         self._names = {s.image_id: s.name for s in sources}
         panel = self.references_panel
@@ -217,14 +219,14 @@ class SansaWidget(QWidget):
         if self.runner.running() or self.evaluation_panel.running():
             notifications.error("A run or a check is already going; cancel it or wait for it to finish.")
             return None
-        return self.runner.start(job or self._plan(), self._settings())
+        return self.runner.start(job or self.plan(), self._settings())
 
     def _check_inputs(self) -> CheckInputs | None:
         """Check references' references, as a run would take them, and the run's model."""
         if self.runner.running():
             notifications.error("A run is going; check the references when it has finished.")
             return None
-        job = self._plan()
+        job = self.plan()
         names = [self._describe_key(key) for key in job.reference_keys]
         get_model = self.runner.model_getter(self._settings())
         return CheckInputs(job.references, names, list(job.reference_keys), get_model)
@@ -309,7 +311,7 @@ class SansaWidget(QWidget):
         """Name the unannotated image (or plane) whose annotation should help most, show it and
         say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
         panel = self.suggestion_panel
-        key = panel.suggest(self.model, self._plan(), self.scores, self.runner.running())
+        key = panel.suggest(self.model, self.plan(), self.scores, self.runner.running())
         if key is None:
             return None
         self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
@@ -332,13 +334,13 @@ class SansaWidget(QWidget):
         return exports.save_run_references(folder, self._record_parts, overwrite=overwrite)
 
     def _record_parts(self) -> exports.ExportParts:
-        job = self._plan()  # also names the images
+        job = self.plan()  # also names the images
         info = self.model.info if self.model is not None else None
         return record_parts(job, self._names, info, self._settings())
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of a reference set or run record; returns how many."""
-        loaded = exports.load_references(self.viewer, path, self.model_panel, self.add_prompt_layer)
+        loaded = exports.open_references_in_viewer(self.viewer, path, self.model_panel, self.add_prompt_layer)
         panel = self.references_panel
         panel.class_names.update(loaded.class_names)
         panel.class_name.setText(panel.class_names.get(panel.class_id.value(), ""))

@@ -37,13 +37,13 @@ from napari_sansa.engine.evaluation.scores import score_classes
 from napari_sansa.engine.inputs.images import model_input
 from napari_sansa.engine.inputs.prompts import DensePrompt, Reference, mask_in_model_frame, sam_point_inputs
 from napari_sansa.engine.network.adapters import adapter_modules
-from napari_sansa.engine.runs.memory import (
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.network.memory import (
     decode_mask_prompt,
     decode_point_prompt,
     decode_target,
     encode_memory,
 )
-from napari_sansa.engine.runtime.features import ImageFeatures
 
 PARTS = ("adapters", "adapters+decoder")
 DEFAULT_STEPS = 300
@@ -101,11 +101,11 @@ def _fill_feature_cache(model, encoder: SplitEncoder, images: Sequence[tuple[Ann
             encoder.prefix(view.key, _view_input(view, model.image_size, model.dtype, model.device))
         )
         model.features.put(
-            model._prepare(ref.image).key,
+            model.runtime.prepare(ref.image).key,
             ImageFeatures(tuple(t.to(model.dtype) for t in feats.high_res), feats.top.to(model.dtype)),
         )
-        if model._position is None:
-            model._position = pos.to(model.dtype)
+        if model.runtime._position is None:  # known after an encoder pass; this was one
+            model.runtime._position = pos.to(model.dtype)
 
 
 def held_out_scores(
@@ -205,7 +205,7 @@ def adapt(
         tuple(image.index for image in held), tuple(image.index for image in training), trained=train
     )
     start = time.perf_counter()
-    with model._lock:
+    with model.runtime.lock:
         parameters = trained_parameters(model.sam, train)
         dtypes = {name: p.dtype for name, p in parameters.items()}
         for p in parameters.values():  # fp32 master weights, whatever the model's precision

@@ -15,7 +15,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 
 from napari_sansa.engine.network.adapters import adapter_modules
-from napari_sansa.engine.runtime.features import ImageFeatures
+from napari_sansa.engine.network.features import ImageFeatures
 
 
 @dataclass(eq=False)

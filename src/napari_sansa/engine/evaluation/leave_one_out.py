@@ -8,20 +8,19 @@ after each reference and stop between two.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from napari_sansa.engine.callbacks import Cancel, is_cancelled
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.evaluation.scores import score_classes, score_objects, true_objects
 from napari_sansa.engine.inputs.prompts import Mask, Reference
 
 if TYPE_CHECKING:
-    import threading
-
     from napari_sansa.engine.model import Prediction, Sansa
     from napari_sansa.engine.objects.from_prediction import Objects
 
@@ -72,7 +71,7 @@ def leave_one_out(
     *,
     instances: str | None = None,
     thresholds: Sequence[float] = (0.5, 0.75, 0.9),
-    cancel: threading.Event | Callable[[], bool] | None = None,
+    cancel: Cancel = None,
 ) -> Iterator[HeldOut]:
     """Predict each mask reference from all the other references and score it against its mask.
 
@@ -91,10 +90,8 @@ def leave_one_out(
         )
     if len(references) < 2:
         raise SansaError("Leave-one-out needs at least two references: one to predict from, one to score.")
-    from napari_sansa.engine.model import _is_cancelled
-
     for index in held:
-        if _is_cancelled(cancel):
+        if is_cancelled(cancel):
             return
         others = references[:index] + references[index + 1 :]
         predictions = list(model.propagate(others, [references[index].image], cancel=cancel))

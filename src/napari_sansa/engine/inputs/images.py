@@ -76,8 +76,41 @@ def as_image(image: Image | np.ndarray | Multiscale) -> Image:
     return Image(np.asarray(image))
 
 
-def _check_layout(shape: tuple[int, ...], dtype: np.dtype, channel_axis: int | None) -> tuple[int, ...]:
-    """The axes order that puts channels last, after checking the array's shape and dtype."""
+@dataclass(frozen=True)
+class Layout:
+    """Where an array's rows, columns and channels are, checked from its shape and dtype alone
+    (a zarr or dask array is not read): ``order`` is the axes that put channels last."""
+
+    shape: tuple[int, ...]
+    order: tuple[int, ...]
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return self.shape[self.order[0]], self.shape[self.order[1]]
+
+    @property
+    def n_channels(self) -> int:
+        return 1 if len(self.order) == 2 else self.shape[self.order[2]]
+
+    def window(self, rows: slice, cols: slice) -> tuple[slice, ...]:
+        """The index of a window of rows and columns, all channels."""
+        index = [slice(None)] * len(self.order)
+        index[self.order[0]], index[self.order[1]] = rows, cols
+        return tuple(index)
+
+    def channels_last(self, data: np.ndarray) -> np.ndarray:
+        """``(h, w, C)`` of an array (or a window of it) in this layout."""
+        if len(self.order) == 2:
+            return data[..., None]
+        return data if self.order[2] == 2 else np.moveaxis(data, self.order[2], -1)
+
+
+def layout(data: object, channel_axis: int | None = None) -> Layout:
+    """The checked layout of an image array (anything with ``shape`` and ``dtype``, or a list)."""
+    if not (hasattr(data, "shape") and hasattr(data, "dtype")):
+        data = np.asarray(data)
+    shape = tuple(int(n) for n in data.shape)
+    dtype = np.dtype(data.dtype)
     if dtype.kind not in "biuf":
         raise SansaError(f"Images must hold numbers, not {dtype}.")
     if len(shape) == 0 or 0 in shape:
@@ -90,11 +123,11 @@ def _check_layout(shape: tuple[int, ...], dtype: np.dtype, channel_axis: int | N
                 f"{shape}; expected three axes (two spatial and one channel axis)."
             )
         axis = channel_axis % 3
-        return tuple(a for a in range(3) if a != axis) + (axis,)
+        return Layout(shape, tuple(a for a in range(3) if a != axis) + (axis,))
     if ndim == 2:
-        return (0, 1)
+        return Layout(shape, (0, 1))
     if ndim == 3 and shape[-1] <= MAX_CHANNELS:
-        return (0, 1, 2)
+        return Layout(shape, (0, 1, 2))
     if ndim == 3:
         raise SansaError(
             f"Expected a 2D image, got an array of shape {shape}: it looks like a stack "
@@ -104,17 +137,10 @@ def _check_layout(shape: tuple[int, ...], dtype: np.dtype, channel_axis: int | N
     raise SansaError(f"Expected a 2D image (H, W) or (H, W, C), got shape {shape}.")
 
 
-def _channels_last(image: Image) -> np.ndarray:
+def channels_last(image: Image) -> np.ndarray:
+    """``(H, W, C)``: all of an image's channels, in memory."""
     data = np.asarray(image.data)
-    order = _check_layout(data.shape, data.dtype, image.channel_axis)
-    if len(order) == 2:
-        return data[..., None]
-    return data if order == (0, 1, 2) else np.moveaxis(data, image.channel_axis, -1)
-
-
-def _lazy_data(image: Image) -> object:
-    data = image.data
-    return data if hasattr(data, "shape") and hasattr(data, "dtype") else np.asarray(data)
+    return layout(data, image.channel_axis).channels_last(data)
 
 
 def image_hw(image: Image | np.ndarray | Multiscale) -> tuple[int, int]:
@@ -123,15 +149,14 @@ def image_hw(image: Image | np.ndarray | Multiscale) -> tuple[int, int]:
     if isinstance(image, Multiscale):
         image = image.level_image(0)
     elif not isinstance(image, Image):
-        image = Image(image)
-    data = _lazy_data(image)
-    shape = tuple(int(n) for n in data.shape)
-    order = _check_layout(shape, np.dtype(data.dtype), image.channel_axis)
-    return shape[order[0]], shape[order[1]]
+        image = Image(image)  # not np.asarray: that would read a lazy array
+    return layout(image.data, image.channel_axis).hw
 
 
-def _select_channels(data: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
-    n = data.shape[-1]
+def resolve_channels(n_channels: int, channels: Sequence[int] | None) -> tuple[int, ...]:
+    """The one to three channels the model sees of an image with ``n_channels``: those chosen,
+    else the first three (RGBA: without alpha)."""
+    n = n_channels
     if channels is None:
         if n == 4:  # RGBA: the alpha channel is not part of the picture
             channels = (0, 1, 2)
@@ -143,7 +168,12 @@ def _select_channels(data: np.ndarray, channels: Sequence[int] | None) -> np.nda
     bad = [c for c in channels if not -n <= c < n]
     if bad:
         raise SansaError(f"Channel(s) {bad} do not exist: the image has {n} channel(s).")
-    return data[..., list(channels)]
+    return channels
+
+
+def pick_channels(data: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
+    """The channels the model sees of a channels-last array (see :func:`resolve_channels`)."""
+    return data[..., list(resolve_channels(data.shape[-1], channels))]
 
 
 def channel_limits(channel: np.ndarray, kind: str | None = None) -> tuple[float, float]:
@@ -205,7 +235,7 @@ def to_rgb01(
 
 def select_channels(image: Image) -> np.ndarray:
     """``(H, W, C)``: the channels the model will see, in memory."""
-    return _select_channels(_channels_last(image), image.channels)
+    return pick_channels(channels_last(image), image.channels)
 
 
 def model_input(rgb01: np.ndarray, image_size: int, dtype=None):

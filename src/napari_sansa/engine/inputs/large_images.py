@@ -1,4 +1,7 @@
-"""Read a large image window by window, at the pyramid level that suits the working scale.
+"""A lazy image or pyramid read window by window, at the level that suits the working scale.
+
+What an image is (its layout, channels and contrast) is :mod:`.images`; this module only adds
+reading by windows, one direction: it uses :mod:`.images` and is not used by it.
 
 Arrays are read only where a tile needs them (numpy, zarr, dask or tifffile's zarr store all
 slice lazily). Intensities are mapped with limits decided once for the whole image, from a
@@ -16,12 +19,12 @@ import numpy as np
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import (
     Image,
+    Layout,
     Multiscale,
-    _check_layout,
-    _lazy_data,
-    _select_channels,
     channel_limits,
-    image_hw,
+    layout,
+    pick_channels,
+    resolve_channels,
     to_rgb01,
 )
 
@@ -34,7 +37,7 @@ SAMPLE_SIDE = 128
 class _Level:
     data: object
     factor: tuple[float, float]  # this level's pixels per level-0 pixel, rows and columns
-    order: tuple[int, ...]  # axes that put channels last
+    layout: Layout
 
 
 @dataclass(eq=False)
@@ -58,7 +61,7 @@ class LargeImage:
         """``(h, w, 3)`` float32 RGB in [0, 1] of a level-0 window, read from the best level."""
         level = self.level_for(scale)
         window = _read(level, rows, cols)
-        return to_rgb01(Image(_select_channels(window, self.channels)), self.limits)
+        return to_rgb01(Image(pick_channels(window, self.channels)), self.limits)
 
 
 def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
@@ -66,11 +69,8 @@ def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
     fy, fx = level.factor
     r0, r1 = math.floor(rows.start * fy), max(math.ceil(rows.stop * fy), math.floor(rows.start * fy) + 1)
     c0, c1 = math.floor(cols.start * fx), max(math.ceil(cols.stop * fx), math.floor(cols.start * fx) + 1)
-    index: list[slice] = [slice(None)] * len(level.order)
-    index[level.order[0]] = slice(r0, r1)
-    index[level.order[1]] = slice(c0, c1)
     try:
-        window = np.asarray(level.data[tuple(index)])
+        window = np.asarray(level.data[level.layout.window(slice(r0, r1), slice(c0, c1))])
     except SansaError:
         raise
     except Exception as exc:  # zarr, dask, tifffile and OS errors alike: a part of the file is bad
@@ -78,27 +78,26 @@ def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
             f"Could not read pixels {rows.start}:{rows.stop}, {cols.start}:{cols.stop} of the image: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
-    if len(level.order) == 2:
-        return window[..., None]
-    return np.moveaxis(window, level.order[2], -1) if level.order[2] != 2 else window
+    return level.layout.channels_last(window)
 
 
 def _levels(image: Image | Multiscale) -> tuple[list[_Level], tuple[int, int]]:
     arrays = list(image.levels) if isinstance(image, Multiscale) else [image.data]
-    channel_axis = image.channel_axis
-    hw = image_hw(image)
-    levels = []
+    levels: list[_Level] = []
+    hw = (0, 0)  # level 0's
     for k, data in enumerate(arrays):
-        data = _lazy_data(Image(data))
-        shape = tuple(int(n) for n in data.shape)
-        order = _check_layout(shape, np.dtype(data.dtype), channel_axis)
-        h, w = shape[order[0]], shape[order[1]]
+        if not (hasattr(data, "shape") and hasattr(data, "dtype")):
+            data = np.asarray(data)
+        level_layout = layout(data, image.channel_axis)
+        h, w = level_layout.hw
+        if k == 0:
+            hw = (h, w)
         if k > 0 and (h > hw[0] or w > hw[1]):
             raise SansaError(
                 f"Level {k} of the multiscale image ({h}x{w}) is larger than level 0 ({hw[0]}x{hw[1]}): "
                 "levels must go from the full resolution down."
             )
-        levels.append(_Level(data, (h / hw[0], w / hw[1]), order))
+        levels.append(_Level(data, (h / hw[0], w / hw[1]), level_layout))
     return levels, hw
 
 
@@ -111,11 +110,8 @@ def _sample(levels: list[_Level], hw: tuple[int, int]) -> np.ndarray:
         return _read(level, slice(0, hw[0]), slice(0, hw[1]))
     if isinstance(level.data, np.ndarray):  # in memory: a strided view costs nothing
         step = math.ceil(math.sqrt(h * w / SAMPLE_PIXELS))
-        index: list[slice] = [slice(None)] * len(level.order)
-        index[level.order[0]] = slice(None, None, step)
-        index[level.order[1]] = slice(None, None, step)
-        view = level.data[tuple(index)]
-        return view[..., None] if len(level.order) == 2 else np.moveaxis(view, level.order[2], -1)
+        every = slice(None, None, step)
+        return level.layout.channels_last(level.data[level.layout.window(every, every)])
     side = SAMPLE_SIDE
     windows = []
     for r in np.linspace(0, max(hw[0] - side, 0), SAMPLE_WINDOWS).astype(int):
@@ -142,15 +138,9 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
         image = Image(image)
     levels, hw = _levels(image)
     if image.contrast_limits is not None:
-        n = _select_channels(np.zeros((1, 1, _channel_count(levels[0])), np.uint8), image.channels).shape[-1]
+        n = len(resolve_channels(levels[0].layout.n_channels, image.channels))
         limits = [tuple(float(v) for v in image.contrast_limits)] * n
     else:
-        sample = _select_channels(_readable_sample(levels, hw), image.channels)
+        sample = pick_channels(_readable_sample(levels, hw), image.channels)
         limits = [channel_limits(sample[..., i]) for i in range(sample.shape[-1])]
     return LargeImage(hw, levels, image.channels, limits)
-
-
-def _channel_count(level: _Level) -> int:
-    if len(level.order) == 2:
-        return 1
-    return int(level.data.shape[level.order[2]])

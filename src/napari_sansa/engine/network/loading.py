@@ -8,6 +8,7 @@ their bottlenecks), every file is read with ``weights_only=True``, and every mis
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -21,7 +22,18 @@ from napari_sansa.engine.network.adapters import (
     infer_layout,
 )
 from napari_sansa.engine.network.architecture import build_sam2, infer_sam2_size
-from napari_sansa.engine.runs.results import ModelInfo
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model was built from, for the record of a run."""
+
+    sam2_size: str
+    adapter_blocks: tuple[int, ...]
+    channel_factor: float
+    sam2_checkpoint: str = ""
+    adapter_checkpoint: str = ""
+    name: str = ""
 
 
 def assemble(

@@ -24,8 +24,8 @@ from napari_sansa.engine.inputs.prompts import (
     SparsePrompt,
     sam_point_inputs,
 )
-from napari_sansa.engine.runs.memory import decode_point_prompt
-from napari_sansa.engine.runtime.features import ImageFeatures
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.network.memory import decode_point_prompt
 
 GROW_PX = 3  # a mask may reach this far past its class region (SAM2 outlines a little wider)
 NMS_IOU = 0.5  # masks overlapping more than this are one object: the higher predicted IoU stays

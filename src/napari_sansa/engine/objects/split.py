@@ -30,7 +30,7 @@ NOTCH_DEPTH = 1.0  # pixels: a notch shallower than this is the outline's pixel 
 PIECE_PEAK = 1.0  # pixels: a piece's distance maximum must stand this far above its saddle
 PIECE_BORDER_RATIO = 0.95  # pieces stay apart where their border is < 95% of the smaller's width
 CLUMP_AREA = 1.3  # objects smaller than 1.3 discs as wide as their thickest point are not clumps
-METHODS = ("watershed", "components")
+SPLIT_METHODS = ("watershed", "components")  # how a mask is split (see split_instances)
 
 
 def foreground(mask: np.ndarray, threshold: float | None = None, what: str = "The mask") -> np.ndarray:
@@ -71,9 +71,9 @@ def split_instances(
     """
     from scipy import ndimage
 
-    if method not in METHODS:
+    if method not in SPLIT_METHODS:
         hint = " (method 'sam' needs the model: use Prediction.instances)" if method == "sam" else ""
-        raise SansaError(f"Unknown method {method!r}{hint}; choose one of {', '.join(METHODS)}.")
+        raise SansaError(f"Unknown method {method!r}{hint}; choose one of {', '.join(SPLIT_METHODS)}.")
     if not isinstance(min_size, (int, np.integer)) or isinstance(min_size, bool) or min_size < 0:
         raise SansaError(f"min_size must be a whole number of pixels, 0 or more; got {min_size!r}.")
     fg = foreground(mask, threshold)

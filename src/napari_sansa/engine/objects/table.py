@@ -11,7 +11,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from napari_sansa.engine.inputs.images import Image, _channels_last, as_image
+from napari_sansa.engine.inputs.images import Image, as_image, channels_last
 
 BASE_COLUMNS = (
     "label",
@@ -38,7 +38,7 @@ _RENAME = {
 def _intensity(image: Image | np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
     if image is None:
         return None
-    data = _channels_last(as_image(image))
+    data = channels_last(as_image(image))
     if data.shape[:2] != tuple(shape):
         raise ValueError(f"the image is {data.shape[:2]}, the labels {shape}")
     data = data.astype(np.float64, copy=False)

@@ -1,31 +1,32 @@
-"""What the model gives back: a target's prediction, what a model was built from, a run's cost."""
+"""What a run gives back: a target's prediction, built in one place; a run's cost."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from napari_sansa.engine.inputs.prompts import label_dtype
+from napari_sansa.engine.objects.from_prediction import Objects, prediction_objects
 from napari_sansa.engine.objects.split import DEFAULT_MIN_SIZE
-
-if TYPE_CHECKING:
-    from napari_sansa.engine.model import Sansa, _Prepared
-    from napari_sansa.engine.objects.from_prediction import Objects
+from napari_sansa.engine.runtime.runtime import HasRuntime, Outcome, PreparedImage, Runtime
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model was built from, for the record of a run."""
+@dataclass(frozen=True, eq=False)
+class Source:
+    """Where a prediction came from, for :meth:`Prediction.instances`: the target image (its
+    pixels for the object table's intensities, its key for its cached features) and a *weak*
+    reference to the runtime that predicted it, so that a kept result never keeps the model,
+    its network and its caches alive."""
 
-    sam2_size: str
-    adapter_blocks: tuple[int, ...]
-    channel_factor: float
-    sam2_checkpoint: str = ""
-    adapter_checkpoint: str = ""
-    name: str = ""
+    target: PreparedImage
+    runtime: weakref.ref[Runtime] | None = None
+
+    def live_runtime(self) -> Runtime | None:
+        """The runtime, if the model that made the prediction still exists."""
+        return self.runtime() if self.runtime is not None else None
 
 
 def labels_from_logits(logits: Mapping[int, np.ndarray], threshold: float, dtype=None) -> np.ndarray:
@@ -46,8 +47,8 @@ class Prediction:
     ``labels`` holds class ids (0 = background; where classes overlap, the highest logit wins),
     ``logits`` each class's logits at the target's size, ``scores`` each class's confidence in
     [0, 1] (predicted IoU times mask stability), for ranking targets for review.
-    ``propagate`` also keeps the model and the target image (``_model``, ``_target``, without
-    the model input) for :meth:`instances`: its mean intensities and method "sam".
+    A prediction from a model also has its ``source``: the target image and a weak reference
+    to the model, for :meth:`instances` (it does not keep the model alive).
     A large image segmented in tiles has ``tiles`` > 1 (its encoder passes), ``labels`` in the
     array the caller gave (e.g. zarr), ``logits`` only if asked, and ``missing``: the windows
     ``(rows, cols)`` of tiles that could not be read (left 0).
@@ -57,8 +58,7 @@ class Prediction:
     labels: np.ndarray
     logits: dict[int, np.ndarray] = field(default_factory=dict)
     scores: dict[int, float] = field(default_factory=dict)
-    _model: Sansa | None = field(default=None, repr=False)
-    _target: _Prepared | None = field(default=None, repr=False)
+    source: Source | None = field(default=None, repr=False)
     tiles: int = 1
     missing: tuple[tuple[slice, slice], ...] = ()
 
@@ -68,8 +68,9 @@ class Prediction:
         return not self.missing
 
     def __getstate__(self) -> dict:
-        """Pickled (e.g. sent between processes) without the model, which stays where it is."""
-        return {**self.__dict__, "_model": None}
+        """Pickled (e.g. sent between processes) with its image but without the model's reference."""
+        source = self.source and replace(self.source, runtime=None)
+        return {**self.__dict__, "source": source}
 
     def instances(
         self,
@@ -77,21 +78,59 @@ class Prediction:
         *,
         min_size: int = DEFAULT_MIN_SIZE,
         class_names: Mapping[int, str] | None = None,
+        model: HasRuntime | None = None,
     ) -> Objects:
         """Each object its own label: ``(labels, table)``, an :class:`~.objects.Objects`.
 
         "watershed" splits each class's mask where objects touch; "sam" outlines each of those
-        seeds with SAM2's decoder on the target's cached features (no encoder pass). Objects
-        under ``min_size`` pixels are dropped. See :mod:`napari_sansa.engine.objects.from_prediction`.
+        seeds with SAM2's decoder on the target's features, from the cache of the model that
+        made the prediction (no encoder pass while it holds them). The prediction keeps that
+        model only weakly: if it is gone (or the prediction was pickled), pass ``model``.
+        Objects under ``min_size`` pixels are dropped. See :mod:`napari_sansa.engine.objects.from_prediction`.
         """
-        from napari_sansa.engine.objects.from_prediction import prediction_objects
-
-        return prediction_objects(self, method, min_size=min_size, class_names=class_names)
+        target = self.source.target if self.source is not None else None
+        runtime = model.runtime if model is not None else self.source and self.source.live_runtime()
+        return prediction_objects(
+            self.labels,
+            self.logits,
+            self.scores,
+            method,
+            min_size=min_size,
+            class_names=class_names,
+            target=target,
+            runtime=runtime,
+            tiles=self.tiles,
+        )
 
     @property
     def score(self) -> float:
         """The lowest class score: how much the least certain class needs a look."""
         return min(self.scores.values()) if self.scores else 1.0
+
+
+def prediction(
+    index: int,
+    outcome: Outcome,
+    *,
+    runtime: Runtime | None = None,
+    target: PreparedImage | None = None,
+    tiles: int = 1,
+    missing: tuple[tuple[slice, slice], ...] = (),
+) -> Prediction:
+    """The one place a run turns an outcome into a :class:`Prediction`: the target is kept
+    without its model input, the runtime only weakly."""
+    source = None
+    if target is not None:
+        source = Source(target.without_input(), weakref.ref(runtime) if runtime is not None else None)
+    return Prediction(
+        index=index,
+        labels=outcome.labels,
+        logits=outcome.logits,
+        scores=outcome.scores,
+        source=source,
+        tiles=tiles,
+        missing=missing,
+    )
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,22 @@ distance, and the object pointers of the conditioning frames and of recent plane
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from napari_sansa.engine.callbacks import Cancel, OnError, Progress, is_cancelled
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import MAX_CHANNELS, Image, image_hw
 from napari_sansa.engine.inputs.prompts import ClassPrompt, resolve_prompts
-from napari_sansa.engine.runs.memory import MemoryEntry, _heads, attend_to_memory, encode_memory
-from napari_sansa.engine.runtime.features import ImageFeatures
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.network.memory import MemoryEntry, attend_to_memory, decode_heads, encode_memory
+from napari_sansa.engine.runs.results import Prediction, prediction
 from napari_sansa.engine.runtime.prefetch import Prefetch
-
-if TYPE_CHECKING:
-    from napari_sansa.engine.model import Cancel, OnError, Prediction, Progress, Sansa, _Prepared
+from napari_sansa.engine.runtime.runtime import Outcome, PreparedImage, Runtime
 
 Memory = Mapping[int, MemoryEntry]  # plane index -> that plane's memory of one class
 
@@ -217,7 +217,7 @@ def _plan(
 
 
 def propagate_stack(
-    model: Sansa,
+    runtime: Runtime,
     stack: Any,
     annotations: Mapping[int, Mapping[int, Any]],
     *,
@@ -244,11 +244,11 @@ def propagate_stack(
             )
     classes = sorted({c for prompts in resolved.values() for c in prompts})
     visits = _plan(len(planes), resolved, classes, first, both_ways, skip)
-    return _run(model, planes, resolved, classes, visits, first, cancel, progress, on_error)
+    return _run(runtime, planes, resolved, classes, visits, first, cancel, progress, on_error)
 
 
 def _run(
-    model: Sansa,
+    runtime: Runtime,
     planes: Planes,
     resolved: Mapping[int, Mapping[int, ClassPrompt]],
     classes: Sequence[int],
@@ -258,24 +258,22 @@ def _run(
     progress: Progress,
     on_error: OnError,
 ) -> Iterator[Prediction]:
-    from napari_sansa.engine.model import Prediction, _is_cancelled
-
     n = len(planes)
     # Conditioning planes first (SAM2 encodes all prompts before propagating). Annotated planes
     # that still have classes to predict keep their features, so no plane is encoded twice.
     cond: dict[int, dict[int, MemoryEntry]] = {c: {} for c in classes}
-    held: dict[int, tuple[_Prepared, ImageFeatures]] = {}
+    held: dict[int, tuple[PreparedImage, ImageFeatures]] = {}
     to_visit = {v.plane for v in visits}
     for z, prompts in resolved.items():
-        with model._lock:
+        with runtime.lock:
             try:
-                prepared = model._prepare(planes.read(z))
+                prepared = runtime.prepare(planes.read(z))
                 for class_id, prompt in prompts.items():
-                    cond[class_id][z] = model._explaining_oom(
-                        prepared.hw, partial(model._reference_memory, prepared, prompt)
+                    cond[class_id][z] = runtime.explaining_oom(
+                        prepared.hw, partial(runtime.reference_memory, prepared, prompt)
                     )
                 if z in to_visit:
-                    held[z] = (prepared, model._features(prepared))
+                    held[z] = (prepared, runtime.features(prepared))
             except SansaError as exc:
                 raise SansaError(f"Annotated plane {z}: {exc}") from None
 
@@ -284,25 +282,25 @@ def _run(
         progress(0, total)
     recent: dict[int, dict[int, MemoryEntry]] = {c: {} for c in classes}
     seed: dict[int, dict[int, MemoryEntry]] = {c: {} for c in classes}
-    sam = model.sam
+    sam = runtime.sam
     window = max(sam.num_maskmem * sam.memory_temporal_stride_for_eval, sam.max_obj_ptrs_in_encoder)
     done = 0
     to_read = [v.plane for v in visits if v.plane not in held]  # before held planes are popped
     reading = (planes.read(z) for z in to_read)
-    with Prefetch(partial(model._prepare, load=True), reading, ahead=2, workers=1) as queue:
+    with Prefetch(partial(runtime.prepare, load=True), reading, ahead=2, workers=1) as queue:
         futures = (future for chunk in queue.chunks(1) for _, future in chunk)
         turned = False
         for visit in visits:
-            if _is_cancelled(cancel):
+            if is_cancelled(cancel):
                 return
             if visit.reverse and not turned:  # backwards, from the start plane's memory only
                 recent, turned = {c: dict(m) for c, m in seed.items()}, True
             z = visit.plane
             try:
                 prepared, feats = held.pop(z) if z in held else (next(futures).result(), None)
-                with model._lock:
-                    run = partial(_predict_plane, model, prepared, feats, visit, cond, recent, n, window)
-                    outcome = model._explaining_oom(prepared.hw, run)
+                with runtime.lock:
+                    run = partial(_predict_plane, runtime, prepared, feats, visit, cond, recent, n, window)
+                    outcome = runtime.explaining_oom(prepared.hw, run)
             except SansaError as exc:
                 outcome = exc
             if z == first:
@@ -315,25 +313,25 @@ def _run(
                 done += 1
                 if progress is not None:
                     progress(done, total)
-                if not isinstance(outcome, SansaError):  # keeps what .instances() needs
-                    yield Prediction(z, *outcome, _model=model, _target=replace(prepared, tensor=None))
+                if not isinstance(outcome, SansaError):
+                    yield prediction(z, outcome, runtime=runtime, target=prepared)
 
 
 def _predict_plane(
-    model: Sansa,
-    prepared: _Prepared,
+    runtime: Runtime,
+    prepared: PreparedImage,
     feats: ImageFeatures | None,
     visit: _Visit,
     cond: Mapping[int, Memory],
     recent: dict[int, dict[int, MemoryEntry]],
     n: int,
     window: int,
-):
+) -> Outcome | None:
     """Predict the plane's classes that are not annotated on it, remember them, and return
     (labels, logits, scores) when the plane is reported."""
-    z, sam = visit.plane, model.sam
+    z, sam = visit.plane, runtime.sam
     if feats is None:
-        feats = model._features(prepared)
+        feats = runtime.features(prepared)
     low_res: dict[int, torch.Tensor] = {}
     scores: dict[int, torch.Tensor] = {}
     with torch.inference_mode():
@@ -341,11 +339,11 @@ def _predict_plane(
             if z in cond[class_id]:
                 continue
             pix_feat = condition_on_track(
-                sam, feats, model._position, z, cond[class_id], memory, reverse=visit.reverse, num_planes=n
+                sam, feats, runtime.position, z, cond[class_id], memory, reverse=visit.reverse, num_planes=n
             )
-            decoded = _heads(sam, pix_feat, feats, True)
+            decoded = decode_heads(sam, pix_feat, feats, True)
             memory[z] = encode_memory(sam, feats, decoded.high_res, decoded.obj_ptr)
             for old in [t for t in memory if abs(t - z) >= window]:
                 del memory[old]
-            low_res[class_id], scores[class_id] = model._scored(decoded)
-    return model._finish([prepared], low_res, scores)[0] if visit.report else None
+            low_res[class_id], scores[class_id] = runtime.scored(decoded)
+    return runtime.outcomes([prepared], low_res, scores)[0] if visit.report else None

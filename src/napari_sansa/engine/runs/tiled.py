@@ -18,14 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_sansa.engine.callbacks import OnTileError
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image
 from napari_sansa.engine.inputs.large_images import LargeImage
 from napari_sansa.engine.inputs.prompts import label_dtype
-from napari_sansa.engine.runs.memory import MemoryEntry, decode_target
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.network.memory import MemoryEntry, decode_target
 from napari_sansa.engine.runs.tiling import Tile, TileGrid
-from napari_sansa.engine.runtime.features import ImageFeatures
 from napari_sansa.engine.runtime.prefetch import Prefetch
+from napari_sansa.engine.runtime.runtime import PreparedImage, Runtime
 
 Output = Callable[[int, tuple[int, int], np.dtype], Any]
 OnTile = Callable[[int, int, int], None]
@@ -104,7 +106,7 @@ def _logit_store(shape: tuple[int, int]) -> np.ndarray:
 
 
 def run_tiled(
-    model: Any,
+    runtime: Runtime,
     index: int,
     target: TiledTarget,
     banks: Mapping[int, dict[int, MemoryEntry]],
@@ -113,7 +115,7 @@ def run_tiled(
     output: Output | None,
     keep_logits: bool,
     on_tile: OnTile | None,
-    on_error: Callable[[int, SansaError], None] | None,
+    on_tile_error: OnTileError,
     cancelled: Callable[[], bool],
 ) -> tuple[Any, dict[int, Any], dict[int, float], tuple] | None:
     """Labels, logits (if kept), scores and the windows that could not be read, of a tiled
@@ -128,13 +130,13 @@ def run_tiled(
     missing: list[tuple[slice, slice]] = []
     tiles = grid.tiles
     lookup = np.asarray(class_ids)
-    threshold = model.config.threshold
+    threshold = runtime.config.threshold
     last_col = len(grid.col_starts) - 1
     row_ends = list(grid.row_starts[1:]) + [grid.shape[0]]
 
     def read(tile: Tile):
         pixels = target.image.read(tile.rows, tile.cols, target.scale)
-        return model._prepare(Image(pixels, contrast_limits=(0.0, 1.0)), load=True)
+        return runtime.prepare(Image(pixels, contrast_limits=(0.0, 1.0)), load=True)
 
     def finish_row(tile: Tile) -> None:
         row = tile.index // len(grid.col_starts)
@@ -152,9 +154,9 @@ def run_tiled(
                 ) from exc
 
     done = 0
-    workers = 4 if model.device.type == "cuda" else 1  # reading keeps up with a GPU
-    with Prefetch(read, tiles, ahead=2 * model.batch_size, workers=workers) as queue:
-        for chunk in queue.chunks(model.batch_size):
+    workers = 4 if runtime.device.type == "cuda" else 1  # reading keeps up with a GPU
+    with Prefetch(read, tiles, ahead=2 * runtime.batch_size, workers=workers) as queue:
+        for chunk in queue.chunks(runtime.batch_size):
             if cancelled():
                 return None
             ready = []
@@ -165,13 +167,13 @@ def run_tiled(
                     tile = tiles[k]
                     missing.append((tile.rows, tile.cols))
                     error = SansaError(f"Tile {tile.index + 1} of {len(tiles)}: {exc}")
-                    if on_error is None:
+                    if on_tile_error is None:
                         raise error from exc
-                    on_error(index, error)
+                    on_tile_error(index, error)
             if ready:
-                with model._lock:
-                    batch = functools.partial(_predict, model, [p for _, p in ready], banks, frames)
-                    outcome = model._explaining_oom(grid.tile, batch)
+                with runtime.lock:
+                    batch = functools.partial(_predict, runtime, [p for _, p in ready], banks, frames)
+                    outcome = runtime.explaining_oom(grid.tile, batch)
                 for (tile, _), (tile_logits, tile_scores) in zip(ready, outcome):
                     up = F.interpolate(
                         tile_logits[None], size=tile.shape, mode="bilinear", align_corners=False
@@ -189,14 +191,16 @@ def run_tiled(
     return labels, logits, {c: s.value for c, s in scores.items()}, tuple(missing)
 
 
-def _predict(model: Any, prepared: list, banks, frames) -> list[tuple[torch.Tensor, list[float]]]:
+def _predict(
+    runtime: Runtime, prepared: list[PreparedImage], banks, frames
+) -> list[tuple[torch.Tensor, list[float]]]:
     """Each tile's low-resolution logits ``(classes, h, w)`` on the host, and its class scores."""
-    feats = ImageFeatures.stack(model._features_many(prepared))
+    feats = ImageFeatures.stack(runtime.features_many(prepared))
     per_class = []
     with torch.inference_mode():
         for class_id, bank in banks.items():
-            decoded = decode_target(model.sam, feats, model._position, frames[class_id], bank)
-            per_class.append(model._scored(decoded))
+            decoded = decode_target(runtime.sam, feats, runtime.position, frames[class_id], bank)
+            per_class.append(runtime.scored(decoded))
     low_res = torch.cat([low for low, _ in per_class], dim=1).float().cpu()
     scores = torch.stack([score for _, score in per_class], dim=1).cpu().tolist()
     return [(low_res[i], scores[i]) for i in range(len(prepared))]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_sansa.engine.runtime.features import ImageFeatures
+from napari_sansa.engine.network.features import ImageFeatures
 
 log = logging.getLogger(__name__)
 

@@ -120,7 +120,10 @@ def run_job(
         report = partial(_report, failed, keys)
         images = (source.image(key.plane) for key, source in group)
         tiling = _tile_arguments(options, keys, output, notify)
-        for prediction in model.propagate(job.references, images, cancel=cancel, on_error=report, **tiling):
+        run = model.propagate(
+            job.references, images, cancel=cancel, on_error=report, on_tile_error=report, **tiling
+        )
+        for prediction in run:  # a tile's error comes before its target (see _settle)
             key = keys[prediction.index]
             yield from _settle(failed, keys, prediction.index)
             tiled = getattr(prediction, "tiles", 1) > 1

@@ -8,7 +8,6 @@ outside its folder, bad numbers and oversized files are refused.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.prompts import Prompt
-from napari_sansa.files.images import labels_suffix, write_labels
+from napari_sansa.files.images import write_labels
+from napari_sansa.files.outputs import layer_labels_file
 from napari_sansa.files.prompts import (
     MODEL_FIELDS,
     SETTING_FIELDS,
@@ -30,23 +30,10 @@ from napari_sansa.files.reference_sets import RUN_RECORD_FILE, RUN_RECORD_FORMAT
 RECORD_NAME, FORMAT = RUN_RECORD_FILE, RUN_RECORD_FORMAT
 
 
-def safe_name(name: str) -> str:
-    """A layer name as a file name: no separators, no surprises."""
-    cleaned = re.sub(r"[^A-Za-z0-9._ -]+", "_", name).strip(" .")
-    return cleaned or "image"
-
-
-def result_file(folder: Path, name: str, labels: np.ndarray) -> Path:
-    """TIFF for stacks and wide labels; PNG for 2D labels that fit in 8 or 16 bits."""
-    return folder / f"{safe_name(name)}{labels_suffix(labels, '.png' if labels.ndim == 2 else '.tif')}"
-
-
-def planned_labels(
-    results: dict[str, np.ndarray], folder: Path, overwrite: bool = False, file=result_file
-) -> dict[str, Path]:
-    """Each image's label file (``file(folder, name, labels)``); refuses if one exists (unless
-    ``overwrite``). Writes nothing."""
-    planned = {name: file(folder, name, labels) for name, labels in results.items()}
+def planned_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> dict[str, Path]:
+    """Each image's label file (see :func:`~napari_sansa.files.outputs.layer_labels_file`);
+    refuses if one exists (unless ``overwrite``). Writes nothing."""
+    planned = {name: layer_labels_file(folder, name, labels) for name, labels in results.items()}
     existing = [p for p in planned.values() if p.exists()]
     if existing and not overwrite:
         raise SansaError(

@@ -22,12 +22,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_sansa.engine.objects import OBJECT_METHODS
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, plane_columns
 
 OUTPUTS = ("classes", "objects")
-METHODS = ("watershed", "sam")
 MAX_LISTED = 500  # the least confident objects; a list of all of a stack's would be slow to build
 REFRESH_EVERY_S = 1.0
 
@@ -50,7 +50,7 @@ class ObjectsPanel(QWidget):
         self.output, self.method = QComboBox(), QComboBox()
         self.output.addItems(OUTPUTS)
         self.output.setToolTip("objects: also give every object its own label, with a table of them")
-        self.method.addItems(METHODS)
+        self.method.addItems(OBJECT_METHODS)
         self.method.setToolTip(
             "watershed: split touching objects where they narrow; sam: outline each with SAM2 (slower)"
         )

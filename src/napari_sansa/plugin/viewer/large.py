@@ -2,22 +2,17 @@
 
 Nothing here reads a whole large image: a plane of a zarr (or any sliceable) array is a
 :class:`PlaneView` that reads and writes the parent array by slices, result labels of tiled
-targets live in a chunked zarr array the engine writes tile by tile, and export copies that
-array chunk by chunk (dask) into an OME-Zarr store.
+targets live in a chunked zarr array the engine writes tile by tile (exported with
+:func:`napari_sansa.files.label_stores.write_labels_store`).
 """
 
 from __future__ import annotations
 
-import errno
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from napari_sansa.engine.errors import SansaError
-
-CHUNK = 1024  # side of the result arrays' chunks (and of the exported store's)
+from napari_sansa.files.label_stores import CHUNK, chunks_of
 
 
 class PlaneView:
@@ -109,16 +104,8 @@ def copy_into(source, target) -> None:
     """Copy a (large) array into another of the same shape, chunk by chunk."""
     import dask.array as da
 
-    lazy = da.from_array(source, chunks=_chunks(source), asarray=True)
+    lazy = da.from_array(source, chunks=chunks_of(source), asarray=True)
     da.store(lazy, target, lock=False)
-
-
-def _chunks(array) -> tuple[int, ...]:
-    chunks = getattr(array, "chunks", None)
-    if isinstance(chunks, tuple) and all(isinstance(c, int) for c in chunks):
-        return chunks
-    shape = array.shape
-    return (1,) * (len(shape) - 2) + tuple(min(CHUNK, s) for s in shape[-2:])
 
 
 def widened(labels, dtype):
@@ -128,68 +115,3 @@ def widened(labels, dtype):
     out = new_labels(labels.shape, np.result_type(dtype, labels.dtype), tiled=True)
     copy_into(labels, out)
     return out
-
-
-def zarr_file(folder: Path, name: str, labels=None) -> Path:
-    """Where a large result is exported: ``<name>.ome.zarr`` in the folder."""
-    from napari_sansa.plugin.core.record import safe_name
-
-    return folder / f"{safe_name(name)}.ome.zarr"
-
-
-def export_zarr(labels, path: str | os.PathLike, scale=None, overwrite: bool = False) -> Path:
-    """Write labels as an OME-Zarr image (a nearest-neighbour pyramid), streaming by chunks.
-
-    ``scale``: the layer's pixel size per axis, written as the image's coordinate scale.
-    A store that exists is replaced only with ``overwrite``; it is written beside under a
-    temporary name first, so a failed export leaves nothing that looks complete.
-    """
-    import shutil
-
-    import dask.array as da
-    import zarr
-    from ome_zarr.scale import Methods
-    from ome_zarr.writer import write_image
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    data = da.from_array(labels, chunks=_chunks(labels), asarray=True)
-    axes = "tczyx"[-data.ndim :] if data.ndim <= 3 else None
-    if axes is None:
-        raise SansaError(f"Labels of {data.ndim} dimensions cannot be exported as OME-Zarr yet.")
-    levels = _levels(data.shape[-2:])
-    options = {"chunks": _chunks(labels)}
-    physical = {a: float(s) for a, s in zip(axes, scale)} if scale is not None else None
-    try:
-        group = zarr.open_group(str(partial), mode="w")
-        write_image(
-            data,
-            group,
-            scale_factors=levels,
-            method=Methods.NEAREST,
-            axes=axes,
-            storage_options=options,
-            scale=physical,
-        )
-    except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        why = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise SansaError(
-            f"Could not export {path.name}: {why}. Nothing was left there; free some space or choose another folder."
-        ) from None
-    if path.exists():
-        shutil.rmtree(path)
-    partial.rename(path)
-    return path
-
-
-def _levels(hw: tuple[int, int]) -> tuple[int, ...]:
-    """Downsampling factors of the exported pyramid: halve until the image fits one chunk."""
-    factors, factor = [], 2
-    while max(hw) / factor >= CHUNK / 2:
-        factors.append(factor)
-        factor *= 2
-    return tuple(factors)

@@ -63,6 +63,15 @@ def image_source(layer) -> ImageSource:
     return ImageSource(layer_id(layer), layer.name, data, lead, bool(layer.rgb), limits, levels, pixel)
 
 
+def to_image_coords(coords: np.ndarray, layer, image) -> np.ndarray:
+    """A layer's data coordinates in an image's data coordinates (through their scale and translate)."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if tuple(layer.scale) == tuple(image.scale) and tuple(layer.translate) == tuple(image.translate):
+        return coords
+    world = coords * np.asarray(layer.scale) + np.asarray(layer.translate)
+    return (world - np.asarray(image.translate)) / np.asarray(image.scale)
+
+
 def find_image(viewer, image_id: str):
     return next((layer for layer in image_layers(viewer) if layer.metadata.get(ID) == image_id), None)
 
@@ -85,8 +94,6 @@ def prompts_of(
     default, and always for the widget's own prompt layers) or ``"one"`` class (an instance mask).
     """
     from napari.layers import Labels, Points, Shapes
-
-    from napari_sansa.plugin.viewer.reference_layers import to_image_coords
 
     image = find_image(viewer, source.image_id)
     parts = []

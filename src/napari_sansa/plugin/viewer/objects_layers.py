@@ -116,8 +116,8 @@ class ObjectLayers:
     def export_later(self, folder: str | os.PathLike, overwrite: bool = False) -> Callable[[], list[Path]]:
         """Check now that no objects file would be overwritten; the returned call writes them."""
         from napari_sansa.engine.errors import SansaError
-        from napari_sansa.files.objects import objects_paths, write_objects
-        from napari_sansa.plugin.core.record import safe_name
+        from napari_sansa.files.objects import write_objects
+        from napari_sansa.files.outputs import objects_paths, safe_name
 
         self.sync()
         images = {L.layer_id(lyr): lyr.name for lyr in L.image_layers(self.viewer)}

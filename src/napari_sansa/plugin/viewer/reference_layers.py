@@ -43,15 +43,6 @@ def annotation_layers(viewer) -> list:
     ]
 
 
-def to_image_coords(coords: np.ndarray, layer, image) -> np.ndarray:
-    """A layer's data coordinates in an image's data coordinates (through their scale and translate)."""
-    coords = np.asarray(coords, dtype=np.float64)
-    if tuple(layer.scale) == tuple(image.scale) and tuple(layer.translate) == tuple(image.translate):
-        return coords
-    world = coords * np.asarray(layer.scale) + np.asarray(layer.translate)
-    return (world - np.asarray(image.translate)) / np.asarray(image.scale)
-
-
 def _vertices(layer) -> np.ndarray:
     from napari.layers import Points
 
@@ -72,7 +63,7 @@ def fits(layer, image) -> bool:
         return tuple(layer.data.shape) == shape
     if layer.ndim != len(shape):
         return False
-    coords = to_image_coords(_vertices(layer), layer, image)
+    coords = L.to_image_coords(_vertices(layer), layer, image)
     inside = (coords >= -0.5) & (coords <= np.asarray(shape) - 0.5)
     return bool(inside.all())
 

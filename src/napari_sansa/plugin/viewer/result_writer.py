@@ -1,7 +1,7 @@
 """Where a run's results go: each finished target into its plane of the result layer.
 
 On the main thread and short: the result layers were added before the worker started
-(:class:`.results.RunLayers`), so a finished target only assigns its plane, shows a new layer
+(:class:`.result_layers.RunLayers`), so a finished target only assigns its plane, shows a new layer
 or redraws the plane on screen, and hands its score and objects to the review and objects
 panels. Painting on a result locks its targets: later writes leave the user's labels alone.
 """
@@ -19,7 +19,7 @@ from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.preview_layers import remove_preview
-from napari_sansa.plugin.viewer.results import RunLayers, target_sources
+from napari_sansa.plugin.viewer.result_layers import RunLayers, target_sources
 from napari_sansa.plugin.viewer.tile_progress import TileProgress
 
 

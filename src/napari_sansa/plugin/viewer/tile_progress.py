@@ -16,7 +16,7 @@ from collections.abc import Callable
 from napari_sansa.plugin.core.jobs import TileDone
 from napari_sansa.plugin.panels.run_controls import RunControls
 from napari_sansa.plugin.viewer import layers as L
-from napari_sansa.plugin.viewer.results import RunLayers
+from napari_sansa.plugin.viewer.result_layers import RunLayers
 
 REFRESH_EVERY_S = 0.5
 REDRAW_SHARE = 4  # redraw at most once every REDRAW_SHARE x the time a redraw takes

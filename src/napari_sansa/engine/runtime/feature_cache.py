@@ -1,4 +1,5 @@
-"""Image features and the cache that makes every image go through the encoder only once."""
+"""The cache that makes every image go through the encoder only once: in memory up to a
+budget, beyond it on disk (:mod:`.disk_cache`)."""
 
 from __future__ import annotations
 
@@ -6,54 +7,16 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from napari_sansa.engine.runtime.host_memory import release_freed_memory
-
-if TYPE_CHECKING:
-    from napari_sansa.engine.inputs.images import Image
-    from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache
+from napari_sansa.engine.inputs.images import Image
+from napari_sansa.engine.network.features import ImageFeatures
+from napari_sansa.engine.runtime.allocator import trim_heap
+from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache
 
 KEY_VERSION = b"napari-sansa features v1"
-
-
-@dataclass(eq=False)
-class ImageFeatures:
-    """What the SAM2 heads need of encoded images (batch first, channels first)."""
-
-    high_res: tuple[torch.Tensor, torch.Tensor]  # strides 4 and 8, already projected for the decoder
-    top: torch.Tensor  # stride 16, the features memory attention works on
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors)
-
-    @property
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (*self.high_res, self.top)
-
-    def top_tokens(self) -> torch.Tensor:
-        """Top-level features as ``(HW, B, C)`` tokens."""
-        return self.top.flatten(2).permute(2, 0, 1)
-
-    def item(self, index: int) -> ImageFeatures:
-        """One image of a batch, in its own memory (so caching it does not keep the batch alive)."""
-        return ImageFeatures(*_split([t[index : index + 1].clone() for t in self.tensors]))
-
-    @staticmethod
-    def stack(items: list[ImageFeatures]) -> ImageFeatures:
-        """A batch of several images' features."""
-        if len(items) == 1:
-            return items[0]
-        return ImageFeatures(*_split([torch.cat(ts) for ts in zip(*(f.tensors for f in items))]))
-
-
-def _split(tensors):
-    return (tensors[0], tensors[1]), tensors[2]
 
 
 def image_key(image: Image, image_size: int) -> bytes:
@@ -128,7 +91,7 @@ class FeatureCache:
             self._spill(evicted)
         del evicted  # the last references: now the memory is free
         if on_cpu:
-            release_freed_memory()  # else the allocator keeps the freed megabytes
+            trim_heap()  # else the allocator keeps the freed megabytes
 
     def _spill(self, evicted: list[tuple[bytes, ImageFeatures]]) -> None:
         for key, features in evicted:

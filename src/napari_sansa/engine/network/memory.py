@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from napari_sansa.engine.runtime.features import ImageFeatures
+from napari_sansa.engine.network.features import ImageFeatures
 
 MASK_LOGIT_SCALE, MASK_LOGIT_BIAS = 20.0, -10.0
 
@@ -41,7 +41,8 @@ class Decoded:
     obj_ptr: torch.Tensor  # (B, hidden_dim)
 
 
-def _heads(sam, pix_feat, feats: ImageFeatures, multimask: bool, **prompt) -> Decoded:
+def decode_heads(sam, pix_feat, feats: ImageFeatures, multimask: bool, **prompt) -> Decoded:
+    """SAM2's prompt encoder and mask decoder on (memory-conditioned) top-level features."""
     _, _, ious, low, high, obj_ptr, _ = sam._forward_sam_heads(
         backbone_features=pix_feat,
         high_res_features=list(feats.high_res),
@@ -76,14 +77,14 @@ def decode_mask_prompt(sam, feats: ImageFeatures, mask: torch.Tensor) -> Decoded
     )
     # The memory sees the mask after its round trip through low resolution.
     high = F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
-    pointer = _heads(sam, feats.top, feats, False, mask_inputs=sam.mask_downsample(mask)).obj_ptr
+    pointer = decode_heads(sam, feats.top, feats, False, mask_inputs=sam.mask_downsample(mask)).obj_ptr
     return Decoded(low, high, torch.ones(1, device=low.device), pointer)
 
 
 def decode_point_prompt(sam, feats: ImageFeatures, point_inputs: Mapping[str, torch.Tensor]) -> Decoded:
     """Decode clicks and boxes on a reference frame, without memory."""
     pix_feat = feats.top + sam.no_mem_embed.view(1, -1, 1, 1)
-    return _heads(sam, pix_feat, feats, False, point_inputs=dict(point_inputs))
+    return decode_heads(sam, pix_feat, feats, False, point_inputs=dict(point_inputs))
 
 
 def condition_on_memory(
@@ -162,4 +163,4 @@ def decode_target(
 ) -> Decoded:
     """Segment target frames from memory alone (multimask output, best predicted IoU)."""
     pix_feat = condition_on_memory(sam, feats, pos, frame, bank)
-    return _heads(sam, pix_feat, feats, True)
+    return decode_heads(sam, pix_feat, feats, True)
