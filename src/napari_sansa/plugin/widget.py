@@ -62,7 +62,7 @@ class SansaWidget(QWidget):
         )
         for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
             self.controls.threshold_changed.connect(relabel)
-        self.adapt_panel = AdaptPanel(lambda: self._plan().references, self._settings, self.runner)
+        self.adapt_panel = AdaptPanel(lambda: self.plan().references, self._settings, self.runner)
         self.sections.add(
             "Adapt to these images",
             self.adapt_panel,

@@ -28,7 +28,6 @@ from qtpy.QtWidgets import (
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import notifications
-from napari_sansa.plugin.model_loading import model_loader
 
 LOSS_COLOUR, IOU_COLOUR = QColor(230, 140, 60), QColor(90, 170, 250)
 
@@ -140,7 +139,7 @@ class AdaptPanel(QWidget):
             return None
         steps = steps or self.steps.value()
         settings = self._settings()
-        key, get_model = model_loader(settings, self.runner.model, self.runner._model_key)
+        key, get_model = self.runner.model_for(settings)
         self.cancelled.clear()
         self.worker = create_worker(
             _adapt, get_model, references, steps, self.cancelled, self._emit, _start_thread=False,
@@ -172,7 +171,7 @@ class AdaptPanel(QWidget):
 
     def _on_news(self, news) -> None:
         if not isinstance(news, tuple):  # the model, once loaded
-            self.runner.model, self.runner._model_key = news, self._key
+            self.runner.adopt(news, self._key)
             return
         step, steps, loss, iou, best = news
         self.progress.setValue(step)
