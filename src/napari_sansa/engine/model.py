@@ -44,7 +44,7 @@ from napari_sansa.engine.runs.memory import (
 )
 from napari_sansa.engine.runs.predicting import _CANCELLED, Predicting
 from napari_sansa.engine.runs.results import Estimate, ModelInfo, Prediction
-from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget
+from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget, tiled_bytes
 from napari_sansa.engine.runs.tiling import AUTO, TileOptions, count_tiles, tile_grid
 from napari_sansa.engine.runtime.allocator import keep_freed_memory, release_freed_memory
 from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache, default_disk_bytes
@@ -236,11 +236,13 @@ class Sansa(Predicting):
         """Time and memory for ``targets`` (images, or a count of images of the references' size),
         measured on the references (no extra encoder pass); large images count their tiles."""
         options = TileOptions(tile_size, overlap, scale).check()
+        grids: list = []
         if isinstance(targets, (int, np.integer)):
             n_targets = passes = int(targets)
         else:
             n_targets = len(targets)
             passes = sum(count_tiles(image_hw(t), options, self.image_size) for t in targets)
+            grids = [(t, tile_grid(image_hw(t), options, self.image_size)) for t in targets]
         with self._lock:
             banks = self._class_banks(references, options)
             refs = [references] if isinstance(references, Reference) else list(references)
@@ -254,12 +256,18 @@ class Sansa(Predicting):
             heads = time.perf_counter() - start
         encoder = statistics.median(self._encoder_seconds)
         per_pass = encoder + heads * len(banks)
+        tiled = [
+            tiled_bytes(t, g, float(scale), len(banks), self.image_size, self.batch_size, feats.nbytes)
+            for t, g in grids
+            if g is not None
+        ]
         return Estimate(
             n_targets,
             per_pass * passes / max(n_targets, 1),
             feats.nbytes,
             self.features.max_bytes or 0,
             passes,
+            max(tiled, default=0),
         )
 
     def encode(self, image: ImageLike) -> ImageFeatures:

@@ -150,6 +150,19 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
     return LargeImage(hw, levels, image.channels, limits)
 
 
+def window_bytes(
+    image: Image | Multiscale | np.ndarray, tile: tuple[int, int], scale: float
+) -> tuple[int, int]:
+    """Pixels and bytes per pixel (all channels) of one level-0 window of ``tile`` pixels as read
+    at ``scale``, from the image's header only (no pixels read, no contrast decided)."""
+    if not isinstance(image, (Image, Multiscale)):
+        image = Image(image)
+    levels, hw = _levels(image)
+    level = LargeImage(hw, levels, None, []).level_for(scale)
+    pixels = math.ceil(tile[0] * level.factor[0]) * math.ceil(tile[1] * level.factor[1])
+    return pixels, _channel_count(level) * np.dtype(level.data.dtype).itemsize
+
+
 def _channel_count(level: _Level) -> int:
     if len(level.order) == 2:
         return 1

@@ -20,10 +20,10 @@ import torch
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image
-from napari_sansa.engine.inputs.large_images import LargeImage
+from napari_sansa.engine.inputs.large_images import LargeImage, window_bytes
 from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.engine.runs.memory import MemoryEntry, decode_target
-from napari_sansa.engine.runs.stitching import RowWrites, Stitcher
+from napari_sansa.engine.runs.stitching import RowWrites, Stitcher, stitch_bytes
 from napari_sansa.engine.runs.tiling import Tile, TileGrid
 from napari_sansa.engine.runtime.features import ImageFeatures
 from napari_sansa.engine.runtime.prefetch import Prefetch
@@ -133,7 +133,7 @@ def run_tiled(
 
     done = 0
     workers = 4 if model.device.type == "cuda" else 1  # reading keeps up with a GPU
-    with Prefetch(read, tiles, ahead=2 * model.batch_size, workers=workers) as queue:
+    with Prefetch(read, tiles, ahead=model.batch_size, workers=workers) as queue:  # the next chunk
         for chunk in queue.chunks(model.batch_size):
             if cancelled():
                 return None
@@ -161,6 +161,20 @@ def run_tiled(
                 if on_tile is not None:
                     on_tile(index, done, len(tiles))
     return labels, logits, {c: s.value for c, s in scores.items()}, tuple(missing)
+
+
+def tiled_bytes(
+    image: Any, grid: TileGrid, scale: float, classes: int, image_size: int, batch: int, feature_bytes: int
+) -> int:
+    """Memory a tiled target holds at most beyond the loaded model: two chunks of tiles (the one
+    in the model, the next being read) with their pixels as float32 RGB and model inputs, the
+    temporaries of one read, the tiles' features, and the blending (:func:`stitch_bytes`)."""
+    pixels, raw = window_bytes(image, grid.tile, scale)
+    tile = pixels * 12 + 12 * image_size**2  # float32 RGB pixels, and the model input
+    read = pixels * (raw + 4 + 12 + 24)  # the window, a rescaled plane, RGB, the normalised input
+    labels = np.dtype(label_dtype(list(range(classes + 1)))).itemsize
+    low = (image_size // 4, image_size // 4)
+    return 2 * batch * (tile + feature_bytes) + read + stitch_bytes(grid, classes, low, labels)
 
 
 def _predict(model: Any, prepared: list, banks, frames) -> list[tuple[torch.Tensor, list[float]]]:
