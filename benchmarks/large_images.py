@@ -116,10 +116,17 @@ def one_size(side: int, image_size: int, folder: Path) -> dict:
     }
 
 
-def strip_target(height: int, width: int):
+def strip_target(height: int, width: int, scale: float = 1.0):
     """A lazy ``height x width`` uint16 dask array of noise and bright blobs, made chunk by chunk
-    when a tile reads it (nothing of it is held, nothing on disk)."""
+    when a tile reads it (nothing of it is held, nothing on disk); below scale 1, a pyramid of it
+    and a level at ``scale`` (as whole-slide images come), so that tiles are read at that level."""
     import dask.array as da
+
+    import napari_sansa as ns
+
+    if scale < 1:
+        coarse = (round(height * scale), round(width * scale))
+        return ns.Multiscale([strip_target(height, width), strip_target(*coarse)])
 
     yy, xx = np.mgrid[:CHUNK, :CHUNK]
     blob = ((yy - 512) ** 2 + (xx - 512) ** 2 < 200**2) * 3000
@@ -150,7 +157,8 @@ def one_strip(height: int, width: int, scale: float, classes: int, image_size: i
     reference = ns.Reference(pixels, prompts)
     tiling = {"tile_size": TILE, "overlap": OVERLAP, "scale": scale}
     model.segment([reference], [pixels[:, ::-1]], **tiling)  # warm: reference encoded, threads up
-    target = ns.Image(strip_target(height, width))
+    target = strip_target(height, width, scale)
+    target = target if isinstance(target, ns.Multiscale) else ns.Image(target)
     estimate = model.estimate([reference], [target], **tiling)
 
     def output(index, hw, dtype):

@@ -67,12 +67,15 @@ def segment(args: argparse.Namespace) -> int:
             tiles[path] = prediction.tiles
             replace = args.overwrite or args.resume  # resumed: only unreadable outputs remain
             if large.handles(path):
+                if args.instances:  # from the labels on disk, block by block
+                    skipped = large.write_objects(path, prediction, out, class_names, replace)
+                    failures.extend([skipped] if skipped else [])
                 incomplete = large.finish(path, prediction)
                 failures.extend([incomplete] if incomplete else [])
             else:
                 write_labels(out / labels_name(path, prediction.labels), prediction.labels, overwrite=replace)
-            if args.instances and not large.handles(path):
-                write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
+                if args.instances:
+                    write_objects(out, path.stem, *prediction.instances(args.instances), overwrite=replace)
             bar.update(0 if prediction.index in counted else 1)
             counted.add(prediction.index)
     finally:

@@ -23,7 +23,7 @@ import numpy as np
 from napari_sansa.engine.runs.tiling import Tile, TileGrid
 
 BLOCK_PIXELS = 2**20  # image pixels blended at once (a block of rows of a region)
-WRITE_BYTES = 2**25  # labels of a row of regions gathered into one write, up to this much
+WRITE_BYTES = 2**22  # labels of a row of regions gathered into one write, up to this much
 
 Block = tuple[slice, slice, np.ndarray]  # rows, columns, blended logits (classes, h, w)
 
@@ -210,5 +210,7 @@ def stitch_bytes(grid: TileGrid, classes: int, low: tuple[int, int], label_bytes
     height = max(e - s for s, e in zip(grid.row_starts, list(grid.row_starts[1:]) + [grid.shape[0]]))
     block = min(BLOCK_PIXELS, width * height) + width  # rows are whole: one row more at most
     floats = block * 4 * (6 * classes + 3)  # sums, blended, the gathers of a tile, weights
-    labels = height * width * label_bytes * 2 + WRITE_BYTES
+    labels = height * width * label_bytes + 2 * (
+        WRITE_BYTES + height * width * label_bytes
+    )  # + the joined copy
     return strips + whole + floats + labels
