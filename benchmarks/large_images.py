@@ -140,8 +140,17 @@ def strip_target(height: int, width: int, scale: float = 1.0):
     return da.map_blocks(block, dtype=np.uint16, chunks=da.core.normalize_chunks(CHUNK, (height, width)))
 
 
-def one_strip(height: int, width: int, scale: float, classes: int, image_size: int, folder: Path) -> dict:
-    """Segment one lazy strip into a zarr array on disk (run in a fresh process for its memory)."""
+def one_strip(
+    height: int,
+    width: int,
+    scale: float,
+    classes: int,
+    image_size: int,
+    folder: Path,
+    estimate_only: bool = False,
+) -> dict:
+    """Segment one lazy strip into a zarr array on disk (run in a fresh process for its memory);
+    with ``estimate_only``, only the estimate."""
     import zarr
 
     import napari_sansa as ns
@@ -160,6 +169,8 @@ def one_strip(height: int, width: int, scale: float, classes: int, image_size: i
     target = strip_target(height, width, scale)
     target = target if isinstance(target, ns.Multiscale) else ns.Image(target)
     estimate = model.estimate([reference], [target], **tiling)
+    if estimate_only:
+        return {"estimate_gib": getattr(estimate, "run_bytes", 0) / 2**30}
 
     def output(index, hw, dtype):
         return zarr.create_array(
@@ -404,6 +415,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--before", type=Path, help="a --json-out of the code before, for the table")
     parser.add_argument("--json-out", type=Path, help="where the strips' figures go")
+    parser.add_argument("--estimates", type=Path, help="recompute the estimates of a --json-out file")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one-strip", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
@@ -415,6 +427,21 @@ def main() -> None:
     if args.one_strip:
         height, width, scale, classes, image_size, folder = json.loads(args.one_strip)
         print(json.dumps(one_strip(height, width, scale, classes, image_size, Path(folder))))
+        return
+    if args.estimates:  # the estimates of earlier runs again, with this code (no segmenting)
+        runs = json.loads(args.estimates.read_text())
+        for r in runs:
+            spec = (
+                r["height"],
+                r["width"],
+                r["scale"],
+                r["classes"],
+                r["image_size"],
+                Path(tempfile.gettempdir()),
+            )
+            r.update(one_strip(*spec, estimate_only=True))
+            print(json.dumps(r), flush=True)
+        args.estimates.write_text(json.dumps(runs, indent=1))
         return
     if args.strips:
         runs = run_strips(args)

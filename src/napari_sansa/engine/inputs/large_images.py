@@ -152,15 +152,29 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
 
 def window_bytes(
     image: Image | Multiscale | np.ndarray, tile: tuple[int, int], scale: float
-) -> tuple[int, int]:
-    """Pixels and bytes per pixel (all channels) of one level-0 window of ``tile`` pixels as read
-    at ``scale``, from the image's header only (no pixels read, no contrast decided)."""
+) -> tuple[int, int, int]:
+    """Of one level-0 window of ``tile`` pixels read at ``scale``: its pixels, its bytes per pixel
+    (all channels), and the bytes of the stored chunks it touches (0 for an array without chunks),
+    from the image's header only (no pixels read, no contrast decided)."""
     if not isinstance(image, (Image, Multiscale)):
         image = Image(image)
     levels, hw = _levels(image)
     level = LargeImage(hw, levels, None, []).level_for(scale)
-    pixels = math.ceil(tile[0] * level.factor[0]) * math.ceil(tile[1] * level.factor[1])
-    return pixels, _channel_count(level) * np.dtype(level.data.dtype).itemsize
+    side = (math.ceil(tile[0] * level.factor[0]), math.ceil(tile[1] * level.factor[1]))
+    raw = _channel_count(level) * np.dtype(level.data.dtype).itemsize
+    chunks = getattr(level.data, "chunks", None)
+    touched = 0
+    if isinstance(chunks, tuple) and len(chunks) >= 2:
+        sides = [max(c) if isinstance(c, tuple) else int(c) for c in chunks]
+        spans = [
+            min(
+                math.ceil(side[k] / sides[level.order[k]]) + 1,
+                math.ceil(hw[k] * level.factor[k] / sides[level.order[k]]),
+            )
+            for k in (0, 1)
+        ]
+        touched = spans[0] * spans[1] * sides[level.order[0]] * sides[level.order[1]] * raw
+    return side[0] * side[1], raw, touched
 
 
 def _channel_count(level: _Level) -> int:

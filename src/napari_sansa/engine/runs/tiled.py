@@ -163,18 +163,23 @@ def run_tiled(
     return labels, logits, {c: s.value for c, s in scores.items()}, tuple(missing)
 
 
+ALLOCATOR_MARGIN = 1.25  # freed memory stays with the thread that used it (reads, blending)
+
+
 def tiled_bytes(
     image: Any, grid: TileGrid, scale: float, classes: int, image_size: int, batch: int, feature_bytes: int
 ) -> int:
     """Memory a tiled target holds at most beyond the loaded model: two chunks of tiles (the one
     in the model, the next being read) with their pixels as float32 RGB and model inputs, the
-    temporaries of one read, the tiles' features, and the blending (:func:`stitch_bytes`)."""
-    pixels, raw = window_bytes(image, grid.tile, scale)
+    temporaries of one read (the stored chunks it decodes, the rescaled and normalised copies),
+    the tiles' features, and the blending (:func:`stitch_bytes`); a quarter more for the allocator."""
+    pixels, raw, chunks = window_bytes(image, grid.tile, scale)
     tile = pixels * 12 + 12 * image_size**2  # float32 RGB pixels, and the model input
-    read = pixels * (raw + 4 + 12 + 24)  # the window, a rescaled plane, RGB, the normalised input
+    read = 2 * chunks + pixels * (raw + 4 + 12 + 24)  # chunks, the window, a plane, RGB, normalised
     labels = np.dtype(label_dtype(list(range(classes + 1)))).itemsize
     low = (image_size // 4, image_size // 4)
-    return 2 * batch * (tile + feature_bytes) + read + stitch_bytes(grid, classes, low, labels)
+    held = 2 * batch * (tile + feature_bytes) + read + stitch_bytes(grid, classes, low, labels)
+    return int(ALLOCATOR_MARGIN * held)
 
 
 def _predict(model: Any, prepared: list, banks, frames) -> list[tuple[torch.Tensor, list[float]]]:
