@@ -415,6 +415,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--before", type=Path, help="a --json-out of the code before, for the table")
     parser.add_argument("--json-out", type=Path, help="where the strips' figures go")
+    parser.add_argument("--runs", type=Path, help="the strips' figures of earlier runs, for the table only")
     parser.add_argument("--estimates", type=Path, help="recompute the estimates of a --json-out file")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--one-strip", help=argparse.SUPPRESS)
@@ -444,7 +445,7 @@ def main() -> None:
         args.estimates.write_text(json.dumps(runs, indent=1))
         return
     if args.strips:
-        runs = run_strips(args)
+        runs = json.loads(args.runs.read_text()) if args.runs else run_strips(args)
         out = args.json_out or ROOT / "benchmarks" / "results" / "large_strips.json"
         out.write_text(json.dumps(runs, indent=1))
         if args.before is None:

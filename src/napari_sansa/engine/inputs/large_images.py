@@ -70,7 +70,10 @@ def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
     index[level.order[0]] = slice(r0, r1)
     index[level.order[1]] = slice(c0, c1)
     try:
-        window = np.asarray(level.data[tuple(index)])
+        window = level.data[tuple(index)]
+        if hasattr(window, "dask"):  # read in this thread: tiles are already read in parallel, and
+            window = window.compute(scheduler="synchronous")  # dask's own threads would keep memory
+        window = np.asarray(window)
     except SansaError:
         raise
     except Exception as exc:  # zarr, dask, tifffile and OS errors alike: a part of the file is bad

@@ -25,6 +25,7 @@ from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.engine.runs.memory import MemoryEntry, decode_target
 from napari_sansa.engine.runs.stitching import RowWrites, Stitcher, stitch_bytes
 from napari_sansa.engine.runs.tiling import Tile, TileGrid
+from napari_sansa.engine.runtime.allocator import return_free_pages
 from napari_sansa.engine.runtime.features import ImageFeatures
 from napari_sansa.engine.runtime.prefetch import Prefetch
 
@@ -125,11 +126,15 @@ def run_tiled(
             for k, c in enumerate(class_ids):
                 if keep_logits:
                     logits[c][block, cols] = blended[k]
-        writes.add(rows, cols, region, row_done=tile.index % len(grid.col_starts) == last_col)
+        row_done = tile.index % len(grid.col_starts) == last_col
+        writes.add(rows, cols, region, row_done=row_done)
+        del region
         for done_tile, areas in stitcher.release(tile):
             for k, c in enumerate(class_ids):
                 scores[c].add(tile_scores[done_tile.index][k], int(areas[k]))
             del tile_scores[done_tile.index]
+        if tile.index % TRIM_EVERY == TRIM_EVERY - 1:
+            return_free_pages()
 
     done = 0
     workers = 4 if model.device.type == "cuda" else 1  # reading keeps up with a GPU
@@ -163,6 +168,7 @@ def run_tiled(
     return labels, logits, {c: s.value for c, s in scores.items()}, tuple(missing)
 
 
+TRIM_EVERY = 8  # tiles between giving free heap pages back
 ALLOCATOR_MARGIN = 1.25  # freed memory stays with the thread that used it (reads, blending)
 
 

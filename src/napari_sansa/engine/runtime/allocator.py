@@ -69,6 +69,17 @@ def keep_freed_memory() -> bool:
     return done
 
 
+def return_free_pages() -> None:
+    """Give the free pages inside the heap back to the system now, unless freed memory is kept on
+    purpose: a long run of tiles frees buffers of many sizes, and glibc keeps the holes between
+    them resident, so the process would grow with the number of tiles, not with what it holds."""
+    if keep_freed_memory.cache_info().currsize and keep_freed_memory():
+        return
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
 def release_freed_memory() -> None:
     """Give the memory kept for reuse back to the system (after a run)."""
     applied = keep_freed_memory.cache_info().currsize and keep_freed_memory()  # never applies it here
