@@ -1,7 +1,15 @@
-"""Objects benchmark: time to split one image's classes into 1,000 objects, watershed and sam.
+"""Objects benchmark: how well split_instances finds touching objects, and the time to split one
+image's classes into 1,000 objects, watershed and sam.
 
     .venv/bin/python benchmarks/instances.py                    # CPU: sam at input 256 (2-4 min on 2 cores)
     .venv/bin/python benchmarks/instances.py --image-size 1024  # as trained (CUDA: seconds; CPU: many minutes)
+    .venv/bin/python benchmarks/instances.py --accuracy-only --baseline 41de717  # before/after a change
+
+Accuracy: 100 touching pairs, 100 chains of three and 100 triangles of three ellipses (10-32 px
+wide, necks 0.3-0.7 of the smaller one's width; benchmarks/instance_scenes.py) and 200 single
+irregular objects (wobbly outlines, bent rods, long ellipses), scored with ns.score_objects at
+IoU 0.5; "split" counts single objects cut into more than one. ``--baseline REV`` scores the
+split_instances of git revision REV on the same scenes, in the same run.
 
 The image is 1024x1024 with 1,000 round objects 12-18 px across, in touching pairs. "sam" runs
 on SAM2-tiny with random weights (speed does not depend on the weights' values) and starts from
@@ -13,9 +21,13 @@ and the "Objects" section at the end of docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,8 +38,12 @@ from skimage.draw import disk
 import napari_sansa as ns
 from napari_sansa.engine.network.random_weights import random_sansa_module
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from instance_scenes import KINDS, mosaic, scenes  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Objects"
+NECK_BINS = ((0.3, 0.5), (0.5, 0.6), (0.6, 0.7))
 
 
 def scene(seed: int = 0, hw=(1024, 1024)) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +109,103 @@ def measure(image_size: int, repeats: int, sam_repeats: int) -> dict:
     }
 
 
+def split_at(revision: str):
+    """split_instances as it was at git ``revision`` (its split.py, loaded on its own)."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:src/napari_sansa/engine/objects/split.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as file:
+        file.write(source)
+    spec = importlib.util.spec_from_file_location(f"split_{revision}", file.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.split_instances
+
+
+def scored(split, truth: np.ndarray) -> dict:
+    row = ns.score_objects(split(truth > 0), truth, thresholds=(0.5,)).iloc[0]
+    return {
+        k: (int(row[k]) if k != "f1" else float(row[k]))
+        for k in ("true_positives", "false_positives", "false_negatives", "f1")
+    }
+
+
+def accuracy(split, drawn: dict) -> dict:
+    """F1 at IoU 0.5 of each kind of touching group (and by neck), and single objects split."""
+    out = {}
+    for kind in KINDS:
+        groups = drawn[kind]
+        out[kind] = scored(split, mosaic([t for t, _ in groups]))
+        out[kind]["objects"] = sum(int(t.max()) for t, _ in groups)
+        out[kind]["by_neck"] = {}
+        for lo, hi in NECK_BINS:
+            inside = [t for t, neck in groups if lo <= neck < hi or (hi == 0.7 and neck == hi)]
+            if inside:
+                found = scored(split, mosaic(inside))
+                out[kind]["by_neck"][f"{lo}-{hi}"] = [
+                    found["true_positives"],
+                    sum(int(t.max()) for t in inside),
+                ]
+    everything = mosaic([t for kind in KINDS for t, _ in drawn[kind]])
+    out["touching"] = scored(split, everything) | {"objects": int(everything.max())}
+    singles = mosaic(drawn["single"])
+    predicted = split(singles > 0)
+    pairs = np.unique(np.stack([singles[predicted > 0], predicted[predicted > 0]]), axis=1)
+    pieces = np.bincount(pairs[0], minlength=int(singles.max()) + 1)[1:]
+    out["single"] = scored(lambda _: predicted, singles) | {
+        "objects": int(singles.max()),
+        "split": int((pieces > 1).sum()),
+    }
+    return out
+
+
+def accuracy_rows(name: str, a: dict) -> list[str]:
+    cells = []
+    for kind in (*KINDS, "touching"):
+        r = a[kind]
+        cells.append(f"{r['f1']:.3f} ({r['true_positives']}/{r['objects']})")
+    necks = [
+        f"{sum(a[k]['by_neck'].get(f'{lo}-{hi}', [0, 0])[0] for k in KINDS)}/"
+        f"{sum(a[k]['by_neck'].get(f'{lo}-{hi}', [0, 0])[1] for k in KINDS)}"
+        for lo, hi in NECK_BINS
+    ]
+    single = a["single"]
+    return [
+        f"| {name} | {' | '.join(cells)} | {' | '.join(necks)} | {single['split']}/{single['objects']} "
+        f"| {a['split_s']:.2f} |"
+    ]
+
+
+def accuracy_section(r: dict) -> list[str]:
+    if "accuracy" not in r:
+        return []
+    a = r["accuracy"]
+    header = " | ".join(f"neck {lo}-{hi}" for lo, hi in NECK_BINS)
+    lines = [
+        "",
+        f"Accuracy, measured by `{a['command']}` (seed {a['seed']}): F1 at IoU 0.5 (objects found / "
+        "objects) on touching ellipses 10-32 px wide whose necks are 0.3-0.7 of the smaller one's width "
+        "(benchmarks/instance_scenes.py); objects found by neck; and single irregular objects (wobbly "
+        "outlines, bent rods, long ellipses) cut into more than one; seconds to split the 1,000 objects "
+        "of the timing image above (median of the same run).",
+        "",
+        f"| split_instances | pairs | chains of 3 | triangles of 3 | all touching | {header} | singles split "
+        "| seconds, 1,000 objects |",
+        "| --- " * (7 + len(NECK_BINS)) + "|",
+    ]
+    if "baseline" in a:
+        lines += accuracy_rows(f"before ({a['baseline_revision']})", a["baseline"])
+    lines += accuracy_rows("now", a["now"])
+    return lines
+
+
 def section(r: dict, command: str) -> str:
+    if "split_s" not in r:
+        return "\n".join([HEADING, *accuracy_section(r), ""])
     return "\n".join(
         [
             HEADING,
@@ -113,6 +225,7 @@ def section(r: dict, command: str) -> str:
             "Random weights give meaningless masks, so sam's object count here says nothing about "
             "quality (non-maximum suppression merges many). The decoder's cost grows with the input "
             "size (16x the image tokens at 1024 as at 256); no GPU was measured here.",
+            *accuracy_section(r),
             "",
         ]
     )
@@ -132,14 +245,31 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sam-repeats", type=int, default=2 if not torch.cuda.is_available() else 5)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--accuracy-only", action="store_true", help="keep the saved timings; score only")
+    parser.add_argument("--baseline", default=None, help="git revision whose split_instances to score too")
+    parser.add_argument("--seed", type=int, default=0, help="of the accuracy scenes")
     args = parser.parse_args()
-    results = measure(args.image_size, args.repeats, args.sam_repeats)
+    saved = ROOT / "benchmarks" / "results" / "instances.json"
+    results = json.loads(saved.read_text()) if args.accuracy_only and saved.exists() else {}
+    if not args.accuracy_only:
+        results = measure(args.image_size, args.repeats, args.sam_repeats)
+    drawn = scenes(args.seed)
+    command = "python benchmarks/instances.py" + (" --accuracy-only" if args.accuracy_only else "")
+    command += f" --baseline {args.baseline}" if args.baseline else ""
+    mask = scene()[1] == 1
+    results["accuracy"] = {"command": command, "seed": args.seed, "now": accuracy(ns.split_instances, drawn)}
+    results["accuracy"]["now"]["split_s"] = timed(lambda: ns.split_instances(mask), args.repeats)[0]
+    if args.baseline:
+        before = split_at(args.baseline)
+        results["accuracy"]["baseline_revision"] = args.baseline
+        results["accuracy"]["baseline"] = accuracy(before, drawn)
+        results["accuracy"]["baseline"]["split_s"] = timed(lambda: before(mask), args.repeats)[0]
     print(json.dumps(results, indent=1))
-    (ROOT / "benchmarks" / "results" / "instances.json").write_text(json.dumps(results, indent=1))
+    saved.write_text(json.dumps(results, indent=1))
     command = "python benchmarks/instances.py" + (
         f" --image-size {args.image_size}" if args.image_size != parser.get_default("image_size") else ""
     )
-    write_section(section(results, command), args.out)
+    write_section(section(results, results.get("timing_command", command)), args.out)
 
 
 if __name__ == "__main__":

@@ -396,6 +396,9 @@ def write_report(path: Path) -> None:
     from cluster import report_lines  # benchmarks/cluster.py
 
     lines += report_lines(load("cluster"))
+    from fewshot import report_lines as fewshot_lines  # benchmarks/fewshot.py
+
+    lines += fewshot_lines()
     old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
     if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
         start = old.index("## Objects")

@@ -34,12 +34,20 @@ def wait(widget, seconds=600):
         app.processEvents()
 
 
-def main() -> int:
+def setup() -> None:
+    """Random test weights unless real ones are named, and a throwaway settings folder."""
     OUT.mkdir(exist_ok=True)
     if not os.environ.get("NAPARI_SANSA_SAM2_CHECKPOINT"):
         sam2, adapter = write_random_checkpoints(tempfile.mkdtemp())
         os.environ["NAPARI_SANSA_SAM2_CHECKPOINT"], os.environ["NAPARI_SANSA_ADAPTER_CHECKPOINT"] = str(sam2), str(adapter)
     os.environ.setdefault("NAPARI_SANSA_CONFIG_DIR", tempfile.mkdtemp())
+
+
+def main() -> int:
+    setup()
+    if sys.argv[1:] == ["check-references"]:  # only that one
+        check_references()
+        return 0
     viewer = napari.Viewer()
     viewer.window._qt_window.resize(1500, 950)
     viewer.open_sample("napari-sansa", "cells")
@@ -73,7 +81,11 @@ def main() -> int:
     through_the_stack()
     objects()
     large_images()
-    print(f"wrote widget.png, reference.png, own-data.png, stack.png, objects.png and large.png to {OUT}")
+    check_references()
+    print(
+        "wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png and "
+        f"check-references.png to {OUT}"
+    )
     return 0
 
 
@@ -197,6 +209,41 @@ def large_images() -> None:
     QApplication.instance().processEvents()
     viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
     print(widget.status.text(), "| estimate:", widget.estimate)
+    viewer.close()
+
+
+def check_references() -> None:
+    """Check references on a laptop screen (1366x768): three mask references, each predicted
+    from the other two; the table lists IoU per class, lowest first, and its first row shows
+    that reference's image. Random test weights: the IoUs show the plumbing, not SANSA."""
+    from qtpy.QtWidgets import QScrollArea
+
+    viewer = napari.Viewer()
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    for i in range(3):
+        widget.prompt_image.setCurrentText(f"cells {i}")
+        prompts = widget.add_prompt_layer("labels")
+        prompts.data[...] = cells(6)[i][1]
+        prompts.refresh()
+    panel = widget.evaluation_panel
+    panel.check()
+    wait(panel)
+    panel.table.setCurrentCell(0, 0)  # the reference the others disagree with most
+    lowest = panel.results["image"].iloc[0]
+    for layer in viewer.layers:
+        layer.visible = layer.name in (lowest, f"{lowest} prompts")
+    viewer.reset_view()
+    scroll = panel.parent()  # a dock that scrolls: scroll to the section
+    while scroll is not None and not isinstance(scroll, QScrollArea):
+        scroll = scroll.parent()
+    if scroll is not None:
+        scroll.ensureWidgetVisible(panel)
+    QApplication.instance().processEvents()
+    viewer.screenshot(str(OUT / "check-references.png"), canvas_only=False)
+    print(panel.status.text())
     viewer.close()
 
 

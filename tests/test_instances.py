@@ -89,6 +89,47 @@ def test_touching_pairs_of_any_size_and_angle_are_split():
     assert split >= 38  # a small disc sunk into a large one's flat side may stay joined
 
 
+@pytest.mark.parametrize("radius", [8, 15, 30])
+def test_a_triple_pressed_together_with_necks_of_0_6_becomes_three(radius):
+    """Three discs in a triangle, each pair's neck 0.6 of a disc's width: the clump's middle is
+    its thickest part, so only the notches of its outline tell the three apart."""
+    overlap = 0.8  # centres 0.8 diameters apart: a chord of sqrt(1 - 0.8**2) = 0.6 diameters
+    truth = scene(triangle(radius, overlap=overlap, centre=(130, 120)), shape=(240, 240))
+    assert_one_label_per_object(truth, ns.split_instances(truth > 0))
+
+
+def wobbly(radius, amplitudes, shape=(200, 200)):
+    rr, cc = np.mgrid[: shape[0], : shape[1]] - np.array(shape).reshape(2, 1, 1) / 2
+    angle = np.arctan2(rr, cc)
+    edge = 1 + sum(a * np.cos(k * angle + k) for k, a in enumerate(amplitudes, start=2))
+    return np.hypot(rr, cc) <= radius * edge
+
+
+def bent_rod(radius, half_width, span, shape=(200, 200)):
+    rr, cc = np.mgrid[: shape[0], : shape[1]] - np.array([radius + 40, 100]).reshape(2, 1, 1)
+    along = np.arctan2(cc, -rr)
+    rod = (np.abs(np.hypot(rr, cc) - radius) <= half_width) & (np.abs(along) <= span / 2)
+    for end in (-span / 2, span / 2):
+        rod |= np.hypot(rr + radius * np.cos(end), cc - radius * np.sin(end)) <= half_width
+    return rod
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        wobbly(30, [0.1, 0.08, 0.06, 0.05]),
+        wobbly(15, [0.12, 0.1, 0.08, 0.04]),
+        wobbly(40, [0.0, 0.12, 0.0, 0.1]),
+        bent_rod(30, 6, 1.6),
+        bent_rod(20, 4, 1.8),
+        scene([("ellipse", (100, 100), 8, 25, 0.7)]) > 0,
+    ],
+    ids=["blob", "small blob", "lobed blob", "bent rod", "thin bent rod", "long ellipse"],
+)
+def test_one_irregular_object_stays_one(mask):
+    assert ns.split_instances(mask).max() == 1
+
+
 def test_components_method_keeps_touching_objects_together():
     truth = scene(touching_discs([10, 10]) + [("disc", (30, 200), 8)])
     labels = ns.split_instances(truth > 0, method="components")

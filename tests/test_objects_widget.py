@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import tifffile
@@ -49,6 +51,19 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     table = pd.read_csv(tmp_path / "out" / "cells 2_objects.csv")
     assert len(table) == len(features) and "index" not in table
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "cells 2_objects.tif"), layer.data)
+
+    # Export…'s menu adds QuPath GeoJSON and COCO: one feature and one annotation per object
+    for action in widget.run_files.format_actions.values():
+        action.setChecked(True)
+    assert widget.run_files.export_formats() == ("geojson", "coco")
+    written = widget.export(tmp_path / "tools", formats=widget.run_files.export_formats())
+    assert export_summary(written).endswith("1 QuPath GeoJSON file(s), coco.json and the references")
+    geojson = json.loads((tmp_path / "tools" / "cells 2_objects.geojson").read_text())
+    coco = json.loads((tmp_path / "tools" / "coco.json").read_text())
+    assert len(geojson["features"]) == len(coco["annotations"]) == len(features)
+    assert {f["properties"]["objectType"] for f in geojson["features"]} == {"detection"}
+    assert sorted(a["area"] for a in coco["annotations"]) == sorted(features["area"])
+    assert [i["file_name"] for i in coco["images"]] == ["cells 2"]
 
 
 def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget, qtbot):

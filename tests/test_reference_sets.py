@@ -131,6 +131,14 @@ def _class_zero(doc):
     doc["references"][0]["prompts"]["0"] = doc["references"][0]["prompts"].pop("1")
 
 
+def _huge_class(doc):
+    doc["references"][0]["prompts"][str(2**62)] = doc["references"][0]["prompts"].pop("1")
+
+
+def _huge_class_name(doc):
+    doc["class_names"] = {str(2**62): "giant"}
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -141,8 +149,20 @@ def _class_zero(doc):
         (_small_mask, r"shape \(10, 10\), but its image is 256x320"),
         (_text_limits, "numbers only"),
         (_class_zero, "bad class"),
+        (_huge_class, "class 4611686018427387904, beyond the largest id label files hold"),
+        (_huge_class_name, "class 4611686018427387904, beyond the largest id"),
     ],
-    ids=["format", "newer-version", "dotdot", "absolute", "mask-size", "text-numbers", "class-0"],
+    ids=[
+        "format",
+        "newer-version",
+        "dotdot",
+        "absolute",
+        "mask-size",
+        "text-numbers",
+        "class-0",
+        "class-2^62",
+        "name-2^62",
+    ],
 )
 def test_damaged_sets_are_refused_with_a_reason(tmp_path, references, change, message):
     saved(tmp_path, references)
@@ -151,6 +171,20 @@ def test_damaged_sets_are_refused_with_a_reason(tmp_path, references, change, me
     edit(tmp_path, change)
     with pytest.raises(SansaError, match=message):
         ns.load_references(tmp_path / "set")
+
+
+def test_json_nested_100000_deep_is_refused_in_one_line(tmp_path, references):
+    saved(tmp_path, references)
+    (tmp_path / "set" / "references.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SansaError, match="nested too deeply"):
+        ns.load_references(tmp_path / "set")
+
+
+def test_class_ids_beyond_what_label_files_hold_are_refused_before_a_run(samples):
+    image, labels = samples[0]
+    giant = ns.Reference(ns.Image(image), {2**62: ns.Mask(labels == 1)})
+    with pytest.raises(SansaError, match="too large: label files hold ids up to 4294967295"):
+        ns.save_references("unused", [giant])
 
 
 def test_a_missing_file_or_a_folder_that_is_no_set_is_named(tmp_path, references):

@@ -112,6 +112,15 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
     with pytest.raises(Exception, match="already exist"):
         widget.export(tmp_path / "out")
 
+    # QuPath GeoJSON of the zarr-backed result: one feature per class region, read tile by tile
+    import json
+
+    from napari_sansa.files.polygons import label_regions
+
+    widget.export(tmp_path / "tools", formats=("geojson",))
+    features = json.loads((tmp_path / "tools" / "mosaic_objects.geojson").read_text())["features"]
+    assert len(features) == len(list(label_regions(np.asarray(layer.data[...])))) > 0
+
 
 def test_tiling_settings_reach_the_engine_and_are_remembered(open_widget, qtbot, monkeypatch):
     from napari_sansa import Sansa

@@ -301,3 +301,49 @@ def test_a_large_lazy_mask_is_named_in_the_summary_not_read_and_the_run_reads_it
     assert widget.references_panel.layer_list.notes["volume mask"] == LAZY_NOTE
     job = widget._plan()  # the run reads it
     assert [k.plane for k in job.reference_keys] == [(3,)]
+
+
+def test_a_reference_set_opened_with_napari_brings_its_images_and_prompts_ready_to_run(
+    open_widget, qtbot, tmp_path, samples
+):
+    import npe2
+
+    import napari_sansa as ns
+    from napari_sansa.plugin.viewer import layers as L
+
+    image0, labels0 = samples[0]
+    references = [
+        ns.Reference(ns.Image(image0), {1: ns.Mask(labels0 == 1), 2: ns.Mask(labels0 == 2)}),
+        ns.Reference(
+            ns.Image(samples[1][0]),
+            {1: [ns.Box(10, 20, 90, 120), ns.Points([[40, 50], [5, 5]], labels=[1, 0])]},
+        ),
+    ]
+    sources = [{"image": "cells 0"}, {"image": "cells 1"}]
+    folder = tmp_path / "set"
+    ns.save_references(folder, references, {1: "nucleus"}, sources=sources)
+
+    viewer, widget = open_widget(sample=None)  # napari's plugins are discovered
+    # npe2's reader (what File › Open Folder and drag and drop use), on the folder and on the file
+    for path in (folder, folder / "references.json"):
+        data = npe2.read([str(path)], plugin_name="napari-sansa", stack=False)
+        names = [(meta["name"], kind) for _, meta, kind in data]
+        assert names == [
+            ("cells 0", "image"),
+            ("cells 0 prompts", "labels"),
+            ("cells 0 prompts", "labels"),
+            ("cells 1", "image"),
+            ("cells 1 prompts", "shapes"),
+            ("cells 1 prompts", "points"),
+        ]
+    with pytest.raises(ValueError):  # any other folder is not ours
+        npe2.read([str(tmp_path)], plugin_name="napari-sansa", stack=False)
+
+    viewer.open(folder, plugin="napari-sansa")
+    assert [layer.name for layer in L.image_layers(viewer)] == ["cells 0", "cells 1"]
+    np.testing.assert_array_equal(viewer.layers["cells 0"].data, image0)
+    job = widget._plan()
+    assert len(job.references) == 2 and job.classes == [1, 2]
+    viewer.add_image(samples[2][0], name="target")
+    run_and_wait(widget, qtbot)
+    assert result(viewer, "target").data.any()

@@ -58,7 +58,7 @@ def segment_on_cluster(args: argparse.Namespace) -> int:
         raise SansaError("Give --cluster or --scheduler, not both.")
     if args.sequential:
         raise SansaError("--sequential targets are segmented one after another; it cannot run on a cluster.")
-    references, reference_files, class_names, notes = reference_inputs(args)
+    references, reference_files, class_names, notes, _ = reference_inputs(args)
     targets = target_paths(args, reference_files)
     refuse_on_cluster(args, targets)
     out = ensure_writable_folder(args.out)

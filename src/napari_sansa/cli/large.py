@@ -25,6 +25,7 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import TIFF_SUFFIXES
 from napari_sansa.files.label_stores import LABEL_NAME, LabelsOutput
 from napari_sansa.files.lazy_inputs import is_zarr_path, labels_stem, open_lazy, tiff_shape
+from napari_sansa.files.microscope import is_microscope_file
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,11 @@ def refuse_on_cluster(args: argparse.Namespace, targets: Sequence[Path]) -> None
     stores = [t for t in targets if is_zarr_path(t)]
     if stores:
         raise SansaError(f"{stores[0]} is a zarr store; segment zarr stores without --cluster/--scheduler.")
+    if getattr(args, "export", None):
+        raise SansaError(
+            "--export applies to runs without --cluster/--scheduler; export from the label files with a "
+            "second run on one machine, or drop --export."
+        )
     defaults = {"tile_size": "auto", "overlap": 128, "scale": 1.0, "format": "auto"}
     flags = [
         "--" + name.replace("_", "-") for name, value in defaults.items() if getattr(args, name) != value
@@ -121,6 +127,8 @@ class LargeTargets:
         tiled_targets = []
         for path in targets:
             ome = None
+            if is_microscope_file(path):  # segmented plane by plane, labels in memory
+                continue
             if is_zarr_path(path):
                 target = open_lazy(path)  # a store without an image is refused here, before any work
                 hw, ome = target.hw, (target if target.kind == "ome-zarr" else None)

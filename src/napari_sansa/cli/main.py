@@ -1,4 +1,4 @@
-"""Command line: ``napari-sansa segment``, ``download`` and ``models``.
+"""Command line: ``napari-sansa segment``, ``evaluate``, ``download``, ``models`` and the rest.
 
 User-facing problems print one line and exit with status 2; never a traceback.
 """
@@ -11,10 +11,74 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from napari_sansa.cli.evaluate import evaluate as evaluate_command
 from napari_sansa.cli.large import add_options as add_large_options
 from napari_sansa.cli.options import EXIT_USAGE, add_model_options
 from napari_sansa.cli.segment import segment as segment_command
 from napari_sansa.engine.errors import SansaError
+
+
+def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> None:
+    """The options of a run over targets, shared by ``segment`` and ``evaluate``."""
+    parser.add_argument(
+        "--reference",
+        "-r",
+        action="append",
+        metavar="IMAGE:MASK",
+        help="a reference image and its label image; repeat for k shots",
+    )
+    parser.add_argument(
+        "--references",
+        action="append",
+        type=Path,
+        metavar="SET",
+        help="a reference set folder (saved by the widget's Export… or napari_sansa.save_references)",
+    )
+    parser.add_argument(
+        "--mask-classes",
+        choices=["auto", "each", "one"],
+        default="auto",
+        help="each nonzero mask value is a class (each), or all are objects of one class (one: instance "
+        "masks); auto: each for at most 5 values (default)",
+    )
+    parser.add_argument(
+        "--class-name",
+        action="append",
+        metavar="ID=NAME",
+        help="name a class (repeatable); the names go to classes.csv in --out",
+    )
+    parser.add_argument(
+        "targets",
+        nargs=targets,
+        type=Path,
+        help="target image files, folders, quoted glob patterns ('plate/**/*.tif') or @list.txt "
+        "(one path a line)",
+    )
+    parser.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
+    parser.add_argument(
+        "--sequential", action="store_true", help="targets are a time series: remember each prediction"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
+    parser.add_argument(
+        "--instances",
+        choices=["watershed", "sam"],
+        default=None,
+        help="also write each object's own label (<name>_objects.tif) and a table of them "
+        "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
+    )
+    parser.add_argument(
+        "--export",
+        metavar="geojson,coco",
+        default=None,
+        help="also write the objects (with --instances) or class regions for other tools: geojson: "
+        "<name>_objects.geojson per image for QuPath; coco: one coco.json in --out; both: geojson,coco",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip targets whose label image exists and is complete; do only the rest",
+    )
+    add_large_options(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,58 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     segment = commands.add_parser("segment", help="label target images like the annotated references")
-    segment.add_argument(
-        "--reference",
-        "-r",
-        action="append",
-        metavar="IMAGE:MASK",
-        help="a reference image and its label image; repeat for k shots",
-    )
-    segment.add_argument(
-        "--references",
-        action="append",
-        type=Path,
-        metavar="SET",
-        help="a reference set folder (saved by the widget's Export… or napari_sansa.save_references)",
-    )
-    segment.add_argument(
-        "--mask-classes",
-        choices=["auto", "each", "one"],
-        default="auto",
-        help="each nonzero mask value is a class (each), or all are objects of one class (one: instance "
-        "masks); auto: each for at most 5 values (default)",
-    )
-    segment.add_argument(
-        "--class-name",
-        action="append",
-        metavar="ID=NAME",
-        help="name a class (repeatable); the names go to classes.csv in --out",
-    )
-    segment.add_argument(
-        "targets",
-        nargs="+",
-        type=Path,
-        help="target image files, folders, quoted glob patterns ('plate/**/*.tif') or @list.txt "
-        "(one path a line)",
-    )
-    segment.add_argument("--out", "-o", type=Path, required=True, help="folder for the label images")
-    segment.add_argument(
-        "--sequential", action="store_true", help="targets are a time series: remember each prediction"
-    )
-    segment.add_argument("--overwrite", action="store_true", help="replace label images that already exist")
-    segment.add_argument(
-        "--instances",
-        choices=["watershed", "sam"],
-        default=None,
-        help="also write each object's own label (<name>_objects.tif) and a table of them "
-        "(<name>_objects.csv): touching objects split by a watershed, or outlined by SAM2",
-    )
-    segment.add_argument(
-        "--resume",
-        action="store_true",
-        help="skip targets whose label image exists and is complete; do only the rest",
-    )
-    add_large_options(segment)
+    _add_run_options(segment)
     cluster = segment.add_argument_group("cluster (Dask distributed)")
     cluster.add_argument(
         "--cluster", metavar="local:N", help="run on N worker processes of this machine, one thread each"
@@ -89,6 +102,27 @@ def build_parser() -> argparse.ArgumentParser:
         "images must be readable at the same paths there",
     )
     add_model_options(segment)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="segment targets as segment does and score them against true label images "
+        "(or score each reference, predicted from the others)",
+    )
+    _add_run_options(evaluate, targets="*")
+    evaluate.add_argument(
+        "--truth",
+        type=Path,
+        metavar="DIR",
+        help="folder of the true label images: <stem>.<ext> or <stem>_labels|_mask|_masks.<ext> per "
+        "target, read with the --mask-classes rules",
+    )
+    evaluate.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="no targets: predict each reference that has a mask from the other references and score it "
+        "against its mask",
+    )
+    add_model_options(evaluate)
 
     download = commands.add_parser("download", help="download a published model ahead of time")
     download.add_argument("name", nargs="?", default="universal")
@@ -178,6 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="napari-sansa: %(message)s")
     handler = {
         "segment": segment_command,
+        "evaluate": evaluate_command,
         "download": _download,
         "models": _models,
         "sample-data": _sample_data,

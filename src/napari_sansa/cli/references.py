@@ -42,6 +42,20 @@ class ReferenceInputs(NamedTuple):
     files: set[Path]  # the files they were read from: never targets
     class_names: dict[int, str]
     notes: list[str]  # one line per mask: how its values were read
+    names: list[str]  # per reference, a file-name stem: its image's (leave-one-out's outputs)
+
+
+def _source_name(source: dict, folder: Path, index: int) -> str:
+    """A reference's name from a set: its source image (and plane), else the set's name and index."""
+    if not source:
+        return f"{folder.name}_ref_{index:03d}"
+    planes = "".join(f"_{p}" for p in source.get("plane", []))
+    return f"{Path(source['image']).stem}{planes}"
+
+
+def _unique(names: list[str]) -> list[str]:
+    counts = {n: names.count(n) for n in names}
+    return [f"{n}_{i}" if counts[n] > 1 else n for i, n in enumerate(names)]
 
 
 def gather_references(
@@ -64,18 +78,20 @@ def gather_references(
         raise SansaError(
             "Give references: --reference IMAGE:MASK (repeat for k shots) or --references SET_FOLDER."
         )
-    references, files, names, notes = [], set(), {}, []
+    references, files, names, notes, stems = [], set(), {}, [], []
     for image_path, mask_path in (split_reference(value) for value in pairs):
         image = read_image(image_path)
         decided = classes_from_mask(read_image(mask_path), mask_mode, source=f"Mask {mask_path}")
         notes.append(decided.message)
         references.append(Reference(image, {c: Mask(m) for c, m in decided.classes.items()}))
         files.update({image_path.resolve(), mask_path.resolve()})
+        stems.append(image_path.stem)
     for path in sets:
         loaded = read_reference_set(path)
         references.extend(loaded.references)
         names.update(loaded.class_names)
         folder = set_file(path).parent
+        stems.extend(_source_name(s, folder, i) for i, s in enumerate(loaded.sources))
         files.update(p.resolve() for sub in ("images", "masks") for p in (folder / sub).glob("*.tif"))
     given = parse_class_names(class_name_options)
     used = {int(c) for reference in references for c in reference.prompts}
@@ -85,4 +101,4 @@ def gather_references(
             f"--class-name names class {unknown[0]}, which no reference has (classes: {', '.join(map(str, sorted(used)))})."
         )
     names.update(given)
-    return ReferenceInputs(references, files, names, notes)
+    return ReferenceInputs(references, files, names, notes, _unique(stems))

@@ -470,6 +470,22 @@ class Sansa(Predicting):
             self, stack, annotations, **options, cancel=cancel, progress=progress, on_error=on_error
         )
 
+    def rank_for_annotation(
+        self,
+        references: Sequence[Reference] | Reference,
+        targets: Sequence[ImageLike],
+        *,
+        scores: Sequence[float | None] | None = None,
+    ) -> list[int]:
+        """Indices of ``targets``, the one whose annotation should help most first: the least
+        confident predictions and the images least like the references in SAM2's feature space
+        (see :mod:`~.runs.annotation_ranking`). ``scores``: confidences from an earlier run
+        (:attr:`Prediction.score`); targets without one are propagated now. Cached targets
+        cost no encoder pass."""
+        from napari_sansa.engine.runs.annotation_ranking import rank_candidates
+
+        return [c.index for c in rank_candidates(self, references, targets, scores=scores)]
+
     def clear_cache(self) -> None:
         """Forget cached features (in memory and on disk) and reference memories, and give
         the memory kept for reuse back to the system."""

@@ -61,3 +61,27 @@ def write_class_table(
         return None
     path, text = planned
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+PALETTE = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (250, 190, 212),
+    (0, 128, 128),
+)
+
+
+def class_name(class_names: dict[int, str], class_id: int) -> str:
+    """A class's name, or ``Class <id>`` where none was given (what QuPath and COCO tools show)."""
+    return class_names.get(class_id) or f"Class {class_id}"
+
+
+def class_color(class_id: int) -> list[int]:
+    """A class's colour as ``[r, g, b]``: distinct for the first ten classes, then repeating."""
+    return list(PALETTE[(int(class_id) - 1) % len(PALETTE)])

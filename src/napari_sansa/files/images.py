@@ -12,20 +12,31 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".czi", ".nd2", ".lif")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as an array (TIFF through tifffile, the rest through imageio)."""
+    """An image file as an array (TIFF through tifffile, microscope files of one plane through
+    bioio with channels last, the rest through imageio)."""
+    from napari_sansa.files.microscope import is_microscope_file, read_plane
+
     path = Path(path)
     if not path.is_file():
         raise SansaError(f"Image file {path} does not exist.")
+    if is_microscope_file(path):
+        image = read_plane(path)
+        axis = image.channel_axis
+        return np.asarray(image.data) if axis is None else np.moveaxis(np.asarray(image.data), axis, -1)
     try:
         if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
-            data = tifffile.imread(path)
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = series.asarray()
+                if series.axes == "CYX":  # OME-TIFF or ImageJ channels: last, as the engine takes them
+                    data = np.moveaxis(data, 0, -1)
         else:
             import imageio.v3 as iio
 

@@ -12,6 +12,7 @@ import glob
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,3 +160,136 @@ def labels_name(path: Path, labels) -> str:
     """``<stem>_labels.png`` where the labels fit in a PNG and the target was one, else ``.tif``."""
     preferred = ".png" if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") else ".tif"
     return f"{path.stem}_labels{labels_suffix(labels, preferred)}"
+
+
+# ---------------------------------------------------------------- exports for other tools
+
+EXPORT_FORMATS = ("geojson", "coco")
+
+
+def parse_exports(text: str | None) -> tuple[str, ...]:
+    """``geojson,coco`` as the formats asked for (in a fixed order); unknown ones are refused."""
+    asked = [part.strip().lower() for part in (text or "").split(",") if part.strip()]
+    unknown = [a for a in asked if a not in EXPORT_FORMATS]
+    if unknown:
+        raise SansaError(f"--export {unknown[0]!r} is not a format; use {' or '.join(EXPORT_FORMATS)}.")
+    return tuple(f for f in EXPORT_FORMATS if f in asked)
+
+
+def geojson_path(out: Path, name: str) -> Path:
+    """Where a target's QuPath GeoJSON goes: ``<name>_objects.geojson`` in ``out`` (beside
+    ``<name>_objects.tif``; the CLI's ``name`` is the target file's stem)."""
+    return Path(out) / f"{name}_objects.geojson"
+
+
+class RunExports:
+    """What a run writes for other tools (:data:`EXPORT_FORMATS`): a GeoJSON per target, written
+    as soon as its labels are, and one ``coco.json`` for the run, written by :meth:`finish`.
+
+    Existing files are refused before any work unless ``overwrite`` (a resumed run replaces only
+    the GeoJSON of the targets it redoes, and ``coco.json``, which covers every target).
+    """
+
+    def __init__(
+        self,
+        formats: Sequence[str],
+        targets: Sequence[Path],
+        out: Path,
+        class_names: dict[int, str],
+        class_ids: Iterable[int],
+        *,
+        overwrite: bool = False,
+        resume: bool = False,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        """``names``: each target's ``<name>`` in file names (default: the file's stem)."""
+        from napari_sansa.files.coco import COCO_FILE, CocoWriter
+
+        self.formats, self.out, self.class_names = tuple(formats), Path(out), dict(class_names)
+        self.coco = CocoWriter(self.class_names, list(class_ids)) if "coco" in self.formats else None
+        self.coco_path = self.out / COCO_FILE
+        self.written: list[Path] = []
+        self.redo = True  # targets done by this run replace their GeoJSON
+        names = [Path(t).stem for t in targets] if names is None else list(names)
+        self.names = {Path(t): name for t, name in zip(targets, names)}
+        planned = [geojson_path(out, name) for name in names] if "geojson" in self.formats else []
+        if len(set(planned)) < len(planned):
+            twice = next(p for p in planned if planned.count(p) > 1)
+            raise SansaError(
+                f"Two targets would both export {twice.name}; rename one, or segment them apart."
+            )
+        planned += [self.coco_path] if not (resume or self.coco is None) else []
+        found = [p for p in planned if p.exists()]
+        if found and not (overwrite or resume):
+            raise SansaError(
+                f"{found[0]} already exists; add --overwrite to replace it (or --resume to keep what is done)."
+            )
+
+    def _geojson(self, target: Path) -> Path:
+        return geojson_path(self.out, self.names.get(Path(target), Path(target).stem))
+
+    def add(self, target: Path, labels: Any, objects: Any = None) -> None:
+        """A finished target: its class labels (an array or a lazy store), or with ``objects``
+        its ``(instance labels, table)``, whose objects become one feature/annotation each."""
+        from napari_sansa.files.polygons import label_regions
+
+        if not self.formats:
+            return
+        if objects is not None:
+            labels, table = objects
+            labels = np.asarray(labels)
+            classes = dict(zip(table["label"].astype(int), table["class"].astype(int)))
+        else:
+            classes = None
+
+        regions: Iterable = label_regions(labels, instances=objects is not None, classes=classes)
+        if self.coco is not None:  # kept for coco.json anyway: traced once for both
+            regions = list(regions)
+        if "geojson" in self.formats and (self.redo or not self._geojson(target).exists()):
+            from napari_sansa.files.geojson import write_geojson
+
+            path = self._geojson(target)
+            self.written.append(write_geojson(path, regions, self.class_names, instances=objects is not None))
+        if self.coco is not None:
+            self.coco.add(Path(target).name, tuple(labels.shape), regions)
+
+    def add_done(self, target: Path, labels_path: Path, instances: bool) -> None:
+        """A target a resumed run does not redo: read back from its label file (or, with
+        ``instances``, its ``_objects.tif`` and ``.csv``) where its exports are missing."""
+        import pandas as pd
+
+        from napari_sansa.files.objects import objects_paths
+
+        missing_geojson = "geojson" in self.formats and not self._geojson(target).exists()
+        if not (missing_geojson or self.coco is not None):
+            return
+        self.redo = False
+        try:
+            if instances and objects_paths(self.out, Path(target).stem)[0].exists():
+                tif, csv = objects_paths(self.out, Path(target).stem)
+                self.add(target, None, (read_image(tif), pd.read_csv(csv)))
+            else:
+                self.add_file(target, labels_path)
+        finally:
+            self.redo = True
+
+    def add_file(self, target: Path, labels_path: Path) -> None:
+        """A target whose class labels are in a file: a zarr store or TIFF is read tile by tile."""
+        from napari_sansa.files.lazy_inputs import open_lazy
+
+        if not self.formats:
+            return
+        if not (Path(labels_path).is_dir() or Path(labels_path).suffix.lower() in (".tif", ".tiff")):
+            self.add(target, read_image(labels_path))
+            return
+        opened = open_lazy(labels_path)
+        try:
+            self.add(target, opened.levels[0])
+        finally:
+            opened.close()
+
+    def finish(self) -> list[Path]:
+        """Write ``coco.json`` (if asked for); every file written for other tools."""
+        if self.coco is not None and self.coco.images:
+            self.written.append(self.coco.write(self.coco_path))
+        return self.written

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.inputs.prompts import Box, Mask, Points, Prompt, Scribble
+from napari_sansa.engine.inputs.prompts import MAX_CLASS_ID, Box, Mask, Points, Prompt, Scribble
 
 MAX_JSON_BYTES = 50_000_000
 MAX_ARRAY_BYTES = 4 * 2**30  # decoded pixels of one image or mask file
@@ -44,6 +44,8 @@ def read_json(path: Path, what: str) -> object:
         raise SansaError(f"Cannot read {path}: {exc.strerror or exc}.") from None
     except ValueError:
         raise SansaError(f"{path} is not {what} (not valid JSON).") from None
+    except RecursionError:  # nested thousands of levels deep: made to hurt, never written by us
+        raise SansaError(f"{path} is not {what} (its JSON is nested too deeply).") from None
 
 
 def inside(folder: Path, relative: object, what: str) -> Path:
@@ -153,13 +155,27 @@ def prompt_from_json(entry: object, folder: Path, where: str) -> Prompt:
     return Scribble(np.array([number_list(p, 2, "scribble vertices", where) for p in path]), positive)
 
 
+def class_id_from_json(key: object, where: str) -> int:
+    """A class id written as a JSON key: a whole number from 1 to :data:`MAX_CLASS_ID`."""
+    text = str(key).lstrip("0") if str(key).isdigit() else str(key)
+    if not (text.isascii() and text.isdigit()):
+        raise SansaError(f"{where} has a bad class {key!r} (class ids are 1, 2, 3, ...).")
+    if len(text) > 10 or int(text) > MAX_CLASS_ID:  # a huge digit string is never converted whole
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise SansaError(
+            f"{where} has class {shown}, beyond the largest id label files hold ({MAX_CLASS_ID})."
+        )
+    return int(text)
+
+
 def class_prompts_from_json(raw: object, folder: Path, where: str) -> dict[int, list[Prompt]]:
     """``{"1": [entry, ...], ...}`` as class id -> prompts; ids are whole numbers >= 1."""
     if not isinstance(raw, dict) or not raw:
         raise SansaError(f"{where} has no prompts.")
     prompts: dict[int, list[Prompt]] = {}
     for class_id, items in raw.items():
-        if not str(class_id).isdigit() or int(class_id) < 1 or not isinstance(items, list) or not items:
-            raise SansaError(f"{where} has a bad class {class_id!r} (class ids are 1, 2, 3, ...).")
-        prompts[int(class_id)] = [prompt_from_json(item, folder, where) for item in items]
+        number = class_id_from_json(class_id, where)
+        if not isinstance(items, list) or not items:
+            raise SansaError(f"{where} has a bad class {class_id!r} (it has no prompts).")
+        prompts[number] = [prompt_from_json(item, folder, where) for item in items]
     return prompts

@@ -24,10 +24,11 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image, as_image, image_hw
-from napari_sansa.engine.inputs.prompts import Prompt, Reference, resolve_reference
+from napari_sansa.engine.inputs.prompts import MAX_CLASS_ID, Prompt, Reference, resolve_reference
 from napari_sansa.files.prompts import (
     MODEL_FIELDS,
     SETTING_FIELDS,
+    class_id_from_json,
     class_prompts_from_json,
     inside,
     number_list,
@@ -89,6 +90,8 @@ def _clean_names(class_names: Mapping[int, str] | None) -> dict[int, str]:
     for class_id, name in (class_names or {}).items():
         if isinstance(class_id, bool) or not isinstance(class_id, (int, np.integer)) or class_id < 1:
             raise SansaError(f"Class names: {class_id!r} is no class id (use 1, 2, 3, ...).")
+        if class_id > MAX_CLASS_ID:
+            raise SansaError(f"Class names: {class_id} is beyond the largest class id ({MAX_CLASS_ID}).")
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_CHARS or "\n" in name:
             raise SansaError(
                 f"Class names: the name of class {class_id} must be one line of text (at most {MAX_NAME_CHARS} characters)."
@@ -268,11 +271,7 @@ def _check_header(raw: object, path: Path) -> dict:
 
 
 def _names_from_json(raw: dict, path: Path) -> dict[int, str]:
-    names = {}
-    for key, name in raw.items():
-        if not str(key).isdigit() or int(key) < 1:
-            raise SansaError(f"{path}: class names: {key!r} is no class id.")
-        names[int(key)] = name
+    names = {class_id_from_json(key, f"{path}: class names"): name for key, name in raw.items()}
     try:
         return _clean_names(names)
     except SansaError as exc:

@@ -11,19 +11,30 @@ the same names, or else on the set's own images, added as new layers.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QMessageBox, QPushButton, QWidget
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QMenu,
+    QMessageBox,
+    QPushButton,
+    QWidget,
+)
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
+from napari_sansa.files.coco import COCO_FILE
+from napari_sansa.files.outputs import EXPORT_FORMATS, RunExports
 from napari_sansa.files.reference_sets import (
     RUN_RECORD_FORMAT,
     SET_FILE,
+    ReferenceSet,
     check_set_folder,
     file_format,
     read_reference_set,
@@ -36,13 +47,19 @@ from napari_sansa.plugin.core.record import (
     export_labels,
     planned_labels,
     read_record,
+    safe_name,
 )
 from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.large import export_zarr, is_lazy, zarr_file
+from napari_sansa.plugin.viewer.objects_layers import ObjectLayers
 
 REFERENCES_FOLDER = "references"
+EXPORT_CHOICES = {
+    "geojson": "Also QuPath GeoJSON (<image>_objects.geojson)",
+    "coco": "Also COCO (coco.json)",
+}
 
 
 def export_run(
@@ -51,9 +68,13 @@ def export_run(
     parts: Callable[[], ExportParts],
     overwrite: bool = False,
     objects: Callable[[], list[Path]] | None = None,
+    formats: Sequence[str] = (),
+    object_layers: ObjectLayers | None = None,
 ) -> list[Path]:
     """Write every result layer, then the run's reference set and class names ``parts()`` gives
-    (and, with ``objects``, what it writes: the objects layers and their tables)."""
+    (and, with ``objects``, what it writes: the objects layers and their tables). ``formats``
+    (:data:`EXPORT_FORMATS`): also QuPath GeoJSON per image and/or one COCO file, of the objects
+    in ``object_layers`` where an image has them, else of its class regions."""
     folder = Path(folder)
     results, large = {}, {}
     for layer in L.image_layers(viewer):
@@ -70,6 +91,7 @@ def export_run(
         check_set_folder(set_folder, overwrite)
     class_ids = [c for ref in run.references for c in ref.prompts]
     planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
+    for_tools = _tool_exports(viewer, folder, run, formats, overwrite, object_layers)
     planned_labels(results, folder, overwrite)
     stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite, file=zarr_file)
     folder.mkdir(parents=True, exist_ok=True)
@@ -77,10 +99,40 @@ def export_run(
     for name, result in large.items():
         written.append(export_zarr(result.data, stores[name], scale=result.scale, overwrite=overwrite))
     written += objects() if objects is not None else []
+    written += for_tools()
     if run.references:
         written.append(_save_set(set_folder, run, overwrite))
     table = write_class_table(folder, run.class_names, class_ids, overwrite)
     return written + ([table] if table is not None else [])
+
+
+def _tool_exports(
+    viewer, folder: Path, run: ExportParts, formats: Sequence[str], overwrite: bool, object_layers
+) -> Callable[[], list[Path]]:
+    """Check now that no GeoJSON or COCO file would be replaced; the returned call writes them."""
+    if not formats:
+        return list
+    pairs = [(layer, L.result_layer(viewer, L.layer_id(layer))) for layer in L.image_layers(viewer)]
+    pairs = [(layer, result) for layer, result in pairs if result is not None]
+    targets: list[Path] = []
+    for layer, _ in pairs:  # COCO's file names: the image files where the layers came from
+        source = Path(layer.source.path) if layer.source.path else None
+        targets.append(source if source is not None and source not in targets else Path(layer.name))
+    names = [safe_name(layer.name) for layer, _ in pairs]
+    class_ids = [c for ref in run.references for c in ref.prompts]
+    options = {"overwrite": overwrite, "names": names}
+    planned = RunExports(formats, targets, folder, run.class_names, class_ids, **options)
+    live = object_layers.live() if object_layers is not None else {}
+
+    def write() -> list[Path]:
+        for (layer, result), target in zip(pairs, targets):
+            image_id = L.layer_id(layer)
+            objects = object_layers.objects(image_id) if image_id in live else None
+            data = result.data[0] if result.multiscale else result.data  # level 0, read by tile
+            planned.add(target, data, objects)
+        return planned.finish()
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -134,6 +186,14 @@ def load_references(
         return LoadedReferences(len(record.references))
     loaded = read_reference_set(path)
     model_panel.apply_record(loaded.model, loaded.settings)
+    added = recreate_set(viewer, loaded, add_prompt_layer)
+    return LoadedReferences(len(loaded.references), loaded.class_names, added)
+
+
+def recreate_set(viewer, loaded: ReferenceSet, add_prompt_layer: Callable) -> list[str]:
+    """A reference set's prompts as prompt layers: on the open images of the same names and
+    sizes, or else on the set's own images, added as layers; returns the names of those added.
+    ``viewer``: napari's, or anything with its ``layers`` and ``add_image`` (the reader's)."""
     added = []
     for i, (reference, source) in enumerate(zip(loaded.references, loaded.sources)):
         plane = tuple(source.get("plane", ()))
@@ -145,16 +205,21 @@ def load_references(
         recreate_reference(
             layer, RecordedReference(layer.name, plane, dict(reference.prompts)), add_prompt_layer
         )
-    return LoadedReferences(len(loaded.references), loaded.class_names, added)
+    return added
 
 
 def export_summary(written: list[Path]) -> str:
-    """What an export wrote, in words: label files, objects files, references."""
-    objects = [p for p in written if p.stem.endswith("_objects")]
-    labels = [p for p in written if p not in objects and p.name not in (SET_FILE, CLASSES_FILE)]
+    """What an export wrote, in words: label files, objects files, files for other tools, references."""
+    tools = [p for p in written if p.suffix == ".geojson" or p.name == COCO_FILE]
+    objects = [p for p in written if p.stem.endswith("_objects") and p not in tools]
+    other = (SET_FILE, CLASSES_FILE)
+    labels = [p for p in written if p not in objects and p not in tools and p.name not in other]
     parts = [f"{len(labels)} label file(s)"] + (
         [f"the objects of {len(objects) // 2} image(s)"] if objects else []
     )
+    geojson = sum(p.suffix == ".geojson" for p in written)
+    parts += [f"{geojson} QuPath GeoJSON file(s)"] if geojson else []
+    parts += [COCO_FILE] if any(p.name == COCO_FILE for p in written) else []
     return ", ".join(parts) + (" and the references" if any(p.name == SET_FILE for p in written) else "")
 
 
@@ -188,8 +253,19 @@ class RunFileButtons(QWidget):
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         export_button = QPushButton("Export…")
+        formats_button = QPushButton("▾")  # its menu: the formats for other tools Export… adds
+        formats_button.setFixedWidth(formats_button.fontMetrics().horizontalAdvance("▾") + 16)
+        formats_button.setStyleSheet("QPushButton::menu-indicator { width: 0px; }")
         save_button, load_button = QPushButton("Save references…"), QPushButton("Load references…")
-        export_button.setToolTip("Label files, the references (references/) and classes.csv")
+        export_button.setToolTip("Label files, the references (references/) and classes.csv (▾: and more)")
+        formats_button.setToolTip("Export… also writes: QuPath GeoJSON, COCO")
+        menu = QMenu(formats_button)
+        self.format_actions = {}
+        for fmt, text in EXPORT_CHOICES.items():
+            action = menu.addAction(text)
+            action.setCheckable(True)
+            self.format_actions[fmt] = action
+        formats_button.setMenu(menu)
         save_button.setToolTip(
             "The references as a reference set, for another napari, the command line or a cluster"
         )
@@ -197,8 +273,15 @@ class RunFileButtons(QWidget):
         export_button.clicked.connect(self._export_clicked)
         save_button.clicked.connect(self._save_clicked)
         load_button.clicked.connect(self._load_clicked)
-        for button in (export_button, save_button, load_button):
+        row.addWidget(export_button)
+        row.addWidget(formats_button)
+        row.addSpacing(4)
+        for button in (save_button, load_button):
             row.addWidget(button)
+
+    def export_formats(self) -> tuple[str, ...]:
+        """The formats for other tools ticked in Export…'s menu (:data:`EXPORT_FORMATS`)."""
+        return tuple(fmt for fmt in EXPORT_FORMATS if self.format_actions[fmt].isChecked())
 
     def _with_leave(self, write: Callable[..., object], folder: str):
         """``write(folder)``, asking before replacing files; ``None`` if it did not happen."""
@@ -215,7 +298,8 @@ class RunFileButtons(QWidget):
 
     def _export_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export labels to")
-        written = self._with_leave(self._export, folder) if folder else None
+        export = partial(self._export, formats=self.export_formats())
+        written = self._with_leave(export, folder) if folder else None
         if written is None:
             return
         notifications.info(f"Exported {export_summary(written)} to {folder}")

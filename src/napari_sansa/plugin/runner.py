@@ -95,6 +95,18 @@ class Runner(QObject):
         """Whether a run's worker is going."""
         return self.worker is not None
 
+    def model_getter(self, settings: WidgetSettings) -> Callable:
+        """The settings' model for other background work (Check references), loaded in that
+        work's thread (the loaded one if it fits) and kept for the next run."""
+        key, get_model = model_loader(settings, self.model, self._model_key)
+
+        def get():
+            model = get_model()
+            self.model, self._model_key = model, key
+            return model
+
+        return get
+
     def start(self, job: Job, settings: WidgetSettings):
         """Segment the job's targets like its references; returns the worker (``None``: told why)."""
         from napari.qt.threading import create_worker

@@ -14,6 +14,7 @@ references).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,11 +29,13 @@ from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
+from napari_sansa.plugin.panels.evaluation import CheckInputs, EvaluationPanel
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
+from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
 from napari_sansa.plugin.qt_lifetime import is_deleted
@@ -97,6 +100,13 @@ class SansaWidget(QWidget):
         self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
         layout.addWidget(self.review_panel)
+        self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
+        layout.addWidget(self.suggestion_panel)
+        self.evaluation_panel = EvaluationPanel(
+            self.viewer, self._check_inputs, self.review_panel, lambda: self.references_panel.mask_mode
+        )
+        self.evaluation_panel.references_changed.connect(self.references_panel.describe_later)
+        layout.addWidget(self.evaluation_panel)
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         layout.addWidget(self.run_files)
         layout.addStretch()
@@ -149,6 +159,7 @@ class SansaWidget(QWidget):
         self.references_panel.reset_choices()
         annotated = {L.layer_id(a.image) for a in self.references_panel.assignments() if a.image is not None}
         self.targets_panel.show_images(images, annotated)
+        self.evaluation_panel.reset_choices()
         for layer in images:
             layer.events.name.disconnect(self._refresh_layers)
             layer.events.name.connect(self._refresh_layers)
@@ -182,10 +193,20 @@ class SansaWidget(QWidget):
 
     def run(self, job: Job | None = None):
         """Segment every target like the references (what the Run button does); returns the worker."""
-        if self.runner.running():
-            notifications.error("A run is already going; cancel it or wait for it to finish.")
+        if self.runner.running() or self.evaluation_panel.running():
+            notifications.error("A run or a check is already going; cancel it or wait for it to finish.")
             return None
         return self.runner.start(job or self._plan(), self._settings())
+
+    def _check_inputs(self) -> CheckInputs | None:
+        """Check references' references, as a run would take them, and the run's model."""
+        if self.runner.running():
+            notifications.error("A run is going; check the references when it has finished.")
+            return None
+        job = self._plan()
+        names = [self._describe_key(key) for key in job.reference_keys]
+        get_model = self.runner.model_getter(self._settings())
+        return CheckInputs(job.references, names, list(job.reference_keys), get_model)
 
     def cancel(self) -> None:
         """Stop after the target in progress; finished targets are kept."""
@@ -263,12 +284,26 @@ class SansaWidget(QWidget):
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
 
+    def suggest_next(self) -> str | None:
+        """Name the unannotated image (or plane) whose annotation should help most, show it and
+        say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
+        panel = self.suggestion_panel
+        key = panel.suggest(self.model, self._plan(), self.scores, self.runner.running())
+        if key is None:
+            return None
+        self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
+        return self._describe_key(key)
+
     # ------------------------------------------------------------------ export
-    def export(self, folder: str | os.PathLike, overwrite: bool = False) -> list[Path]:
-        """Write every result layer (one file per image or stack), objects, the reference set and class names."""
+    def export(
+        self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()
+    ) -> list[Path]:
+        """Write every result layer (one file per image or stack), objects, the reference set and
+        class names; ``formats``: also "geojson" (QuPath) and/or "coco"."""
         objects = self.objects_panel.layers.export_later(folder, overwrite)
+        extra = {"formats": formats, "object_layers": self.objects_panel.layers}
         return exports.export_run(
-            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects
+            self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects, **extra
         )
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:

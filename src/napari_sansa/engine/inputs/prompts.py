@@ -20,6 +20,7 @@ from napari_sansa.engine.inputs.images import Image, image_hw
 
 POSITIVE, NEGATIVE, BOX_TOP_LEFT, BOX_BOTTOM_RIGHT = 1, 0, 2, 3
 MIN_BOX_SIDE = 0.01  # pixels; thinner boxes are lines
+MAX_CLASS_ID = int(np.iinfo(np.uint32).max)  # label files and napari's label layers hold uint32
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,6 +243,10 @@ def resolve_prompts(
         if class_id < 1:
             raise SansaError(
                 f"Class id {class_id} on {where} is not allowed: 0 is the background; use ids 1, 2, 3, ..."
+            )
+        if class_id > MAX_CLASS_ID:
+            raise SansaError(
+                f"Class id {class_id} on {where} is too large: label files hold ids up to {MAX_CLASS_ID}."
             )
         resolved[int(class_id)] = resolve_class_prompt(prompt, hw, f"for class {int(class_id)} on {where}")
     return resolved

@@ -5,6 +5,13 @@ objects split by a watershed on the distance transform. Every local maximum of t
 transform seeds a region; two neighbouring regions are then merged unless the neck between
 them is clearly narrower than the smaller of the two, relative to its size, so the same
 defaults split round-ish objects from 8 px to 200 px across without tuning.
+
+A clump whose middle is its thickest part (three objects pressed together in a triangle) has
+no distance maximum in some of its objects, so a second pass looks at each object's outline:
+from every notch (where the outline leaves its convex hull) a cut runs inward to the skeleton,
+the distance transform away from outline and cuts seeds the pieces, and neighbouring pieces
+join again unless the border between them is short next to the smaller piece's own width.
+A single object, however irregular, keeps its pieces joined: their borders run across it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,10 @@ DEFAULT_MIN_SIZE = 16  # pixels: a disc 4-5 px across; objects of 8 px across ha
 NECK_RATIO = 0.75  # two regions stay apart where the neck is < 75% of the smaller one's width
 MIN_NECK_DEPTH = 1.0  # pixels: shallower dips in the distance transform are pixel noise
 BORDER_RATIO = 0.6  # ... or where their border is < 60% of the smaller one's width
+NOTCH_DEPTH = 1.0  # pixels: a notch shallower than this is the outline's pixel steps
+PIECE_PEAK = 1.0  # pixels: a piece's distance maximum must stand this far above its saddle
+PIECE_BORDER_RATIO = 0.95  # pieces stay apart where their border is < 95% of the smaller's width
+CLUMP_AREA = 1.3  # objects smaller than 1.3 discs as wide as their thickest point are not clumps
 METHODS = ("watershed", "components")
 
 
@@ -76,7 +87,7 @@ def split_instances(
     peaks = local_maxima(distance, connectivity=2, allow_borders=True) & fg
     markers, _ = ndimage.label(peaks, structure=np.ones((3, 3), bool))
     regions = watershed(-distance, markers, mask=fg)
-    return _merge_regions(regions, distance, min_size)
+    return _split_clumps(_merge_regions(regions, distance, min_size), distance, min_size)
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
@@ -209,6 +220,173 @@ def _merge_regions(regions: np.ndarray, distance: np.ndarray, min_size: int) -> 
             root = parent[root]
         parent[i] = root
     return _drop_small(parent[regions], min_size)
+
+
+def _split_clumps(labels: np.ndarray, distance: np.ndarray, min_size: int) -> np.ndarray:
+    """Each object split at the notches of its outline where that makes short borders (see
+    the module's docstring); ids in the same order, the pieces of a split object in a row.
+    Only objects larger than CLUMP_AREA discs of their thickest width are looked at: one
+    round object is not a clump, and looking costs a convex hull per object."""
+    from scipy import ndimage
+
+    n = int(labels.max())
+    if n == 0:
+        return labels
+    inside = labels > 0
+    area = np.bincount(labels[inside], minlength=n + 1)
+    radius = np.zeros(n + 1)
+    np.maximum.at(radius, labels[inside], distance[inside])
+    wide = area > CLUMP_AREA * np.pi * (radius + 0.5) ** 2
+    pieces: list[tuple[int, tuple[slice, slice], np.ndarray]] = []
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or not wide[i]:
+            continue
+        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+        parts = _split_at_notches(labels[box] == i, min_size)
+        if parts is not None:
+            pieces.append((i, box, parts))
+    if not pieces:
+        return labels
+    extra = np.zeros(n + 1, np.int64)  # pieces added before each object
+    for i, _, parts in pieces:
+        extra[i] = int(parts.max()) - 1
+    new_id = np.arange(n + 1) + np.concatenate([[0], np.cumsum(extra)[:-1]])
+    out = new_id[labels].astype(np.int32)
+    for i, box, parts in pieces:
+        view = out[box]
+        mine = parts > 0
+        view[mine] = new_id[i] + parts[mine] - 1
+    return out
+
+
+def _split_at_notches(obj: np.ndarray, min_size: int) -> np.ndarray | None:
+    """Pieces 1..k of one object's mask (k >= 2), or None where it stays whole."""
+    from scipy import ndimage
+    from skimage.morphology import convex_hull_image, h_maxima
+    from skimage.segmentation import watershed
+
+    cuts = _notch_cuts(obj, convex_hull_image(obj))
+    if cuts is None:
+        return None
+    shaped = ndimage.distance_transform_edt(obj & ~cuts)
+    peaks = h_maxima(shaped, PIECE_PEAK).astype(bool) & obj & ~cuts
+    markers, n = ndimage.label(peaks, structure=np.ones((3, 3), bool))
+    if n < 2:
+        return None
+    pieces = watershed(-shaped, markers, mask=obj)
+    parts = _join_pieces(pieces, _across(pieces, obj, cuts), min_size)
+    return parts if parts.max() > 1 else None
+
+
+def _notch_cuts(obj: np.ndarray, hull: np.ndarray) -> np.ndarray | None:
+    """Cuts from each notch of the outline (deeper than NOTCH_DEPTH) inward to the skeleton,
+    along the line from the notch's mouth to its deepest point; None with fewer than two."""
+    from scipy import ndimage
+    from skimage.morphology import skeletonize
+
+    notches = hull & ~obj
+    labels, n = ndimage.label(notches, structure=np.ones((3, 3), bool))
+    if n < 2:
+        return None
+    depth = ndimage.distance_transform_edt(np.pad(hull, 1))[1:-1, 1:-1]
+    mouth = notches & ndimage.binary_dilation(~hull, np.ones((3, 3), bool))
+    skeleton = None
+    cuts = np.zeros_like(obj)
+    made = 0
+    h, w = obj.shape
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        notch = labels[box] == k
+        ends = mouth[box] & notch
+        deep = np.where(notch, depth[box], 0.0)
+        deepest = int(np.argmax(deep))
+        if not ends.any() or deep.flat[deepest] < NOTCH_DEPTH:
+            continue  # a hole, or the outline's pixel steps
+        if skeleton is None:
+            skeleton = skeletonize(obj)
+        row, col = np.unravel_index(deepest, notch.shape)
+        mouth_rows, mouth_cols = np.nonzero(ends)
+        step = np.array([row - mouth_rows.mean(), col - mouth_cols.mean()])
+        if not np.hypot(*step):
+            continue
+        step = 0.5 * step / np.hypot(*step)
+        point = np.array([row + box[0].start, col + box[1].start], float)
+        inside = False
+        for _ in range(2 * (h + w)):
+            point += step
+            r, c = int(round(point[0])), int(round(point[1]))
+            if not (0 <= r < h and 0 <= c < w) or (inside and not obj[r, c]):
+                break
+            if obj[r, c]:
+                inside = True
+                cuts[r, c] = True
+                if skeleton[max(r - 1, 0) : r + 2, max(c - 1, 0) : c + 2].any():
+                    break
+        made += 1
+    return cuts if made >= 2 else None
+
+
+def _own_width(mask: np.ndarray) -> float:
+    """A piece's own width in pixels across (its largest inscribed disc), not the object's."""
+    from scipy import ndimage
+
+    return 2 * float(ndimage.distance_transform_edt(np.pad(mask, 1)).max()) - 1
+
+
+def _across(pieces: np.ndarray, obj: np.ndarray, cuts: np.ndarray) -> set[tuple[int, int]]:
+    """Neighbouring pieces whose border meets the outline away from the notches' cuts: a cut
+    across a convex stretch of the object (a rod's end), never a wall between touching objects."""
+    from scipy import ndimage
+
+    square = np.ones((3, 3), bool)
+    near_notch = ndimage.binary_dilation(cuts, square, iterations=2)
+    rim = obj & ndimage.binary_dilation(~obj, square, border_value=1) & ~near_notch
+    pairs = set()
+    for a, b, ra, rb in (
+        (pieces[:, :-1], pieces[:, 1:], rim[:, :-1], rim[:, 1:]),
+        (pieces[:-1, :], pieces[1:, :], rim[:-1, :], rim[1:, :]),
+    ):
+        border = (a != b) & (a > 0) & (b > 0) & (ra | rb)
+        pairs.update(zip(np.minimum(a, b)[border].tolist(), np.maximum(a, b)[border].tolist()))
+    return pairs
+
+
+def _join_pieces(pieces: np.ndarray, across: set[tuple[int, int]], min_size: int) -> np.ndarray:
+    """Join neighbouring pieces, the longest border next to the smaller's own width first, while
+    that border is at least PIECE_BORDER_RATIO of the width; pieces under min_size, and pieces
+    whose border cuts ``across`` the object, always join."""
+    n = int(pieces.max())
+    members = {i: pieces == i for i in range(1, n + 1)}
+    width = {i: _own_width(m) for i, m in members.items()}
+    size = {i: int(m.sum()) for i, m in members.items()}
+    neighbours: dict[int, dict[int, tuple]] = {i: {} for i in members}
+    for (a, b), (_, box) in _borders(pieces, np.zeros(pieces.shape)).items():
+        neighbours[a][b] = neighbours[b][a] = box
+
+    def strength(a: int, b: int) -> float:
+        if min(size[a], size[b]) < min_size or (min(a, b), max(a, b)) in across:
+            return np.inf
+        return _length(neighbours[a][b]) / min(width[a], width[b])
+
+    while True:
+        pairs = [(strength(a, b), a, b) for a in neighbours for b in neighbours[a] if a < b]
+        if not pairs:
+            break
+        best, a, b = max(pairs)
+        if best < PIECE_BORDER_RATIO:
+            break
+        members[a] |= members.pop(b)
+        size[a] += size.pop(b)
+        width[a] = _own_width(members[a])
+        for other, box in neighbours.pop(b).items():
+            del neighbours[other][b]
+            if other != a:
+                neighbours[a][other] = neighbours[other][a] = _join(box, neighbours[a].get(other, box))
+                if (min(b, other), max(b, other)) in across:
+                    across.add((min(a, other), max(a, other)))
+    out = np.zeros(pieces.shape, np.int32)
+    for k, i in enumerate(sorted(members), start=1):
+        out[members[i]] = k
+    return out
 
 
 def link_planes(instances: np.ndarray, *, min_overlap: float = 0.5) -> np.ndarray:

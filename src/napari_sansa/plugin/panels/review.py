@@ -26,6 +26,7 @@ class ReviewPanel(QGroupBox):
 
     reference_added = Signal()  # a result became a reference: the references changed
     propagate_requested = Signal(object)  # "Propagate from here" on a stack plane (a TargetKey)
+    result_added = Signal(object)  # a target's result is new (a TargetKey): what was measured of it is stale
 
     def __init__(self, viewer, describe: Callable[[TargetKey], str]) -> None:
         super().__init__("Review (least confident first)")
@@ -33,6 +34,7 @@ class ReviewPanel(QGroupBox):
         self._describe = describe
         self.scores: dict[TargetKey, float] = {}
         self.locked: set[TargetKey] = set()
+        self.truth_iou: Callable[[TargetKey], float | None] | None = None  # shown beside the score
         self._shown = 0.0
         box = QVBoxLayout(self)
         self.queue = QListWidget()
@@ -61,6 +63,7 @@ class ReviewPanel(QGroupBox):
     def add_result(self, key: TargetKey, score: float, running: bool) -> None:
         """Note a target's score; while a run goes on the list is rebuilt at most once a second."""
         self.scores[key] = score
+        self.result_added.emit(key)
         if not running or time.monotonic() - self._shown > REFRESH_EVERY_S:
             self.refresh()
 
@@ -77,6 +80,8 @@ class ReviewPanel(QGroupBox):
         self.queue.clear()
         for key in self.order():
             mark = "  ✓ locked" if key in self.locked else ""
+            iou = self.truth_iou(key) if self.truth_iou is not None else None
+            mark += f"  IoU {iou:.2f}" if iou is not None else ""
             item = QListWidgetItem(f"{self.scores[key]:.2f}  {self._describe(key)}{mark}")
             item.setData(Qt.UserRole, key)
             self.queue.addItem(item)

@@ -132,9 +132,12 @@ class ObjectLayers:
         def write() -> list[Path]:
             written = []
             for image_id, name in planned.items():
-                table = self.table(image_id).drop(columns="index")
-                data = np.asarray(objects_layer(self.viewer, image_id).data)
-                written += write_objects(folder, name, data, table, overwrite=True)
+                written += write_objects(folder, name, *self.objects(image_id), overwrite=True)
             return written
 
         return write
+
+    def objects(self, image_id: str) -> tuple[np.ndarray, pd.DataFrame]:
+        """An image's instance labels and their table (one row per object)."""
+        table = self.table(image_id).drop(columns="index")
+        return np.asarray(objects_layer(self.viewer, image_id).data), table

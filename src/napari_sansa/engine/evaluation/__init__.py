@@ -1,0 +1,1 @@
+"""How good a result is: scores against a ground truth, and leave-one-out over references."""
