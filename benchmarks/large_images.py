@@ -415,6 +415,10 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--before", type=Path, help="a --json-out of the code before, for the table")
     parser.add_argument("--json-out", type=Path, help="where the strips' figures go")
+    parser.add_argument("--checks", type=Path, help="seam and small-object checks of an earlier run")
+    parser.add_argument(
+        "--only-checks", type=Path, help="run the seam and small-object checks into this file"
+    )
     parser.add_argument("--runs", type=Path, help="the strips' figures of earlier runs, for the table only")
     parser.add_argument("--estimates", type=Path, help="recompute the estimates of a --json-out file")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
@@ -428,6 +432,9 @@ def main() -> None:
     if args.one_strip:
         height, width, scale, classes, image_size, folder = json.loads(args.one_strip)
         print(json.dumps(one_strip(height, width, scale, classes, image_size, Path(folder))))
+        return
+    if args.only_checks:
+        args.only_checks.write_text(json.dumps(resolution_checks(1024)))
         return
     if args.estimates:  # the estimates of earlier runs again, with this code (no segmenting)
         runs = json.loads(args.estimates.read_text())
@@ -451,7 +458,7 @@ def main() -> None:
         if args.before is None:
             return
         before = json.loads(args.before.read_text())
-        checks = resolution_checks(1024)
+        checks = json.loads(args.checks.read_text()) if args.checks else resolution_checks(1024)
         print(json.dumps(checks))
         command = " ".join(["python benchmarks/large_images.py", *sys.argv[1:]])
         machine = f"{cpu_name()}, {os.cpu_count()} cores"
