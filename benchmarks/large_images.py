@@ -367,30 +367,34 @@ STRIPS_HEADING = "## Large images: memory against the image's size"
 
 def strips_section(runs: list[dict], before: list[dict], command: str, machine: str, checks: dict) -> str:
     """The memory table: RSS growth by shape, scale and classes, before and after issue 23."""
-    old = {(r["height"], r["width"], r["scale"], r["classes"]): r["rss_growth_gib"] for r in before}
+
+    def key(r: dict) -> tuple:
+        return r["height"], r["width"], r["scale"], r["classes"], r["image_size"]
+
+    old = {key(r): r["rss_growth_gib"] for r in before}
     rows = []
     for r in runs:
-        key = (r["height"], r["width"], r["scale"], r["classes"])
-        was = f"{old[key]:.2f}" if key in old else "-"
+        was = f"{old[key(r)]:.2f}" if key(r) in old else "-"
         rows.append(
-            f"| {r['height']:,} x {r['width']:,} | {r['scale']:g} | {r['classes']} | {r['tiles']} | "
-            f"{r['seconds']:.0f} | {was} | {r['rss_growth_gib']:.2f} | {r['estimate_gib']:.2f} |"
+            f"| {r['height']:,} x {r['width']:,} | {r['scale']:g} | {r['classes']} | {r['image_size']} | "
+            f"{r['tiles']} | {r['seconds']:.0f} | {was} | {r['rss_growth_gib']:.2f} | {r['estimate_gib']:.2f} |"
         )
     return "\n".join(
         [
             STRIPS_HEADING,
             "",
             f"Measured by `{command}` on {machine}: lazy uint16 dask strips (made chunk by chunk as "
-            f"tiles read them), labels written into a zarr array on disk; tiles of {TILE} working px "
-            f"with a {OVERLAP} px overlap, SAM2-tiny (random weights) at input {runs[0]['image_size']}, "
+            f"tiles read them; below scale 1 as a two-level pyramid with a level at that scale), labels "
+            f"written into a zarr array on disk; tiles of {TILE} working px with a {OVERLAP} px overlap, "
+            "SAM2-tiny (random weights) at the input size given, "
             "the feature cache off (`cache_bytes=0`, so that tiles' features do not count). RSS "
             "growth: peak resident memory during the run minus before it (model loaded and warm), "
             "each run in its own process. *Before*: the code before issue 23 (a band of blended "
             "logits one tile high in image pixels and as wide as the image); *estimate*: "
             "`Sansa.estimate(...).run_bytes`.",
             "",
-            "| strip (px) | scale | classes | tiles | seconds | before (GiB) | RSS growth (GiB) | estimate (GiB) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| strip (px) | scale | classes | input | tiles | seconds | before (GiB) | RSS growth (GiB) | estimate (GiB) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,
             "",
             f"Seams and small objects (the checks of `python benchmarks/large_images.py`, oracle heads): "
