@@ -95,7 +95,8 @@ class Estimate:
 
     @property
     def run_bytes(self) -> int:
-        """Memory the run needs beyond the loaded model: cached features and tiled work."""
+        """Memory the run needs beyond the loaded model and one encoder pass's working memory:
+        cached features and tiled work (tiles in flight, blending)."""
         return self.memory_bytes + self.tiled_bytes
 
     @property
