@@ -1,6 +1,8 @@
 """Regenerate the screenshots in docs/images from a real napari viewer.
 
-Run under a (virtual) display: ``xvfb-run -a .venv/bin/python docs/screenshots.py``.
+Run under a (virtual) display: ``xvfb-run -a -s "-screen 0 1920x1080x24" .venv/bin/python docs/screenshots.py``.
+widget.png shows napari on a 1920x1080 screen after a run, laptop.png on 1366x768 (napari
+maximised) with a live preview.
 Uses random test weights unless NAPARI_SANSA_SAM2_CHECKPOINT/ADAPTER are set, so the masks
 in the pictures show the plumbing, not SANSA's quality.
 """
@@ -22,6 +24,24 @@ from napari_sansa.engine.network.random_weights import write_random_checkpoints
 from napari_sansa.samples import cells
 
 OUT = Path(__file__).parent / "images"
+
+
+LARGE, LAPTOP = (1920, 1080), (1366, 768)  # napari maximised on these screens
+
+
+def maximised(viewer, size) -> None:
+    """The window as napari maximised on a screen of ``size`` (Xvfb has no window manager to do it)."""
+    viewer.window._qt_window.setGeometry(0, 0, *size)
+    QApplication.instance().processEvents()
+
+
+def settle(seconds: float = 1.0) -> None:
+    """Let Qt finish laying out (the dock widens after its lists are rebuilt) before a screenshot."""
+    app = QApplication.instance()
+    start = time.time()
+    while time.time() - start < seconds:
+        app.processEvents()
+        time.sleep(0.02)
 
 
 def wait(widget, seconds=600):
@@ -48,15 +68,7 @@ def main() -> int:
     if sys.argv[1:] == ["check-references"]:  # only that one
         check_references()
         return 0
-    viewer = napari.Viewer()
-    viewer.window._qt_window.resize(1500, 950)
-    viewer.open_sample("napari-sansa", "cells")
-    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
-    widget.image_size.setValue(512)
-    widget.prompt_image.setCurrentText("cells 0")
-    prompts = widget.add_prompt_layer("labels")
-    prompts.data[...] = cells(6)[0][1]
-    prompts.refresh()
+    viewer, widget, _ = annotated_cells(LARGE)
     widget.prompt_image.setCurrentText("cells 1")
     points = widget.add_prompt_layer("points")
     points.add([[60, 80]])
@@ -68,25 +80,62 @@ def main() -> int:
     widget.review.setCurrentRow(0)
     viewer.layers.selection.active = viewer.layers["cells 2 [SANSA]"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "widget.png"), canvas_only=False)
 
     for layer in viewer.layers:
         layer.visible = layer.name in ("cells 0", "cells 0 prompts")
     viewer.layers.selection.active = viewer.layers["cells 0 prompts"]
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "reference.png"), canvas_only=False)
     viewer.close()
+    laptop()
     own_data()
     through_the_stack()
     objects()
     large_images()
     check_references()
     print(
-        "wrote widget.png, reference.png, own-data.png, stack.png, objects.png, large.png and "
-        f"check-references.png to {OUT}"
+        "wrote widget.png, laptop.png, reference.png, own-data.png, stack.png, objects.png, large.png "
+        f"and check-references.png to {OUT}"
     )
     return 0
+
+
+def annotated_cells(screen):
+    """napari maximised on ``screen`` with the cells sample, the dock, and cells 0's nuclei and
+    granules painted in a prompt layer: (viewer, widget, prompt layer)."""
+    viewer = napari.Viewer()
+    maximised(viewer, screen)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    widget.image_size.setValue(512)
+    widget.prompt_image.setCurrentText("cells 0")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.data[...] = cells(6)[0][1]
+    prompts.refresh()
+    return viewer, widget, prompts
+
+
+def laptop() -> None:
+    """A 1366x768 laptop screen: the dock fits beside the canvas; a live preview while drawing."""
+    viewer, widget, prompts = annotated_cells(LAPTOP)
+    for layer in viewer.layers:
+        layer.visible = layer.name in ("cells 0", "cells 0 prompts", "cells 1")
+    viewer.layers.move(viewer.layers.index("cells 1"), len(viewer.layers))  # cells 1 on top: looked at
+    viewer.layers.selection.active = prompts
+    widget.live_preview.setChecked(True)
+    app = QApplication.instance()
+    start = time.time()
+    while widget.preview.written == 0 and time.time() - start < 600:
+        app.processEvents()
+        time.sleep(0.05)
+    for _ in range(20):
+        app.processEvents()
+    viewer.reset_view()
+    settle()
+    viewer.screenshot(str(OUT / "laptop.png"), canvas_only=False)
+    viewer.close()
 
 
 def own_data() -> None:
@@ -112,7 +161,7 @@ def own_data() -> None:
         layer.visible = layer.name in ("cells 0", "cells 0_cellpose")
     viewer.layers.selection.active = viewer.layers["cells 0_cellpose"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "own-data.png"), canvas_only=False)
     viewer.close()
 
@@ -134,7 +183,7 @@ def through_the_stack() -> None:
     viewer.layers["drifting cells seed"].visible = False
     widget.review.setCurrentRow(0)
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "stack.png"), canvas_only=False)
     viewer.close()
 
@@ -164,7 +213,7 @@ def objects() -> None:
     viewer.layers.selection.active = viewer.layers["cells 2 [SANSA objects]"]
     widget.objects_panel.list.setCurrentRow(1)
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "objects.png"), canvas_only=False)
     viewer.close()
 
@@ -206,7 +255,7 @@ def large_images() -> None:
     viewer.layers["mosaic [SANSA]"].opacity = 0.4
     viewer.layers.selection.active = viewer.layers["mosaic [SANSA]"]
     viewer.reset_view()
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "large.png"), canvas_only=False)
     print(widget.status.text(), "| estimate:", widget.estimate)
     viewer.close()
@@ -219,10 +268,11 @@ def check_references() -> None:
     from qtpy.QtWidgets import QScrollArea
 
     viewer = napari.Viewer()
-    viewer.window._qt_window.resize(1366, 768)
+    maximised(viewer, LAPTOP)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
     widget.image_size.setValue(512)
+    widget.sections.section("How good is it?").expand()
     for i in range(3):
         widget.prompt_image.setCurrentText(f"cells {i}")
         prompts = widget.add_prompt_layer("labels")
@@ -241,7 +291,7 @@ def check_references() -> None:
         scroll = scroll.parent()
     if scroll is not None:
         scroll.ensureWidgetVisible(panel)
-    QApplication.instance().processEvents()
+    settle()
     viewer.screenshot(str(OUT / "check-references.png"), canvas_only=False)
     print(panel.status.text())
     viewer.close()

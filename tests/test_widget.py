@@ -56,7 +56,10 @@ def test_labels_reference_with_two_classes_labels_every_other_image(open_widget,
     assert "for 5 image(s)" in widget.estimate
     assert widget.model is not None and widget.model.info.sam2_size == "tiny"
     # the model line says what runs: "auto" precision decided for this machine
-    assert widget.model_panel.title() == f"Model: SAM2-tiny, {widget.model.config.precision} on cpu"
+    assert (
+        widget.sections.section("Model").header.text()
+        == f"Model: SAM2-tiny, {widget.model.config.precision} on cpu"
+    )
 
 
 def test_points_with_a_negative_click_and_shapes_are_references(open_widget, qtbot):

@@ -8,6 +8,7 @@ import os
 import statistics
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,6 +53,7 @@ from napari_sansa.engine.runtime.features import FeatureCache, ImageFeatures, de
 from napari_sansa.engine.runtime.prefetch import Prefetch
 
 log = logging.getLogger(__name__)
+MAX_MEMORIES = 256  # reference memories kept for reuse (about 2 MiB each at input 1024), oldest dropped
 
 ImageLike = Image | Multiscale | np.ndarray
 Cancel = Callable[[], bool] | threading.Event | None
@@ -109,7 +111,7 @@ class Sansa(Predicting):
         self.features = FeatureCache(budget, self._disk_cache())
         self.encoder_passes = 0
         self._encoder_seconds: list[float] = []
-        self._memories: dict[bytes, MemoryEntry] = {}
+        self._memories: OrderedDict[bytes, MemoryEntry] = OrderedDict()  # by image and prompt
         self._position: torch.Tensor | None = None
         self._lock = threading.RLock()
 
@@ -280,6 +282,7 @@ class Sansa(Predicting):
         key = prepared.key + prompt_digest(prompt)
         entry = self._memories.get(key)
         if entry is not None:
+            self._memories.move_to_end(key)
             return entry
         feats = self._features(prepared)
         with torch.inference_mode():
@@ -293,6 +296,8 @@ class Sansa(Predicting):
                 )
             entry = encode_memory(self.sam, feats, decoded.high_res, decoded.obj_ptr)
         self._memories[key] = entry
+        while len(self._memories) > MAX_MEMORIES:  # a live preview makes one per stroke
+            self._memories.popitem(last=False)
         return entry
 
     def _crops(self, references: list[Reference], options: TileOptions) -> list[Reference]:

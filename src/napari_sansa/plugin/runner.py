@@ -95,10 +95,24 @@ class Runner(QObject):
         """Whether a run's worker is going."""
         return self.worker is not None
 
+    def model_for(self, settings: WidgetSettings) -> tuple[tuple, Callable]:
+        """The settings' model key and a function (for a worker) that loads it, or gives the loaded one."""
+        return model_loader(settings, self.model, self._model_key)
+
+    def loaded(self, key: tuple) -> bool:
+        """Whether the model of these settings (their key) is loaded."""
+        return self.model is not None and self._model_key == key
+
+    def adopt(self, model, key: tuple) -> None:
+        """Keep a model another worker (the live preview) loaded, for the next runs."""
+        if self.model is not model:
+            self.model, self._model_key = model, key
+            self.panels.model.show_running(model)
+
     def model_getter(self, settings: WidgetSettings) -> Callable:
         """The settings' model for other background work (Check references), loaded in that
         work's thread (the loaded one if it fits) and kept for the next run."""
-        key, get_model = model_loader(settings, self.model, self._model_key)
+        key, get_model = self.model_for(settings)
 
         def get():
             model = get_model()
@@ -128,7 +142,7 @@ class Runner(QObject):
             notifications.error(str(exc))
             return None
         save_settings(settings)
-        key, get_model = model_loader(settings, self.model, self._model_key)
+        key, get_model = self.model_for(settings)
         self._through = {stack.source.image_id for stack in job.stacks}  # their objects link up
         self.failures = []
         self._done, self._total = 0, len(job.targets)
@@ -149,6 +163,7 @@ class Runner(QObject):
             self.cancelled,
             self.ready,
             objects=self.panels.objects.splitter(job.class_names),
+            threshold=self.panels.controls.threshold_logit,
             output=partial(layers.writer, locked=self.results.locked_now),
             notify=self._emit_tile,
             _start_thread=False,
@@ -156,7 +171,7 @@ class Runner(QObject):
         )
         controls = self.panels.controls
         controls.running(True)
-        if self.model is None or self._model_key != key:
+        if not self.loaded(key):
             first_use = settings.model != LOCAL
             message = "Loading the SANSA model" + (
                 " (the first use downloads about 1 GB)" if first_use else ""

@@ -1,14 +1,13 @@
-"""The dock widget: model, references, targets, run, review, export.
+"""The dock widget: model, references, targets and output, run, review, export.
 
-A thin layer that assembles the sections and keeps the references and targets in step with
-the viewer's layers; the references summary is recomputed once after a burst of layer events.
-A run (its worker, events and status) is :mod:`.runner`'s, writing results into their layers
-:mod:`.result_writer`'s.
+A thin layer that assembles the sections (:mod:`.panels.sections`: foldable, in a scroll
+area) and keeps the references and targets in step with the viewer's layers; the references
+summary is recomputed once after a burst of layer events. A run (its worker, events and
+status) is :mod:`.runner`'s, writing results into their layers :mod:`.result_writer`'s; the
+live preview is :mod:`.preview`'s; the keyboard shortcuts :mod:`.shortcuts`'.
 
-The sections live in their own modules: :mod:`.model_panel`, :mod:`.references_panel` (with
-the layer → image list), :mod:`.targets_panel`, :mod:`.run_controls`, :mod:`.objects_panel`,
-:mod:`.review_panel` (scores and locked targets) and :mod:`.exports` (export, save and load
-references).
+The sections' panels live in their own modules in :mod:`.panels` (model, references with the
+layer → image list, targets, tiling, objects, run controls, review) and :mod:`.exports`.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import (
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QVBoxLayout, QWidget
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import exports, notifications
@@ -35,11 +31,14 @@ from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
+from napari_sansa.plugin.panels.sections import Sections, stacked
 from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
+from napari_sansa.plugin.preview import LivePreview
 from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.runner import Runner, RunPanels
+from napari_sansa.plugin.shortcuts import add_shortcuts
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
 
@@ -55,7 +54,13 @@ class SansaWidget(QWidget):
         panels = RunPanels(
             self.model_panel, self.large_panel, self.controls, self.review_panel, self.objects_panel
         )
-        self.runner = Runner(self.viewer, panels, self._describe_key, lambda: is_deleted(self), parent=self)
+        gone = lambda: is_deleted(self)  # noqa: E731
+        self.runner = Runner(self.viewer, panels, self._describe_key, gone, parent=self)
+        self.preview = LivePreview(
+            self.viewer, self.runner, self.controls, self._plan, self._settings, gone, self
+        )
+        for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
+            self.controls.threshold_changed.connect(relabel)
         self.destroyed.connect(self.runner.cancelled.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
@@ -65,51 +70,50 @@ class SansaWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
+        """The sections, in the order of the work; a new panel is one ``self.sections.add`` line."""
+        self.sections = Sections()
         layout = QVBoxLayout(self)
-        self.model_panel = ModelPanel()
-        layout.addWidget(self.model_panel)
-        mp = self.model_panel
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.sections)
+        add = self.sections.add
+        mp = self.model_panel = ModelPanel()
         self.model_choice, self.sam2_file, self.adapter_file = mp.model_choice, mp.sam2_file, mp.adapter_file
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
-
-        self.references_panel = ReferencesPanel(self.viewer)
-        layout.addWidget(self.references_panel)
-        rp = self.references_panel
+        add("Model", mp, expanded=False, tooltip="Which weights, on which device, at which precision")
+        rp = self.references_panel = ReferencesPanel(self.viewer)
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
         self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
-
+        add("References", rp, tooltip="The annotated images: draw on prompt layers, or use any mask")
         self.targets_panel = TargetsPanel()
         self.targets, self.stack_mode = self.targets_panel.list, self.targets_panel.stack_mode
-        layout.addWidget(self.targets_panel)
         self.large_panel = LargeImagesPanel(self._chosen_pixel_size)
-        layout.addWidget(self.large_panel)
-        self.controls = RunControls(self.run, self.cancel)
-        c = self.controls
-        self.run_button, self.cancel_button, self.status, self.progress = (
-            c.run_button,
-            c.cancel_button,
-            c.status,
-            c.progress,
-        )
-        layout.addWidget(self.controls)
-
         self.objects_panel = ObjectsPanel(self.viewer)
-        layout.addWidget(self.objects_panel)
+        output = stacked(self.targets_panel, self.large_panel, self.objects_panel.choice)
+        add("Targets and output", output, tooltip="The images to segment, and what a run gives")
+        c = self.controls = RunControls(self.run, self.cancel)
+        self.run_button, self.cancel_button = c.run_button, c.cancel_button
+        self.status, self.progress = c.status, c.progress
+        self.live_preview = c.live_preview
+        add("Run", c, tooltip="Run, live preview and threshold")
         self.review_panel = ReviewPanel(self.viewer, self._describe_key)
         self.review_panel.reference_added.connect(self.references_panel.describe)
         self.review_panel.propagate_requested.connect(self.propagate_from)
         self.review = self.review_panel.queue
-        layout.addWidget(self.review_panel)
+        to_review = stacked(self.review_panel, self.objects_panel)
+        review = add("Review (least confident first)", to_review, expanded=False)  # until results come
+        self.review_panel.filled.connect(lambda: review.expand())
         self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
-        layout.addWidget(self.suggestion_panel)
+        add("Annotate next", self.suggestion_panel, tooltip="Which image to annotate next, and why")
         self.evaluation_panel = EvaluationPanel(
             self.viewer, self._check_inputs, self.review_panel, lambda: self.references_panel.mask_mode
         )
         self.evaluation_panel.references_changed.connect(self.references_panel.describe_later)
-        layout.addWidget(self.evaluation_panel)
+        add(
+            "How good is it?", self.evaluation_panel, expanded=False, tooltip="Check references, ground truth"
+        )
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
-        layout.addWidget(self.run_files)
-        layout.addStretch()
+        add("Export", self.run_files, tooltip="Write the results and references; load references")
+        self.shortcuts = add_shortcuts(self, self.run, self.review_panel)
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""
@@ -143,16 +147,23 @@ class SansaWidget(QWidget):
         if not L.is_result(event.value):
             self._follow(event.value)
             self._refresh_layers()
+            self.preview.changed()
 
     def _follow(self, layer) -> None:
         """Keep the references up to date when any annotation layer is drawn on or renamed."""
         if layer not in annotation_layers(self.viewer):
             return
-        describe = self.references_panel.describe_later
-        for emitter in (layer.events.data, layer.events.name, getattr(layer.events, "paint", None)):
-            if emitter is not None:
-                emitter.disconnect(describe)
-                emitter.connect(describe)
+        events = layer.events
+        for callback in (self.references_panel.describe_later, self.preview.changed):
+            for emitter in (
+                events.data,
+                events.name,
+                getattr(events, "paint", None),
+                getattr(events, "features", None),
+            ):
+                if emitter is not None:
+                    emitter.disconnect(callback)
+                    emitter.connect(callback)
 
     def _refresh_layers(self, event=None) -> None:
         images = L.image_layers(self.viewer)

@@ -86,6 +86,7 @@ def run_job(
     objects: Callable[[Prediction], object] | None = None,
     output: Output | None = None,
     notify: Callable[[object], None] | None = None,
+    threshold: float | None = None,
 ) -> Iterator[object]:
     """Load the model if needed, then segment the job's targets one at a time.
 
@@ -98,6 +99,9 @@ def run_job(
     Tiled targets (``job.tiling``) write their labels into ``output(key, (H, W), dtype)`` tile
     by tile, and ``notify`` receives a :class:`TileDone` after each tile, from this thread
     (the widget forwards it to the main thread at once, while the target is still running).
+
+    With ``threshold`` (a logit), labels are made at it from each prediction's logits (targets
+    segmented in tiles keep the model's own threshold: their logits are not kept).
     """
     if ready is not None:
         ready.wait()
@@ -120,6 +124,7 @@ def run_job(
             key = keys[prediction.index]
             yield from _settle(failed, keys, prediction.index)
             tiled = getattr(prediction, "tiles", 1) > 1
+            prediction = _at_threshold(prediction, model, threshold)
             found = objects(prediction) if objects is not None and not tiled else None
             if objects is not None and tiled and not told:
                 told = True
@@ -128,7 +133,7 @@ def run_job(
         yield from _drain(failed)
     failed = []
     for stack in job.stacks:
-        yield from _through(model, stack, cancel, failed, objects)
+        yield from _through(model, stack, cancel, failed, objects, threshold)
     yield from _drain(failed)
 
 
@@ -186,8 +191,25 @@ def _settle(failed: list[TargetFailed], keys: list[TargetKey], index: int) -> It
         yield TilesMissing(keys[index], tuple(mine))
 
 
+def _at_threshold(prediction: Prediction, model: Sansa, threshold: float | None) -> Prediction:
+    """The prediction labelled at ``threshold`` (a logit) instead of the model's own."""
+    if threshold is None or threshold == model.config.threshold or not prediction.logits:
+        return prediction
+    if getattr(prediction, "tiles", 1) > 1:
+        return prediction
+    from napari_sansa.engine.runs.results import labels_from_logits
+
+    labels = labels_from_logits(prediction.logits, threshold, prediction.labels.dtype)
+    return replace(prediction, labels=labels)
+
+
 def _through(
-    model: Sansa, stack: StackRun, cancel: threading.Event, failed: list, objects=None
+    model: Sansa,
+    stack: StackRun,
+    cancel: threading.Event,
+    failed: list,
+    objects=None,
+    threshold: float | None = None,
 ) -> Iterator[object]:
     """A stack's planes through SAM2's memory, from its annotated planes (or a corrected one)."""
     if cancel.is_set():
@@ -208,6 +230,7 @@ def _through(
         on_error=report,
     ):
         yield from _drain(failed)
+        prediction = _at_threshold(prediction, model, threshold)
         found = objects(prediction) if objects is not None else None
         yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction, found)
 

@@ -99,6 +99,7 @@ class EvaluationPanel(QGroupBox):
         box = QVBoxLayout(self)
         row = QHBoxLayout()
         self.check_button, self.cancel_button = QPushButton("Check references"), QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the check after the reference in progress")
         self.check_button.setToolTip(
             "Predict each reference that has a mask from the other references and score it against "
             "its mask (leave-one-out): a low IoU is a reference the others disagree with"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
@@ -29,7 +29,9 @@ class _FileRow(QWidget):
     def __init__(self, placeholder: str) -> None:
         super().__init__()
         self.edit = QLineEdit(placeholderText=placeholder)
+        self.edit.setToolTip(f"{placeholder}: a file on this machine (Model: local files)")
         browse = QPushButton("…")
+        browse.setToolTip("Choose the file")
         browse.setMaximumWidth(30)
         browse.clicked.connect(self._browse)
         row = QHBoxLayout(self)
@@ -45,12 +47,15 @@ class _FileRow(QWidget):
             self.edit.setText(path)
 
 
-class ModelPanel(QGroupBox):
+class ModelPanel(QWidget):
     """Published model or local files; device, precision and input size."""
 
+    summary_changed = Signal(str)  # what runs, for the section's title line
+
     def __init__(self) -> None:
-        super().__init__("Model")
+        super().__init__()
         form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
         self.model_choice = QComboBox()
         self.model_choice.addItems([*PUBLISHED, LOCAL])
         self.model_choice.setToolTip("\n".join(f"{n}: {m.description}" for n, m in PUBLISHED.items()))
@@ -60,6 +65,7 @@ class ModelPanel(QGroupBox):
         )
         self.device, self.precision = QComboBox(), QComboBox()
         self.device.addItems(DEVICES)
+        self.device.setToolTip("auto: a CUDA GPU, then Apple MPS, then the CPU")
         self.precision.addItems(PRECISIONS)
         self.image_size = QSpinBox(minimum=128, maximum=2048, singleStep=64, value=1024, suffix=" px")
         self.image_size.setToolTip(
@@ -75,6 +81,18 @@ class ModelPanel(QGroupBox):
         form.addRow("Precision", self.precision)
         form.addRow("Input size", self.image_size)
         self.model_choice.currentTextChanged.connect(self._choice_changed)
+        for changed in (
+            self.model_choice.currentTextChanged,
+            self.device.currentTextChanged,
+            self.precision.currentTextChanged,
+            self.image_size.valueChanged,
+        ):
+            changed.connect(self._describe)
+
+    def _describe(self, *_) -> None:
+        """Say the chosen model and settings (until a loaded model says what runs)."""
+        chosen = (self.model_choice.currentText(), self.device.currentText(), self.precision.currentText())
+        self.summary_changed.emit(f"{', '.join(chosen)}, {self.image_size.value()} px")
 
     def _choice_changed(self, choice: str) -> None:
         self.sam2_file.setEnabled(choice == LOCAL)
@@ -82,7 +100,7 @@ class ModelPanel(QGroupBox):
 
     def show_running(self, model) -> None:
         """Say what runs, once the model is loaded (e.g. what precision "auto" chose)."""
-        self.setTitle(f"Model: SAM2-{model.info.sam2_size}, {model.config.precision} on {model.device}")
+        self.summary_changed.emit(f"SAM2-{model.info.sam2_size}, {model.config.precision} on {model.device}")
 
     def restore(self, settings: WidgetSettings) -> None:
         """Show saved settings; the checkpoint environment variables take precedence."""
@@ -94,6 +112,7 @@ class ModelPanel(QGroupBox):
         self.precision.setCurrentText(settings.precision if settings.precision in PRECISIONS else "auto")
         self.image_size.setValue(settings.image_size)
         self._choice_changed(self.model_choice.currentText())
+        self._describe()
 
     def settings(self) -> WidgetSettings:
         return WidgetSettings(

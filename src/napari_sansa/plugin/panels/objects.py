@@ -14,12 +14,12 @@ from collections.abc import Callable
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
@@ -32,17 +32,21 @@ MAX_LISTED = 500  # the least confident objects; a list of all of a stack's woul
 REFRESH_EVERY_S = 1.0
 
 
-class ObjectsPanel(QGroupBox):
-    """Output choice, splitting method and the list of objects to check."""
+class ObjectsPanel(QWidget):
+    """The list of objects to check; ``choice``, placed before Run, holds the output choice and
+    the splitting method."""
 
     def __init__(self, viewer) -> None:
-        super().__init__("Objects")
+        super().__init__()
         self.viewer = viewer
         self.layers = ObjectLayers(viewer)
         self._names: dict[str, str] = {}
         self._shown = 0.0
         box = QVBoxLayout(self)
-        row = QHBoxLayout()
+        box.setContentsMargins(0, 0, 0, 0)
+        self.choice = QWidget()
+        row = QHBoxLayout(self.choice)
+        row.setContentsMargins(0, 0, 0, 0)
         self.output, self.method = QComboBox(), QComboBox()
         self.output.addItems(OUTPUTS)
         self.output.setToolTip("objects: also give every object its own label, with a table of them")
@@ -53,7 +57,6 @@ class ObjectsPanel(QGroupBox):
         row.addWidget(QLabel("Output"))
         row.addWidget(self.output)
         row.addWidget(self.method)
-        box.addLayout(row)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
         self.list.setToolTip("Objects, least confident first: select one to go to it")

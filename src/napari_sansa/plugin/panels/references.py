@@ -15,12 +15,12 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
+    QWidget,
 )
 
 from napari_sansa.plugin import notifications
@@ -44,20 +44,28 @@ def _lazy_mask(layer) -> bool:
     return layer.__class__.__name__ == "Labels" and is_lazy(layer.data)
 
 
-class ReferencesPanel(QGroupBox):
+class ReferencesPanel(QWidget):
     """Image and prompt kind, class, Add prompt layer, the sign toggle and the summary."""
 
     def __init__(self, viewer) -> None:
-        super().__init__("References")
+        super().__init__()
         self.viewer = viewer
         form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
         # a magicgui picker of the viewer's image layers; its value is the layer, so a renamed
         # image stays chosen
         self.image_picker = ComboBox(choices=self._image_choices)
         self.prompt_image = self.image_picker.native
+        self.prompt_image.setToolTip("The image a new prompt layer annotates (and ties are broken for)")
         self.prompt_kind = QComboBox()
         self.prompt_kind.addItems(["labels", "points", "shapes"])
+        self.prompt_kind.setToolTip(
+            "labels: paint masks; points: click objects; shapes: boxes, scribbles, outlines"
+        )
         self.class_id = QSpinBox(minimum=1, maximum=65535, value=1)
+        self.class_id.setToolTip(
+            "The class of new strokes, clicks and shapes (each class is segmented apart)"
+        )
         self.class_id.valueChanged.connect(self._class_changed)
         self.class_names: dict[int, str] = {}
         self.class_name = QLineEdit(placeholderText="name (optional), e.g. nucleus")
@@ -76,6 +84,9 @@ class ReferencesPanel(QGroupBox):
         )
         add.clicked.connect(self.add_prompt_layer)
         self.toggle_sign = QPushButton("Positive / negative clicks (N)")
+        self.toggle_sign.setToolTip(
+            "Next clicks of the selected Points layer: on the object, or not on it (N)"
+        )
         self.toggle_sign.clicked.connect(self._toggle_sign)
         form.addRow("Image", self.prompt_image)
         row = QHBoxLayout()
@@ -92,6 +103,7 @@ class ReferencesPanel(QGroupBox):
         form.addRow(self.layer_list)
         self.summary = QLabel("No references yet.")
         self.summary.setWordWrap(True)
+        self.summary.setToolTip("The prompts each image (or plane) holds, by class")
         form.addRow(self.summary)
         self._describe_soon = QTimer(self, singleShot=True, interval=DESCRIBE_AFTER_MS)
         self._describe_soon.timeout.connect(self.describe)

@@ -12,24 +12,26 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QGroupBox, QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QPushButton, QVBoxLayout, QWidget
 
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.session import TargetKey
 from napari_sansa.plugin.viewer import layers as L
 
+ACCEPT_KEY, NEXT_KEY, PREVIOUS_KEY = "Ctrl+Shift+A", "Ctrl+Shift+Down", "Ctrl+Shift+Up"
 REFRESH_EVERY_S = 1.0  # during a run: rebuilding the list per image is O(n^2) on stacks
 
 
-class ReviewPanel(QGroupBox):
+class ReviewPanel(QWidget):
     """The review queue with its Accept and Use as reference buttons."""
 
     reference_added = Signal()  # a result became a reference: the references changed
     propagate_requested = Signal(object)  # "Propagate from here" on a stack plane (a TargetKey)
+    filled = Signal()  # the first results arrived in an empty list
     result_added = Signal(object)  # a target's result is new (a TargetKey): what was measured of it is stale
 
     def __init__(self, viewer, describe: Callable[[TargetKey], str]) -> None:
-        super().__init__("Review (least confident first)")
+        super().__init__()
         self.viewer = viewer
         self._describe = describe
         self.scores: dict[TargetKey, float] = {}
@@ -37,11 +39,21 @@ class ReviewPanel(QGroupBox):
         self.truth_iou: Callable[[TargetKey], float | None] | None = None  # shown beside the score
         self._shown = 0.0
         box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
         self.queue = QListWidget()
+        self.queue.setToolTip(
+            "Results, least confident first (score: predicted IoU x mask stability); select one to go "
+            f"to it. Next / previous: {NEXT_KEY} / {PREVIOUS_KEY}"
+        )
+        self.queue.setMaximumHeight(130)  # about eight rows: the buttons below stay in view
+        self.queue.setSizeAdjustPolicy(QListWidget.AdjustToContents)  # a short list takes little room
         self.queue.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.queue)
         row = QHBoxLayout()
         accept, as_ref = QPushButton("Accept"), QPushButton("Use as reference")
+        self.accept_button = accept
+        accept.setToolTip(f"Lock the selected result: later runs leave its labels as they are ({ACCEPT_KEY})")
+        as_ref.setToolTip("Copy the selected (corrected) result into a prompt layer: one more reference")
         accept.clicked.connect(lambda: self.accept())
         as_ref.clicked.connect(lambda: self.use_as_reference())
         row.addWidget(accept)
@@ -76,6 +88,7 @@ class ReviewPanel(QGroupBox):
         """Rebuild the list, keeping the selected target selected."""
         self._shown = time.monotonic()
         selected = self.selected_key()
+        empty = self.queue.count() == 0
         self.queue.blockSignals(True)
         self.queue.clear()
         for key in self.order():
@@ -88,6 +101,15 @@ class ReviewPanel(QGroupBox):
             if key == selected:
                 self.queue.setCurrentItem(item)
         self.queue.blockSignals(False)
+        if empty and self.queue.count():
+            self.filled.emit()
+
+    def step(self, by: int) -> None:
+        """Select the next (``by`` = 1) or previous (-1) result in the list, and go to it."""
+        if self.queue.count():
+            row = self.queue.currentRow()
+            start = -1 if by > 0 else self.queue.count()
+            self.queue.setCurrentRow(min(max((row if row >= 0 else start) + by, 0), self.queue.count() - 1))
 
     def selected_key(self) -> TargetKey | None:
         item = self.queue.currentItem()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QVBoxLayout,
+    QWidget,
 )
 
 from napari_sansa.plugin.viewer import layers as L
@@ -19,16 +19,21 @@ THROUGH, INDEPENDENT = "through the stack", "independent planes"
 ANNOTATED = Qt.UserRole + 1  # item data: whether the image carries prompts
 
 
-class TargetsPanel(QGroupBox):
+class TargetsPanel(QWidget):
     """A checkable list of the open images, and the choice for annotated stacks."""
 
     def __init__(self) -> None:
-        super().__init__("Targets")
+        super().__init__()
         box = QVBoxLayout(self)
+        box.setContentsMargins(0, 0, 0, 0)
         self.list = QListWidget()
         self.list.setMaximumHeight(110)
+        self.list.setSizeAdjustPolicy(QListWidget.AdjustToContents)  # a short list takes little room
+        self.list.setToolTip("The images a run segments: checked ones (annotated images start unchecked)")
         box.addWidget(self.list)
-        row = QHBoxLayout()
+        self.stack_row = QWidget()  # shown only while a stack is open
+        row = QHBoxLayout(self.stack_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("Annotated stacks"))
         self.stack_mode = QComboBox()
         self.stack_mode.addItems([THROUGH, INDEPENDENT])
@@ -37,7 +42,8 @@ class TargetsPanel(QGroupBox):
             "both ways (volumes, time-lapses). Independent planes: each plane on its own, like any image."
         )
         row.addWidget(self.stack_mode)
-        box.addLayout(row)
+        box.addWidget(self.stack_row)
+        self.stack_row.setVisible(False)
 
     @property
     def through_stacks(self) -> bool:
@@ -56,6 +62,7 @@ class TargetsPanel(QGroupBox):
             item = self.list.item(i)
             kept[(item.data(Qt.UserRole), item.data(ANNOTATED))] = item.checkState()
         self.list.clear()
+        self.stack_row.setVisible(any(layer.ndim > 2 for layer in images))
         for layer in images:
             image_id = L.layer_id(layer)
             is_annotated = image_id in annotated

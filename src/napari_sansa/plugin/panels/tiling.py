@@ -41,6 +41,7 @@ class LargeImagesPanel(QWidget):
         self.header = QToolButton(checkable=True, autoRaise=True)
         self.header.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
         self.header.setArrowType(Qt.RightArrow)
+        self.header.setToolTip("How large images are segmented in tiles: open to change it")
         self.header.toggled.connect(self.expand)
         box.addWidget(self.header)
         self.body = QWidget()

@@ -26,13 +26,14 @@ from napari_sansa.plugin.viewer.prompt_layers import (
 
 ID, PROMPTS_FOR, RESULT_OF = "sansa_id", "sansa_prompts_for", "sansa_result_of"
 OBJECTS_OF = "sansa_objects_of"  # an objects layer (see objects_layers)
+PREVIEW_OF = "sansa_preview_of"  # a live preview layer (see preview_layers)
 RESULT_SUFFIX = " [SANSA]"
 POINT_COLORS = {POSITIVE: "lime", NEGATIVE: "red"}
 
 
 def is_result(layer) -> bool:
-    """Whether SANSA made this layer as a result (classes or objects)."""
-    return RESULT_OF in layer.metadata or OBJECTS_OF in layer.metadata
+    """Whether SANSA made this layer as a result (classes, objects or a live preview)."""
+    return any(tag in layer.metadata for tag in (RESULT_OF, OBJECTS_OF, PREVIEW_OF))
 
 
 def layer_id(layer) -> str:

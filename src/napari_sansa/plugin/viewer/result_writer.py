@@ -13,10 +13,12 @@ from functools import partial
 
 import numpy as np
 
+from napari_sansa.plugin.core.logits import KeptLogits
 from napari_sansa.plugin.core.session import ImageSource, Job, TargetKey
 from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.preview_layers import remove_preview
 from napari_sansa.plugin.viewer.results import RunLayers, target_sources
 from napari_sansa.plugin.viewer.tile_progress import TileProgress
 
@@ -36,6 +38,7 @@ class ResultWriter:
         self._running = running
         self.layers: RunLayers | None = None  # the current (or last) run's result layers
         self._sources: dict[TargetKey, object] = {}
+        self.logits = KeptLogits()  # of every run's untiled results, for a new threshold
 
     def start(self, job: Job, dtype: np.dtype) -> RunLayers:
         """A new run: its result layers, still to be added (see :meth:`.RunLayers.prepare`)."""
@@ -65,9 +68,14 @@ class ResultWriter:
             return  # locked while the run was going: the user's labels win
         if L.find_image(self.viewer, key.image_id) is None:
             return  # the image was closed during the run
+        remove_preview(self.viewer, key.image_id)  # the result replaces it
         layer = self.layers.get(source, prediction.labels.dtype)  # prepared: only a look-up
         if self.layers.streamed.get(key) is not layer.data:  # else written there tile by tile
             layer.data[key.plane if key.plane else ...] = np.asarray(prediction.labels)
+        if getattr(prediction, "tiles", 1) == 1 and prediction.logits:
+            self.logits.put(key, prediction.logits)
+        else:
+            self.logits.drop(key)
         self.tiles.tiles_done(key, getattr(prediction, "tiles", 1))
         if self.layers.fill(key.image_id):
             layer.visible = True  # refreshes it
@@ -76,6 +84,26 @@ class ResultWriter:
         self.review.add_result(key, prediction.score, running=self._running())
         if objects is not None:
             self.objects.write(source, key, objects, running=self._running())
+
+    def relabel(self, threshold: float) -> int:
+        """Label the kept results again at ``threshold`` (a logit) from their logits, without the
+        model; locked (accepted or painted) results stay. Returns how many layers changed."""
+        from napari_sansa.engine.runs.results import labels_from_logits
+
+        changed = set()
+        for key, logits in self.logits.items():
+            layer = L.result_layer(self.viewer, key.image_id)
+            if key in self.review.locked or layer is None:
+                continue
+            plane = key.plane if key.plane else ...
+            if tuple(layer.data[plane].shape) != next(iter(logits.values())).shape:
+                self.logits.drop(key)  # the layer was replaced since
+                continue
+            layer.data[plane] = labels_from_logits(logits, threshold, layer.data.dtype)
+            changed.add(layer)
+        for layer in changed:
+            layer.refresh()
+        return len(changed)
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self.layers is not None:
