@@ -116,6 +116,84 @@ def one_size(side: int, image_size: int, folder: Path) -> dict:
     }
 
 
+def strip_target(height: int, width: int, scale: float = 1.0):
+    """A lazy ``height x width`` uint16 dask array of noise and bright blobs, made chunk by chunk
+    when a tile reads it (nothing of it is held, nothing on disk); below scale 1, a pyramid of it
+    and a level at ``scale`` (as whole-slide images come), so that tiles are read at that level."""
+    import dask.array as da
+
+    import napari_sansa as ns
+
+    if scale < 1:
+        coarse = (round(height * scale), round(width * scale))
+        return ns.Multiscale([strip_target(height, width), strip_target(*coarse)])
+
+    yy, xx = np.mgrid[:CHUNK, :CHUNK]
+    blob = ((yy - 512) ** 2 + (xx - 512) ** 2 < 200**2) * 3000
+
+    def block(block_info=None):
+        (r, _), (c, _) = block_info[None]["array-location"]
+        h, w = block_info[None]["chunk-shape"]
+        rng = np.random.default_rng((r, c))
+        return (rng.integers(500, 1500, (h, w)) + blob[:h, :w]).astype(np.uint16)
+
+    return da.map_blocks(block, dtype=np.uint16, chunks=da.core.normalize_chunks(CHUNK, (height, width)))
+
+
+def one_strip(
+    height: int,
+    width: int,
+    scale: float,
+    classes: int,
+    image_size: int,
+    folder: Path,
+    estimate_only: bool = False,
+) -> dict:
+    """Segment one lazy strip into a zarr array on disk (run in a fresh process for its memory);
+    with ``estimate_only``, only the estimate."""
+    import zarr
+
+    import napari_sansa as ns
+    from napari_sansa.engine.network.random_weights import random_sansa_module
+
+    config = ns.SansaConfig(
+        device="cpu", image_size=image_size, precision="fp32", disk_cache_bytes=0, cache_bytes=0
+    )
+    model = ns.Sansa(random_sansa_module("tiny", image_size), config)
+    pixels = np.asarray(strip_target(CHUNK, CHUNK)[:CHUNK, :CHUNK])[::-1].copy()
+    bounds = np.quantile(pixels, np.linspace(0, 1, classes + 2)[1:-1])
+    prompts = {k + 1: ns.Mask(np.digitize(pixels, bounds) == k + 1) for k in range(classes)}
+    reference = ns.Reference(pixels, prompts)
+    tiling = {"tile_size": TILE, "overlap": OVERLAP, "scale": scale}
+    model.segment([reference], [pixels[:, ::-1]], **tiling)  # warm: reference encoded, threads up
+    target = strip_target(height, width, scale)
+    target = target if isinstance(target, ns.Multiscale) else ns.Image(target)
+    estimate = model.estimate([reference], [target], **tiling)
+    if estimate_only:
+        return {"estimate_gib": getattr(estimate, "run_bytes", 0) / 2**30}
+
+    def output(index, hw, dtype):
+        return zarr.create_array(
+            store=str(folder / "labels.zarr"), shape=hw, chunks=(CHUNK, CHUNK), dtype=dtype
+        )
+
+    with PeakRSS() as rss:
+        start = time.perf_counter()
+        [prediction] = model.segment([reference], [target], **tiling, output=output)
+        seconds = time.perf_counter() - start
+    return {
+        "height": height,
+        "width": width,
+        "scale": scale,
+        "classes": classes,
+        "image_size": image_size,
+        "tiles": prediction.tiles,
+        "seconds": seconds,
+        "rss_growth_gib": (rss.peak - rss.start) / 2**30,
+        "estimate_gib": getattr(estimate, "run_bytes", 0) / 2**30,  # not reported before issue 23
+    }
+
+
 def oracle_model(image_size: int):
     """A model whose heads see each tile's pixels at the decoder's resolution (no network)."""
     import torch
@@ -246,11 +324,11 @@ def section(results: dict, command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace this page's Large images section, or add it at the end."""
+def write_section(text: str, path: Path, heading: str = HEADING) -> None:
+    """Replace this page's section under ``heading``, or add it at the end."""
     page = path.read_text() if path.exists() else "# Benchmarks\n"
-    if HEADING in page:
-        before, after = page.split(HEADING, 1)
+    if heading + "\n" in page:
+        before, after = page.split(heading + "\n", 1)
         rest = after.split("\n## ", 1)
         page = before.rstrip("\n") + "\n\n" + text + ("\n## " + rest[1] if len(rest) > 1 else "")
     else:
@@ -258,16 +336,137 @@ def write_section(text: str, path: Path) -> None:
     path.write_text(page)
 
 
+def strip_height(rows: int, scale: float) -> int:
+    """The height of ``rows`` rows of tiles at ``scale``, in image pixels."""
+    tile, overlap = round(TILE / scale), round(OVERLAP / scale)
+    return tile + (rows - 1) * (tile - overlap)
+
+
+def run_strips(args: argparse.Namespace) -> list[dict]:
+    """Each strip in its own process: widths at ``--rows`` rows of tiles, then more rows at the
+    first width, for every scale and class count."""
+    runs = []
+    for scale in args.scales:
+        for classes in args.classes:
+            shapes = [(strip_height(args.rows, scale), w) for w in args.widths]
+            shapes += [(strip_height(r, scale), args.widths[0]) for r in args.more_rows]
+            for height, width in shapes:
+                with tempfile.TemporaryDirectory(prefix="sansa-strip-") as folder:
+                    spec = json.dumps([height, width, scale, classes, args.image_size, folder])
+                    command = [sys.executable, __file__, "--one-strip", spec]
+                    done = subprocess.run(command, capture_output=True, text=True)
+                    if done.returncode != 0:
+                        raise SystemExit(done.stderr)
+                    runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+                    print(json.dumps(runs[-1]), flush=True)
+    return runs
+
+
+STRIPS_HEADING = "## Large images: memory against the image's size"
+
+
+def strips_section(runs: list[dict], before: list[dict], command: str, machine: str, checks: dict) -> str:
+    """The memory table: RSS growth by shape, scale and classes, before and after issue 23."""
+
+    def key(r: dict) -> tuple:
+        return r["height"], r["width"], r["scale"], r["classes"], r["image_size"]
+
+    old = {key(r): r["rss_growth_gib"] for r in before}
+    rows = []
+    for r in runs:
+        was = f"{old[key(r)]:.2f}" if key(r) in old else "-"
+        rows.append(
+            f"| {r['height']:,} x {r['width']:,} | {r['scale']:g} | {r['classes']} | {r['image_size']} | "
+            f"{r['tiles']} | {r['seconds']:.0f} | {was} | {r['rss_growth_gib']:.2f} | {r['estimate_gib']:.2f} |"
+        )
+    return "\n".join(
+        [
+            STRIPS_HEADING,
+            "",
+            f"Measured by `{command}` on {machine}: lazy uint16 dask strips (made chunk by chunk as "
+            f"tiles read them; below scale 1 as a two-level pyramid with a level at that scale), labels "
+            f"written into a zarr array on disk; tiles of {TILE} working px with a {OVERLAP} px overlap, "
+            "SAM2-tiny (random weights) at the input size given, "
+            "the feature cache off (`cache_bytes=0`, so that tiles' features do not count). RSS "
+            "growth: peak resident memory during the run minus before it (model loaded and warm), "
+            "each run in its own process. *Before*: the code before issue 23 (a band of blended "
+            "logits one tile high in image pixels and as wide as the image); *estimate*: "
+            "`Sansa.estimate(...).run_bytes`.",
+            "",
+            "| strip (px) | scale | classes | input | tiles | seconds | before (GiB) | RSS growth (GiB) | estimate (GiB) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            *rows,
+            "",
+            f"Seams and small objects (the checks of `python benchmarks/large_images.py`, oracle heads): "
+            f"a disc centred where four tiles meet comes out in {checks['seam_disc_pieces']} piece(s), "
+            f"IoU {checks['seam_disc_iou']:.3f}; the tiled path recovers "
+            f"{100 * checks['recovered_tiled']:.1f} % of {checks['nuclei']:,} nuclei 8-15 px across, "
+            f"a whole-image resize {100 * checks['recovered_thumbnail']:.1f} %.",
+            "",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 8192, 16384, 20000])
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--strips", action="store_true", help="memory against width and height instead")
+    parser.add_argument("--widths", type=int, nargs="+", default=[8192, 16384, 32768, 65536])
+    parser.add_argument("--rows", type=int, default=1, help="rows of tiles of the strips")
+    parser.add_argument("--more-rows", type=int, nargs="*", default=[3], help="at the first width")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.25])
+    parser.add_argument("--classes", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--before", type=Path, help="a --json-out of the code before, for the table")
+    parser.add_argument("--json-out", type=Path, help="where the strips' figures go")
+    parser.add_argument("--checks", type=Path, help="seam and small-object checks of an earlier run")
+    parser.add_argument(
+        "--only-checks", type=Path, help="run the seam and small-object checks into this file"
+    )
+    parser.add_argument("--runs", type=Path, help="the strips' figures of earlier runs, for the table only")
+    parser.add_argument("--estimates", type=Path, help="recompute the estimates of a --json-out file")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one-strip", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
     if args.one:
         print(json.dumps(one_size(args.one, args.image_size, args.folder)))
+        return
+    if args.one_strip:
+        height, width, scale, classes, image_size, folder = json.loads(args.one_strip)
+        print(json.dumps(one_strip(height, width, scale, classes, image_size, Path(folder))))
+        return
+    if args.only_checks:
+        args.only_checks.write_text(json.dumps(resolution_checks(1024)))
+        return
+    if args.estimates:  # the estimates of earlier runs again, with this code (no segmenting)
+        runs = json.loads(args.estimates.read_text())
+        for r in runs:
+            spec = (
+                r["height"],
+                r["width"],
+                r["scale"],
+                r["classes"],
+                r["image_size"],
+                Path(tempfile.gettempdir()),
+            )
+            r.update(one_strip(*spec, estimate_only=True))
+            print(json.dumps(r), flush=True)
+        args.estimates.write_text(json.dumps(runs, indent=1))
+        return
+    if args.strips:
+        runs = json.loads(args.runs.read_text()) if args.runs else run_strips(args)
+        out = args.json_out or ROOT / "benchmarks" / "results" / "large_strips.json"
+        out.write_text(json.dumps(runs, indent=1))
+        if args.before is None:
+            return
+        before = json.loads(args.before.read_text())
+        checks = json.loads(args.checks.read_text()) if args.checks else resolution_checks(1024)
+        print(json.dumps(checks))
+        command = " ".join(["python benchmarks/large_images.py", *sys.argv[1:]])
+        machine = f"{cpu_name()}, {os.cpu_count()} cores"
+        write_section(strips_section(runs, before, command, machine, checks), args.out, STRIPS_HEADING)
         return
     sizes = []
     for side in args.sizes:

@@ -137,3 +137,27 @@ def test_zarr_stores_and_tiling_flags_are_refused_on_a_cluster(files, checkpoint
     assert code == 2 and "is a zarr store; segment zarr stores without --cluster" in err
     code, err = segment(root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--cluster", "local:1"])
     assert code == 2 and "--tile-size, --overlap apply to runs without --cluster" in err
+
+
+def test_objects_of_a_tiled_target_come_from_its_labels_on_disk(files, checkpoints, tmp_path, capsys):
+    import pandas as pd
+    from skimage.measure import label
+
+    root, data = files
+    code, err = segment(
+        root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--instances", "watershed"]
+    )
+    assert code == 0, err
+    out = root / "out"
+    classes = level0(out / "big_labels.ome.zarr")
+    objects = level0(out / "big_objects.ome.zarr")
+    table = pd.read_csv(out / "big_objects.csv")
+    pieces = [label(classes == c, connectivity=2) for c in np.unique(classes[classes > 0])]
+    expected = sum(int((np.bincount(p.ravel())[1:] >= 16).sum()) for p in pieces)  # the default min size
+    assert len(table) == objects.max() == expected > 0  # no tile border cuts an object in two
+    assert ((objects > 0) <= (classes > 0)).all()
+    assert all((classes[objects == row.label] == row["class"]).all() for _, row in table.iterrows())
+    code, err = segment(
+        root, checkpoints, capsys, data / "big.tif", options=[*TILED, "--instances", "sam", "--overwrite"]
+    )
+    assert code == 2 and "--instances watershed" in err

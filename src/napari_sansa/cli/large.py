@@ -4,7 +4,10 @@ A target is *large* when the engine tiles it (``tile_grid`` is not None) or when
 image (whose labels belong beside it, in its store). Large targets are opened lazily and their
 labels streamed to disk tile by tile (:mod:`label_stores`): OME-Zarr labels (``labels/sansa`` in
 an input OME-Zarr store, else ``<stem>_labels.ome.zarr`` in ``--out``), or with ``--format tif`` a
-tiled BigTIFF ``<stem>_labels.tif``. Other targets keep today's label files.
+tiled BigTIFF ``<stem>_labels.tif``. With ``--instances``, a large target's objects are found
+block by block from its labels (connected pieces of each class, merged across blocks:
+:mod:`~napari_sansa.engine.objects.streamed`) into ``<stem>_objects.ome.zarr`` (or ``.tif``) and
+``<stem>_objects.csv``. Other targets keep today's label files.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from napari_sansa.files.images import TIFF_SUFFIXES
 from napari_sansa.files.label_stores import LabelsOutput
 from napari_sansa.files.lazy_inputs import is_zarr_path, open_lazy, tiff_shape
 from napari_sansa.files.microscope import is_microscope_file
-from napari_sansa.files.outputs import labels_in_store, large_labels_path
+from napari_sansa.files.outputs import labels_in_store, labels_stem, large_labels_path
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +114,7 @@ class LargeTargets:
     lazy: set[Path] = field(default_factory=set)  # zarr stores and large TIFFs, opened lazily
     written: dict[Path, Path] = field(default_factory=dict)  # target -> its complete output
     hw: dict[Path, tuple[int, int]] = field(default_factory=dict)  # of zarr stores and tiled TIFFs
+    fmt: str = "ome-zarr"  # of the labels and objects of large targets
     _open: dict[Path, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -120,7 +124,8 @@ class LargeTargets:
         """Decide each target's kind and output from its header (no pixels are read)."""
         from napari_sansa.engine.runs.tiling import tile_grid
 
-        plan = cls(tile_options(args))
+        plan = cls(tile_options(args), fmt="tif" if args.format == "tif" else "ome-zarr")
+        tiled_targets = []
         for path in targets:
             ome = None
             if is_microscope_file(path):  # segmented plane by plane, labels in memory
@@ -137,6 +142,7 @@ class LargeTargets:
             plan.hw[path] = hw
             if tiled:
                 plan.lazy.add(path)
+                tiled_targets.append(path)
             if not (tiled or ome is not None):
                 continue
             if args.format == "tif":
@@ -145,6 +151,11 @@ class LargeTargets:
                 plan.outputs[path] = LabelsOutput(labels_in_store(path), "ome-zarr", image=ome)
             else:
                 plan.outputs[path] = LabelsOutput(large_labels_path(out, path, "ome-zarr"), "ome-zarr")
+        if tiled_targets and getattr(args, "instances", None) == "sam":
+            raise SansaError(
+                f"--instances sam does not yet work on images segmented in tiles ({tiled_targets[0].name}); "
+                "use --instances watershed (on tiled images: each class's connected pieces)."
+            )
         plan._check_outputs(args)
         return plan
 
@@ -223,6 +234,34 @@ class LargeTargets:
             f"{path.name}: {len(missing)} tile(s) could not be read; the rest is in {output.partial}, "
             "not marked complete (--resume redoes it)"
         )
+
+    def write_objects(
+        self, path: Path, prediction: Any, out: Path, class_names: dict[int, str], overwrite: bool
+    ) -> str | None:
+        """A large target's objects, block by block from its labels (before :meth:`finish`); a
+        message instead when its labels are incomplete."""
+        from napari_sansa.engine.objects.streamed import stream_objects
+        from napari_sansa.files.objects import write_object_table
+
+        if prediction.missing:
+            return f"{path.name}: objects not written (tiles missing)"
+        stem = labels_stem(path)
+        suffix = ".tif" if self.fmt == "tif" else ".ome.zarr"
+        objects = LabelsOutput(out / f"{stem}_objects{suffix}", self.fmt)
+        table_path = out / f"{stem}_objects.csv"
+        existing = [p for p in (objects.final, table_path) if p.exists()]
+        if existing and not overwrite:
+            raise SansaError(f"{existing[0]} already exists; add --overwrite to replace it.")
+        labels = prediction.labels
+        level0 = objects.create(tuple(labels.shape), np.int32)
+        try:
+            table = stream_objects(labels, level0, class_names=class_names)
+        except BaseException:
+            objects.discard()
+            raise
+        objects.finish(level0)
+        write_object_table(table_path, table)
+        return None
 
     def close(self, path: Path) -> None:
         target = self._open.pop(path, None)

@@ -132,6 +132,9 @@ def run_targets(
                     bar.update(1)
                 continue
             if large.handles(path):
+                if args.instances:  # from the labels on disk, block by block
+                    skipped = large.write_objects(path, prediction, out, class_names, replace)
+                    failures.extend([skipped] if skipped else [])
                 incomplete = large.finish(path, prediction)
                 failures.extend([incomplete] if incomplete else [])
                 if path in large.written:  # read back from the store tile by tile

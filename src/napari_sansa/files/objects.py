@@ -26,5 +26,11 @@ def write_objects(
     if existing and not overwrite:
         raise SansaError(f"{existing[0]} already exists; choose another folder or allow overwriting.")
     write_labels(tif, np.asarray(labels, np.int32), overwrite=True)
-    atomic_write(csv, lambda tmp: table.to_csv(tmp, index=False))
+    write_object_table(csv, table)
     return [tif, csv]
+
+
+def write_object_table(path: str | os.PathLike, table: pd.DataFrame) -> Path:
+    """An object table as CSV, written atomically."""
+    atomic_write(Path(path), lambda tmp: table.to_csv(tmp, index=False))
+    return Path(path)

@@ -70,7 +70,10 @@ def _read(level: _Level, rows: slice, cols: slice) -> np.ndarray:
     r0, r1 = math.floor(rows.start * fy), max(math.ceil(rows.stop * fy), math.floor(rows.start * fy) + 1)
     c0, c1 = math.floor(cols.start * fx), max(math.ceil(cols.stop * fx), math.floor(cols.start * fx) + 1)
     try:
-        window = np.asarray(level.data[level.layout.window(slice(r0, r1), slice(c0, c1))])
+        window = level.data[level.layout.window(slice(r0, r1), slice(c0, c1))]
+        if hasattr(window, "dask"):  # read in this thread: tiles are already read in parallel, and
+            window = window.compute(scheduler="synchronous")  # dask's own threads would keep memory
+        window = np.asarray(window)
     except SansaError:
         raise
     except Exception as exc:  # zarr, dask, tifffile and OS errors alike: a part of the file is bad
@@ -144,3 +147,30 @@ def large_image(image: Image | Multiscale | np.ndarray) -> LargeImage:
         sample = pick_channels(_readable_sample(levels, hw), image.channels)
         limits = [channel_limits(sample[..., i]) for i in range(sample.shape[-1])]
     return LargeImage(hw, levels, image.channels, limits)
+
+
+def window_bytes(
+    image: Image | Multiscale | np.ndarray, tile: tuple[int, int], scale: float
+) -> tuple[int, int, int]:
+    """Of one level-0 window of ``tile`` pixels read at ``scale``: its pixels, its bytes per pixel
+    (all channels), and the bytes of the stored chunks it touches (0 for an array without chunks),
+    from the image's header only (no pixels read, no contrast decided)."""
+    if not isinstance(image, (Image, Multiscale)):
+        image = Image(image)
+    levels, hw = _levels(image)
+    level = LargeImage(hw, levels, None, []).level_for(scale)
+    side = (math.ceil(tile[0] * level.factor[0]), math.ceil(tile[1] * level.factor[1]))
+    raw = level.layout.n_channels * np.dtype(level.data.dtype).itemsize
+    chunks = getattr(level.data, "chunks", None)
+    touched = 0
+    if isinstance(chunks, tuple) and len(chunks) >= 2:
+        sides = [max(c) if isinstance(c, tuple) else int(c) for c in chunks]
+        spans = [
+            min(
+                math.ceil(side[k] / sides[level.layout.order[k]]) + 1,
+                math.ceil(hw[k] * level.factor[k] / sides[level.layout.order[k]]),
+            )
+            for k in (0, 1)
+        ]
+        touched = spans[0] * spans[1] * sides[level.layout.order[0]] * sides[level.layout.order[1]] * raw
+    return side[0] * side[1], raw, touched

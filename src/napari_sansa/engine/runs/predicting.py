@@ -29,7 +29,7 @@ from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.memory import MemoryEntry, decode_target, encode_memory
 from napari_sansa.engine.runs.reference_crops import crop_references
 from napari_sansa.engine.runs.results import Estimate, Prediction, prediction
-from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget, run_tiled
+from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget, run_tiled, tiled_bytes
 from napari_sansa.engine.runs.tiling import TileOptions, count_tiles, tile_grid
 from napari_sansa.engine.runtime.prefetch import Prefetch
 from napari_sansa.engine.runtime.runtime import ImageLike, Outcome, PreparedImage, Runtime
@@ -249,11 +249,13 @@ def estimate(
     options: TileOptions,
 ) -> Estimate:
     """See :meth:`Sansa.estimate`."""
+    grids: list = []
     if isinstance(targets, (int, np.integer)):
         n_targets = passes = int(targets)
     else:
         n_targets = len(targets)
         passes = sum(count_tiles(image_hw(t), options, runtime.image_size) for t in targets)
+        grids = [(t, tile_grid(image_hw(t), options, runtime.image_size)) for t in targets]
     with runtime.lock:
         banks = class_banks(runtime, references, options)
         refs = [references] if isinstance(references, Reference) else list(references)
@@ -267,10 +269,18 @@ def estimate(
         heads = time.perf_counter() - start
     encoder = statistics.median(runtime.encoder_seconds)
     per_pass = encoder + heads * len(banks)
+    tiled = [
+        tiled_bytes(
+            t, g, float(options.scale), len(banks), runtime.image_size, runtime.batch_size, feats.nbytes
+        )
+        for t, g in grids
+        if g is not None
+    ]
     return Estimate(
         n_targets,
         per_pass * passes / max(n_targets, 1),
         feats.nbytes,
         runtime.feature_cache.max_bytes or 0,
         passes,
+        max(tiled, default=0),
     )

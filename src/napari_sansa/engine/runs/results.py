@@ -142,6 +142,13 @@ class Estimate:
     feature_bytes_per_image: int
     cache_bytes: int
     encoder_passes: int | None = None  # images plus the extra tiles of large ones
+    tiled_bytes: int = 0  # the most that one tiled target holds while it is segmented
+
+    @property
+    def run_bytes(self) -> int:
+        """Memory the run needs beyond the loaded model and one encoder pass's working memory:
+        cached features and tiled work (tiles in flight, blending)."""
+        return self.memory_bytes + self.tiled_bytes
 
     @property
     def seconds(self) -> float:
@@ -163,4 +170,5 @@ class Estimate:
         return (
             f"about {when} for {self.n_targets} image(s){tiles} ({self.seconds_per_target:.1f} s each), "
             f"up to {self.memory_bytes / 2**30:.1f} GiB of cached features"
+            + (f" and {self.tiled_bytes / 2**30:.1f} GiB for tiles" if self.tiled_bytes else "")
         )

@@ -1,31 +1,33 @@
-"""Segment one large image tile by tile, in memory bounded by a band of tiles, not the image.
+"""Segment one large image tile by tile, in memory bounded by the tile, not by the image.
 
 Tiles go through the model in batches, raster order, while the next ones are read. Each tile's
-logits are upsampled to its window and added, weighted (:meth:`TileGrid.weights`), into a band
-one tile high; when a row of tiles is done, the rows no later tile touches are final: their
-labels are written into the output (a numpy array, a memory map, a zarr array) and dropped.
+low-resolution logits go to a :class:`~.stitching.Stitcher`, which blends them (weights of
+:meth:`TileGrid.weights`) region by region: as soon as a tile is in, the region no later tile
+touches is final, its labels are computed a block at a time and written into the output (a numpy
+array, a memory map, a zarr array), a row of regions per write while that is small.
 """
 
 from __future__ import annotations
 
 import functools
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from napari_sansa.engine.callbacks import OnTileError
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image
-from napari_sansa.engine.inputs.large_images import LargeImage
+from napari_sansa.engine.inputs.large_images import LargeImage, window_bytes
 from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.memory import MemoryEntry, decode_target
+from napari_sansa.engine.runs.stitching import RowWrites, Stitcher, stitch_bytes
 from napari_sansa.engine.runs.tiling import Tile, TileGrid
+from napari_sansa.engine.runtime.allocator import return_free_pages
 from napari_sansa.engine.runtime.prefetch import Prefetch
 from napari_sansa.engine.runtime.runtime import PreparedImage, Runtime
 
@@ -44,39 +46,6 @@ class TiledTarget:
     @property
     def hw(self) -> tuple[int, int]:
         return self.grid.shape
-
-
-class _Band:
-    """Weighted logit sums of a band of rows as wide as the image, one tile high."""
-
-    def __init__(self, classes: int, height: int, width: int) -> None:
-        self.top = 0
-        self.sums = np.zeros((classes, height, width), np.float32)
-        self.weights = np.zeros((height, width), np.float32)
-
-    def add(self, tile: Tile, logits: np.ndarray, weights: np.ndarray) -> None:
-        rows = slice(tile.rows.start - self.top, tile.rows.stop - self.top)
-        self.sums[:, rows, tile.cols] += logits * weights
-        self.weights[rows, tile.cols] += weights
-
-    def take(self, until: int, block: int = 4096) -> Iterator[tuple[slice, slice, np.ndarray]]:
-        """Blended logits of the rows from the band's top to ``until``, a block of columns at a
-        time (so that the copies stay small on wide images); then those rows leave the band."""
-        n = until - self.top
-        rows = slice(self.top, until)
-        width = self.weights.shape[1]
-        for start in range(0, width, block):
-            cols = slice(start, min(start + block, width))
-            weights = self.weights[:n, cols]
-            blended = np.full((self.sums.shape[0], n, cols.stop - cols.start), -np.inf, np.float32)
-            np.divide(self.sums[:, :n, cols], weights, out=blended, where=weights > 0)  # -inf: not read
-            yield rows, cols, blended
-        keep = self.weights.shape[0] - n  # rows the next row of tiles still adds to
-        self.sums[:, :keep] = self.sums[:, n:]
-        self.sums[:, keep:] = 0
-        self.weights[:keep] = self.weights[n:]
-        self.weights[keep:] = 0
-        self.top = until
 
 
 @dataclass
@@ -125,37 +94,53 @@ def run_tiled(
     dtype = label_dtype(class_ids)
     labels = output(index, grid.shape, dtype) if output is not None else np.zeros(grid.shape, dtype)
     logits = {c: _logit_store(grid.shape) for c in class_ids} if keep_logits else {}
-    band = _Band(len(class_ids), grid.tile[0], grid.shape[1])
+    stitcher = Stitcher(grid, len(class_ids), runtime.config.threshold)
     scores = {c: _Scores() for c in class_ids}
+    tile_scores: dict[int, list[float]] = {}  # of tiles still blending
     missing: list[tuple[slice, slice]] = []
     tiles = grid.tiles
     lookup = np.asarray(class_ids)
     threshold = runtime.config.threshold
     last_col = len(grid.col_starts) - 1
-    row_ends = list(grid.row_starts[1:]) + [grid.shape[0]]
 
     def read(tile: Tile):
         pixels = target.image.read(tile.rows, tile.cols, target.scale)
         return runtime.prepare(Image(pixels, contrast_limits=(0.0, 1.0)), load=True)
 
-    def finish_row(tile: Tile) -> None:
-        row = tile.index // len(grid.col_starts)
-        for rows, cols, blended in band.take(row_ends[row]):
+    def write(rows: slice, cols: slice, region: np.ndarray) -> None:
+        try:
+            labels[rows, cols] = region
+        except OSError as exc:  # a full disk, a store gone away: the target cannot be completed
+            raise SansaError(f"Could not write the labels of rows {rows.start}-{rows.stop}: {exc}") from exc
+
+    writes = RowWrites(write)
+
+    def finish(tile: Tile) -> None:
+        """Label the region that ``tile`` completes, and let go of the tiles it was the last for."""
+        rows, cols = stitcher.region(tile)
+        region = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype)
+        for block, _, blended in stitcher.finish(tile):
             best = blended.argmax(axis=0)
             top = np.take_along_axis(blended, best[None], axis=0)[0]
-            try:
-                labels[rows, cols] = np.where(top > threshold, lookup[best], 0).astype(dtype)
-                for k, c in enumerate(class_ids):
-                    if keep_logits:
-                        logits[c][rows, cols] = blended[k]
-            except OSError as exc:  # a full disk, a store gone away: the target cannot be completed
-                raise SansaError(
-                    f"Could not write the labels of rows {rows.start}-{rows.stop}: {exc}"
-                ) from exc
+            region[block.start - rows.start : block.stop - rows.start] = np.where(
+                top > threshold, lookup[best], 0
+            )
+            for k, c in enumerate(class_ids):
+                if keep_logits:
+                    logits[c][block, cols] = blended[k]
+        row_done = tile.index % len(grid.col_starts) == last_col
+        writes.add(rows, cols, region, row_done=row_done)
+        del region
+        for done_tile, areas in stitcher.release(tile):
+            for k, c in enumerate(class_ids):
+                scores[c].add(tile_scores[done_tile.index][k], int(areas[k]))
+            del tile_scores[done_tile.index]
+        if tile.index % TRIM_EVERY == TRIM_EVERY - 1:
+            return_free_pages()
 
     done = 0
     workers = 4 if runtime.device.type == "cuda" else 1  # reading keeps up with a GPU
-    with Prefetch(read, tiles, ahead=2 * runtime.batch_size, workers=workers) as queue:
+    with Prefetch(read, tiles, ahead=runtime.batch_size, workers=workers) as queue:  # the next chunk
         for chunk in queue.chunks(runtime.batch_size):
             if cancelled():
                 return None
@@ -174,21 +159,35 @@ def run_tiled(
                 with runtime.lock:
                     batch = functools.partial(_predict, runtime, [p for _, p in ready], banks, frames)
                     outcome = runtime.explaining_oom(grid.tile, batch)
-                for (tile, _), (tile_logits, tile_scores) in zip(ready, outcome):
-                    up = F.interpolate(
-                        tile_logits[None], size=tile.shape, mode="bilinear", align_corners=False
-                    )[0]
-                    up = up.numpy()
-                    band.add(tile, up, grid.weights(tile))
-                    for k, c in enumerate(class_ids):
-                        scores[c].add(tile_scores[k], int(np.count_nonzero(up[k] > threshold)))
+                for (tile, _), (tile_logits, scored) in zip(ready, outcome):
+                    stitcher.add(tile, tile_logits.numpy())
+                    tile_scores[tile.index] = scored
             for k, _ in chunk:
                 done += 1
-                if k % len(grid.col_starts) == last_col:
-                    finish_row(tiles[k])
+                finish(tiles[k])
                 if on_tile is not None:
                     on_tile(index, done, len(tiles))
     return labels, logits, {c: s.value for c, s in scores.items()}, tuple(missing)
+
+
+TRIM_EVERY = 8  # tiles between giving free heap pages back
+ALLOCATOR_MARGIN = 1.25  # freed memory stays with the thread that used it (reads, blending)
+
+
+def tiled_bytes(
+    image: Any, grid: TileGrid, scale: float, classes: int, image_size: int, batch: int, feature_bytes: int
+) -> int:
+    """Memory a tiled target holds at most beyond the loaded model: two chunks of tiles (the one
+    in the model, the next being read) with their pixels as float32 RGB and model inputs, the
+    temporaries of one read (the stored chunks it decodes, the rescaled and normalised copies),
+    the tiles' features, and the blending (:func:`stitch_bytes`); a quarter more for the allocator."""
+    pixels, raw, chunks = window_bytes(image, grid.tile, scale)
+    tile = pixels * 12 + 12 * image_size**2  # float32 RGB pixels, and the model input
+    read = 2 * chunks + pixels * (raw + 4 + 12 + 24)  # chunks, the window, a plane, RGB, normalised
+    labels = np.dtype(label_dtype(list(range(classes + 1)))).itemsize
+    low = (image_size // 4, image_size // 4)
+    held = 2 * batch * (tile + feature_bytes) + read + stitch_bytes(grid, classes, low, labels)
+    return int(ALLOCATOR_MARGIN * held)
 
 
 def _predict(

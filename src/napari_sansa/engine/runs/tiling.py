@@ -116,10 +116,12 @@ class TileGrid:
 
     def weights(self, tile: Tile) -> np.ndarray:
         """``(h, w)`` float32 blending weights of a tile: 1 inside, falling towards neighbours."""
+        return np.outer(*self.ramps(tile))
+
+    def ramps(self, tile: Tile) -> tuple[np.ndarray, np.ndarray]:
+        """A tile's weights along its rows and along its columns (their outer product: :meth:`weights`)."""
         i, j = divmod(tile.index, len(self.col_starts))
-        rows = _ramp(self.row_starts, i, self.tile[0])
-        cols = _ramp(self.col_starts, j, self.tile[1])
-        return np.outer(rows, cols)
+        return _ramp(self.row_starts, i, self.tile[0]), _ramp(self.col_starts, j, self.tile[1])
 
 
 def _starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:

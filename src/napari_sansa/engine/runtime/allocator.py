@@ -85,6 +85,15 @@ def trim_heap() -> bool:
     return True
 
 
+def return_free_pages() -> None:
+    """Give the free pages inside the heap back to the system now, unless freed memory is kept on
+    purpose: a long run of tiles frees buffers of many sizes, and glibc keeps the holes between
+    them resident, so the process would grow with the number of tiles, not with what it holds."""
+    if keep_freed_memory.cache_info().currsize and keep_freed_memory():
+        return
+    trim_heap()
+
+
 def release_kept_memory() -> None:
     """Give the memory kept for reuse (:func:`keep_freed_memory`) back to the system, after a run."""
     applied = keep_freed_memory.cache_info().currsize and keep_freed_memory()  # never applies it here
