@@ -41,6 +41,7 @@ from napari_sansa.engine.network.random_weights import random_sansa_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from instance_scenes import KINDS, mosaic, scenes  # noqa: E402
+from page import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Objects"
@@ -232,14 +233,6 @@ def section(r: dict, command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace the page's Objects section (always its last one), or add it at the end."""
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
-    if HEADING in page:
-        page = page[: page.index(HEADING)]
-    path.write_text(page.rstrip("\n") + "\n\n" + text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=256 if not torch.cuda.is_available() else 1024)
@@ -270,7 +263,7 @@ def main() -> None:
     command = "python benchmarks/instances.py" + (
         f" --image-size {args.image_size}" if args.image_size != parser.get_default("image_size") else ""
     )
-    write_section(section(results, results.get("timing_command", command)), args.out)
+    write_section(args.out, HEADING, section(results, results.get("timing_command", command)), before=None)
 
 
 if __name__ == "__main__":

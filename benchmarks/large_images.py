@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from page import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Large images"
@@ -324,18 +325,6 @@ def section(results: dict, command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path, heading: str = HEADING) -> None:
-    """Replace this page's section under ``heading``, or add it at the end."""
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
-    if heading + "\n" in page:
-        before, after = page.split(heading + "\n", 1)
-        rest = after.split("\n## ", 1)
-        page = before.rstrip("\n") + "\n\n" + text + ("\n## " + rest[1] if len(rest) > 1 else "")
-    else:
-        page = page.rstrip("\n") + "\n\n" + text
-    path.write_text(page)
-
-
 def strip_height(rows: int, scale: float) -> int:
     """The height of ``rows`` rows of tiles at ``scale``, in image pixels."""
     tile, overlap = round(TILE / scale), round(OVERLAP / scale)
@@ -466,7 +455,9 @@ def main() -> None:
         print(json.dumps(checks))
         command = " ".join(["python benchmarks/large_images.py", *sys.argv[1:]])
         machine = f"{cpu_name()}, {os.cpu_count()} cores"
-        write_section(strips_section(runs, before, command, machine, checks), args.out, STRIPS_HEADING)
+        write_section(
+            args.out, STRIPS_HEADING, strips_section(runs, before, command, machine, checks), before=None
+        )
         return
     sizes = []
     for side in args.sizes:
@@ -488,7 +479,7 @@ def main() -> None:
         + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != parser.get_default("sizes") else "")
         + (f" --image-size {args.image_size}" if args.image_size != 256 else "")
     )
-    write_section(section(results, command), args.out)
+    write_section(args.out, HEADING, section(results, command), before=None)
 
 
 if __name__ == "__main__":

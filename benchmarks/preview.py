@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from page import write_section
 from skimage.draw import disk
 
 import napari_sansa as ns
@@ -118,21 +119,6 @@ def section(results: list[dict], command: str) -> str:
     )
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace the page's Live preview section, or add it before the Objects section (kept last)."""
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
-    if HEADING in page:
-        start = page.index(HEADING)
-        end = page.find("\n## ", start + len(HEADING))
-        page = page[:start] + text.rstrip("\n") + "\n" + (page[end:] if end >= 0 else "")
-    elif "\n## Objects" in page:
-        at = page.index("\n## Objects") + 1
-        page = page[:at] + text + "\n" + page[at:]
-    else:
-        page = page.rstrip("\n") + "\n\n" + text
-    path.write_text(page)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-sizes", type=int, nargs="+", default=[512, 1024])
@@ -143,7 +129,7 @@ def main() -> None:
     results = [measure(size, args.updates, args.device) for size in args.image_sizes]
     print(json.dumps(results, indent=1))
     (ROOT / "benchmarks" / "results" / "preview.json").write_text(json.dumps(results, indent=1))
-    write_section(section(results, "python benchmarks/preview.py"), args.out)
+    write_section(args.out, HEADING, section(results, "python benchmarks/preview.py"))
 
 
 if __name__ == "__main__":

@@ -402,12 +402,10 @@ def write_report(path: Path) -> None:
     from fewshot import report_lines as fewshot_lines  # benchmarks/fewshot.py
 
     lines += fewshot_lines()
-    old = path.read_text() if path.exists() else ""  # benchmarks/instances.py's section stays last
-    if "## Objects" in old:  # up to the next section (the page's other sections are rewritten)
-        start = old.index("## Objects")
-        end = old.find("\n## ", start + 1)
-        lines += [old[start : end if end > 0 else None].rstrip("\n") + "\n"]
-    path.write_text("\n".join(lines))
+    from page import with_other_sections  # benchmarks/page.py
+
+    old = path.read_text() if path.exists() else ""  # other benchmarks' sections are kept
+    path.write_text(with_other_sections("\n".join(lines), old))
 
 
 def encoder_table(r: dict, sizes) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from page import write_section
 from scipy import ndimage
 
 import napari_sansa as ns
@@ -209,21 +210,6 @@ def section(r: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace this page's section, or add it before the Objects section (which stays last)."""
-    page = path.read_text() if path.exists() else "# Benchmarks\n"
-    if HEADING in page:
-        start = page.index(HEADING)
-        end = page.find("\n## ", start + len(HEADING))
-        page = page[:start] + text.rstrip("\n") + "\n" + (page[end:] if end >= 0 else "")
-    elif "## Objects" in page:
-        at = page.index("## Objects")
-        page = page[:at] + text.rstrip("\n") + "\n\n" + page[at:]
-    else:
-        page = page.rstrip("\n") + "\n\n" + text
-    path.write_text(page)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -249,7 +235,7 @@ def main() -> None:
     command = " ".join(
         ["python benchmarks/suggest.py", *(["--weights SAM2 ADAPTER"] if args.weights else []), *changed]
     )
-    write_section(section(results, command), args.out)
+    write_section(args.out, HEADING, section(results, command))
 
 
 if __name__ == "__main__":
