@@ -9,7 +9,7 @@ are the references), as the reference's inference_fss.py does: the whole image t
 (no tiles), the query's logits resized (bilinear) and its mask (nearest) to ``--score-size``
 (518, the reference's evaluation size; 0: the query's own size), the class where logit > 0.
 Folder layouts, test splits and episode rules: benchmarks/fewshot_datasets.py. Metrics:
-napari_sansa.engine.evaluation.fewshot_metrics. Writes ``--csv`` (one row per episode: class,
+napari_sansa.engine.metrics.fewshot. Writes ``--csv`` (one row per episode: class,
 files, intersection, union, their background counts, the episode's iou) and beside it
 ``<csv stem>_classes.csv`` (one row per class: summed intersection and union, iou); the printed
 mIoU is the mean of that file's iou column, recomputed from the episode rows.
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fewshot_datasets import READERS, episodes, read_dataset, read_mask, read_rgb  # noqa: E402
 
 from napari_sansa.engine.errors import SansaError  # noqa: E402
-from napari_sansa.engine.evaluation.fewshot_metrics import FewShotMeter, class_iou, fb_iou, mean_iou  # noqa: E402
+from napari_sansa.engine.metrics.fewshot import FewShotMeter, class_iou, fb_iou, mean_iou  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_SIZE = 518  # the reference resizes query images and masks to 518 x 518 and scores there

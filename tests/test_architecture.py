@@ -161,8 +161,10 @@ def test_the_top_level_holds_few_modules():
 
 def test_inside_the_engine_each_part_imports_only_those_below_it():
     order = [
-        *("errors", "config", "callbacks", "inputs", "network", "runtime", "objects", "runs", "model"),
-        "evaluation",  # scores runs of a model
+        *("errors", "config", "callbacks", "inputs", "metrics", "network", "runtime", "objects", "runs"),
+        "adaptation",  # trains the network on episodes, scored with the metrics
+        "model",
+        "evaluation",  # leave-one-out runs a model
     ]
 
     def rank(module: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.evaluation.fewshot_metrics import FewShotMeter, class_iou, fb_iou, mean_iou
+from napari_sansa.engine.metrics.fewshot import FewShotMeter, class_iou, fb_iou, mean_iou
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import fewshot  # noqa: E402

@@ -18,8 +18,8 @@ from napari_sansa.engine import (
     SansaError,
     Scribble,
 )
-from napari_sansa.engine.evaluation.scores import score_classes, score_objects
 from napari_sansa.engine.inputs.masks import MaskClasses, classes_from_mask
+from napari_sansa.engine.metrics.scores import score_classes, score_objects
 from napari_sansa.engine.objects.split import link_planes, split_instances
 from napari_sansa.files.reference_sets import (
     ReferenceSet,

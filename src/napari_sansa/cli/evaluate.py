@@ -18,7 +18,7 @@ import pandas as pd
 from napari_sansa.cli.options import EXIT_USAGE, load_model, reference_inputs, target_paths
 from napari_sansa.cli.segment import run_targets, write_prediction
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.evaluation.scores import score_classes, score_objects
+from napari_sansa.engine.metrics.scores import score_classes, score_objects
 from napari_sansa.files.images import atomic_write, ensure_writable_folder
 
 SCORES_FILE = "scores.csv"

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.evaluation.truth import Truth, truth_from_labels
 from napari_sansa.engine.inputs.masks import MaskMode
+from napari_sansa.engine.metrics.truth import Truth, truth_from_labels
 from napari_sansa.files.images import IMAGE_SUFFIXES, read_image
 from napari_sansa.files.outputs import existing
 

@@ -33,9 +33,9 @@ from napari_sansa.engine.adaptation.loss import mask_loss
 from napari_sansa.engine.adaptation.report import AdaptProgress, AdaptReport
 from napari_sansa.engine.adaptation.trunk import SplitEncoder
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.evaluation.scores import score_classes
 from napari_sansa.engine.inputs.images import model_input
 from napari_sansa.engine.inputs.prompts import DensePrompt, Reference, mask_in_model_frame, sam_point_inputs
+from napari_sansa.engine.metrics.scores import score_classes
 from napari_sansa.engine.network.adapters import adapter_modules
 from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.memory import (

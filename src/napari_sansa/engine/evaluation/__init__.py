@@ -1,1 +1,1 @@
-"""How good a result is: scores against a ground truth, and leave-one-out over references."""
+"""How good a result is on the user's own references: leave-one-out (it runs a model; the scores are :mod:`..metrics`)."""

@@ -17,8 +17,8 @@ import pandas as pd
 
 from napari_sansa.engine.callbacks import Cancel, is_cancelled
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.evaluation.scores import score_classes, score_objects, true_objects
 from napari_sansa.engine.inputs.prompts import Mask, Reference
+from napari_sansa.engine.metrics.scores import score_classes, score_objects, true_objects
 
 if TYPE_CHECKING:
     from napari_sansa.engine.model import Prediction, Sansa

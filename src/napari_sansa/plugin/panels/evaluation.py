@@ -35,8 +35,8 @@ from qtpy.QtWidgets import (
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.evaluation.leave_one_out import HeldOut, leave_one_out, mask_references
-from napari_sansa.engine.evaluation.scores import score_classes
-from napari_sansa.engine.evaluation.truth import truth_from_labels
+from napari_sansa.engine.metrics.scores import score_classes
+from napari_sansa.engine.metrics.truth import truth_from_labels
 from napari_sansa.files.truth import TRUTH_ENDINGS
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.jobs import Started

@@ -6,8 +6,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from napari_sansa.engine.evaluation.scores import true_objects
 from napari_sansa.engine.inputs.masks import MaskMode, classes_from_mask
+from napari_sansa.engine.metrics.scores import true_objects
 
 
 class Truth(NamedTuple):
