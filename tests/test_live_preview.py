@@ -92,7 +92,7 @@ def test_the_threshold_relabels_the_preview_and_the_results_without_the_model(
         raise AssertionError("the threshold ran the model")
 
     monkeypatch.setattr(type(widget.model), "propagate", no_model)
-    monkeypatch.setattr(type(widget.model), "_features_many", no_model)
+    monkeypatch.setattr(widget.model.runtime, "features_many", no_model)
     result, preview = viewer.layers["cells 3 [SANSA]"], viewer.layers[PREVIEW]
     kept = widget.runner.results.logits
     shown = {}
