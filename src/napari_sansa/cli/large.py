@@ -26,7 +26,7 @@ from napari_sansa.files.images import TIFF_SUFFIXES
 from napari_sansa.files.label_stores import LabelsOutput
 from napari_sansa.files.lazy_inputs import is_zarr_path, open_lazy, tiff_shape
 from napari_sansa.files.microscope import is_microscope_file
-from napari_sansa.files.outputs import labels_in_store, labels_stem, large_labels_path
+from napari_sansa.files.outputs import labels_in_store, labels_stem, large_labels_path, objects_paths
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -246,9 +246,8 @@ class LargeTargets:
         if prediction.missing:
             return f"{path.name}: objects not written (tiles missing)"
         stem = labels_stem(path)
-        suffix = ".tif" if self.fmt == "tif" else ".ome.zarr"
-        objects = LabelsOutput(out / f"{stem}_objects{suffix}", self.fmt)
-        table_path = out / f"{stem}_objects.csv"
+        store, table_path = objects_paths(out, stem, ".tif" if self.fmt == "tif" else ".ome.zarr")
+        objects = LabelsOutput(store, self.fmt)
         existing = [p for p in (objects.final, table_path) if p.exists()]
         if existing and not overwrite:
             raise SansaError(f"{existing[0]} already exists; add --overwrite to replace it.")

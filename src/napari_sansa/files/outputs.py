@@ -197,7 +197,7 @@ def parse_exports(text: str | None) -> tuple[str, ...]:
 def geojson_path(out: Path, name: str) -> Path:
     """Where a target's QuPath GeoJSON goes: ``<name>_objects.geojson`` in ``out`` (beside
     ``<name>_objects.tif``; the CLI's ``name`` is the target file's stem)."""
-    return Path(out) / f"{name}_objects.geojson"
+    return objects_file(out, name, ".geojson")
 
 
 class RunExports:
@@ -335,7 +335,12 @@ def layer_labels_file(folder: Path, name: str, labels) -> Path:
     return folder / f"{safe_name(name)}{labels_suffix(labels, '.png' if labels.ndim == 2 else '.tif')}"
 
 
-def objects_paths(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Where an image's objects go: ``<name>_objects.tif`` (instance labels) and ``<name>_objects.csv``."""
-    folder = Path(folder)
-    return folder / f"{name}_objects.tif", folder / f"{name}_objects.csv"
+def objects_file(folder: str | os.PathLike, name: str, suffix: str) -> Path:
+    """``<name>_objects<suffix>`` in ``folder``: every file of an image's objects is named so."""
+    return Path(folder) / f"{name}_objects{suffix}"
+
+
+def objects_paths(folder: str | os.PathLike, name: str, labels_suffix: str = ".tif") -> tuple[Path, Path]:
+    """Where an image's objects go: ``<name>_objects.tif`` (instance labels; ``.ome.zarr`` for a
+    large target's store) and ``<name>_objects.csv`` (their table)."""
+    return objects_file(folder, name, labels_suffix), objects_file(folder, name, ".csv")
