@@ -15,6 +15,7 @@ from conftest import TEST_IMAGE_SIZE
 from napari_sansa import Mask, Reference, SansaError
 from napari_sansa.cli.main import main
 from napari_sansa.distributed import ModelSpec, local_cluster, segment
+from napari_sansa.engine.errors import OutputExists
 from napari_sansa.engine.inputs.masks import classes_from_mask
 from napari_sansa.files.images import read_image, write_labels
 from napari_sansa.files.outputs import expand_inputs
@@ -100,7 +101,7 @@ def test_cluster_writes_what_one_process_writes(client, files, references, spec,
     assert all(set(r.scores) == {1, 2} for r in summary.written)
     assert progress[0] == (0, N_TARGETS + 1) and progress[-1] == (N_TARGETS + 1, N_TARGETS + 1)
     assert_complete(out, serial)
-    with pytest.raises(SansaError, match="already exist.*--resume"):  # nothing replaced unasked
+    with pytest.raises(OutputExists, match="already exist"):  # nothing replaced unasked
         segment(client, references, files[1], out, model=spec)
 
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from napari_sansa.cli.options import add_model_options, load_model, reference_inputs
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.files.overwrite import refuse_existing
 
 
 def add_parser(commands) -> None:
@@ -55,8 +55,7 @@ def add_parser(commands) -> None:
 def adapt(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    if args.out.exists() and not args.overwrite:
-        raise SansaError(f"{args.out} exists: choose another --out, or pass --overwrite.")
+    refuse_existing([args.out], overwrite=args.overwrite)
     args.class_name = []
     references = reference_inputs(args).references
     model = load_model(args)

@@ -20,6 +20,7 @@ from napari_sansa.cli.segment import run_targets, write_prediction
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.metrics.scores import score_classes, score_objects
 from napari_sansa.files.images import atomic_write, ensure_writable_folder
+from napari_sansa.files.overwrite import refuse_existing
 
 SCORES_FILE = "scores.csv"
 OBJECT_SCORES_FILE = "object_scores.csv"
@@ -75,11 +76,7 @@ class ScoreSheet:
 
 
 def _refuse_old_scores(out: Path, overwrite: bool) -> None:
-    found = [out / n for n in (SCORES_FILE, OBJECT_SCORES_FILE) if (out / n).exists()]
-    if found and not overwrite:
-        raise SansaError(
-            f"{found[0]} already exists; add --overwrite to replace it, or choose another --out."
-        )
+    refuse_existing([out / n for n in (SCORES_FILE, OBJECT_SCORES_FILE)], "score tables", overwrite=overwrite)
 
 
 def evaluate(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ from napari_sansa.files.label_stores import LabelsOutput
 from napari_sansa.files.lazy_inputs import is_zarr_path, open_lazy, tiff_shape
 from napari_sansa.files.microscope import is_microscope_file
 from napari_sansa.files.outputs import labels_in_store, labels_stem, large_labels_path, objects_paths
+from napari_sansa.files.overwrite import refuse_existing
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -172,14 +173,8 @@ class LargeTargets:
                 raise SansaError(
                     f"Cannot write labels into {target} (not writable); add --format tif to write them to --out."
                 )
-        if args.overwrite or args.resume:
-            return
-        found = [o.final for o in self.outputs.values() if o.final.exists()]
-        if found:
-            raise SansaError(
-                f"{len(found)} of the labels of large images already exist (e.g. {found[0]}); "
-                "add --resume to skip them or --overwrite to replace them."
-            )
+        finals = [o.final for o in self.outputs.values()]
+        refuse_existing(finals, "labels of large images", overwrite=args.overwrite or args.resume)
 
     def output_paths(self, targets: Sequence[Path], small: Sequence[Path]) -> list[Path]:
         """Each target's output: its large output, else the small one from ``small``."""
@@ -248,9 +243,7 @@ class LargeTargets:
         stem = labels_stem(path)
         store, table_path = objects_paths(out, stem, ".tif" if self.fmt == "tif" else ".ome.zarr")
         objects = LabelsOutput(store, self.fmt)
-        existing = [p for p in (objects.final, table_path) if p.exists()]
-        if existing and not overwrite:
-            raise SansaError(f"{existing[0]} already exists; add --overwrite to replace it.")
+        refuse_existing([objects.final, table_path], "objects files", overwrite=overwrite)
         labels = prediction.labels
         level0 = objects.create(tuple(labels.shape), np.int32)
         try:

@@ -17,8 +17,14 @@ from napari_sansa.cli.evaluate import evaluate as evaluate_command
 from napari_sansa.cli.large import add_options as add_large_options
 from napari_sansa.cli.options import EXIT_USAGE, add_model_options
 from napari_sansa.cli.segment import segment as segment_command
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.errors import OutputExists, SansaError
 from napari_sansa.engine.objects import OBJECT_METHODS
+
+REPLACE_FLAGS = {  # what each command's user can do about files that exist (OutputExists)
+    "segment": "Add --resume to keep what is complete, or --overwrite to replace them.",
+    "evaluate": "Add --overwrite to replace them, or choose another --out.",
+    "adapt": "Add --overwrite to replace it, or choose another --out.",
+}
 
 
 def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> None:
@@ -226,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }[args.command]
     try:
         return handler(args)
+    except OutputExists as exc:  # the files layer names no flag: the command's own are added here
+        print(f"napari-sansa: error: {exc} {REPLACE_FLAGS.get(args.command, '')}".rstrip(), file=sys.stderr)
+        return EXIT_USAGE
     except SansaError as exc:
         print(f"napari-sansa: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

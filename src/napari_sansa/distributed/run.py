@@ -28,7 +28,7 @@ from napari_sansa.files.outputs import (
     existing,
     output_paths,
     reference_classes,
-    refuse_existing,
+    refuse_existing_labels,
     remove_leftovers,
 )
 
@@ -196,7 +196,7 @@ def segment(
     outputs = output_paths(targets, out, reference_classes(references))
     names = existing(out)
     if not (resume or overwrite):
-        refuse_existing(outputs, names)
+        refuse_existing_labels(outputs, names)
     summary = RunSummary([], leftovers_removed=remove_leftovers(outputs, started_at) if resume else 0)
     items = [Item(str(t), str(o), overwrite) for t, o in zip(targets, outputs)]
     todo = [item for item, o in zip(items, outputs) if overwrite or o.name not in names]

@@ -11,7 +11,7 @@ import io
 from collections.abc import Iterable
 from pathlib import Path
 
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.files.overwrite import refuse_existing
 
 CLASSES_FILE = "classes.csv"
 
@@ -43,10 +43,7 @@ def planned_class_table(
                 return None
         except (OSError, UnicodeDecodeError):
             pass
-        if not overwrite:
-            raise SansaError(
-                f"{path} already exists with other class names; choose another folder or allow overwriting."
-            )
+        refuse_existing([path], overwrite=overwrite, detail="with other class names")
     return path, text
 
 

@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.files.overwrite import refuse_existing
 
 T = TypeVar("T")
 
@@ -129,8 +130,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
 def write_labels(path: str | os.PathLike, labels: np.ndarray, *, overwrite: bool = False) -> Path:
     """Write a label image atomically (temporary file, then rename); refuse to overwrite."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
+    refuse_existing([path], overwrite=overwrite)
 
     def write(tmp_name: str) -> None:
         if path.suffix.lower() in TIFF_SUFFIXES:

@@ -24,6 +24,7 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.lazy_inputs import AxesView, LazyTarget
+from napari_sansa.files.overwrite import refuse_existing
 
 CHUNK = 1024  # zarr chunk side of OME-Zarr labels
 TIFF_TILE = (256, 256)
@@ -351,8 +352,7 @@ def write_labels_store(
     from ome_zarr.writer import write_image
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise SansaError(f"{path} already exists; choose another folder or allow overwriting.")
+    refuse_existing([path], overwrite=overwrite)
     partial = path.with_name(path.name + PARTIAL)
     shutil.rmtree(partial, ignore_errors=True)
     data = da.from_array(labels, chunks=chunks_of(labels), asarray=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import atomic_write, write_labels
 from napari_sansa.files.outputs import objects_paths
+from napari_sansa.files.overwrite import refuse_existing
 
 
 def write_objects(
@@ -22,9 +22,7 @@ def write_objects(
 ) -> list[Path]:
     """Write an image's (or a stack's) instance labels as TIFF and their table as CSV."""
     tif, csv = objects_paths(folder, name)
-    existing = [p for p in (tif, csv) if p.exists()]
-    if existing and not overwrite:
-        raise SansaError(f"{existing[0]} already exists; choose another folder or allow overwriting.")
+    refuse_existing([tif, csv], "objects files", overwrite=overwrite)
     write_labels(tif, np.asarray(labels, np.int32), overwrite=True)
     write_object_table(csv, table)
     return [tif, csv]

@@ -22,6 +22,7 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.images import labels_suffix, read_image
+from napari_sansa.files.overwrite import refuse_existing
 
 GLOB_CHARS = frozenset("*?[")
 LARGE_FILE = 256 * 2**20  # label files beyond this are checked by their header, not read whole
@@ -103,14 +104,10 @@ def is_complete(path: str | os.PathLike) -> bool:
         return False
 
 
-def refuse_existing(outputs: Sequence[Path], names: set[str]) -> None:
-    """Stop before any work when outputs exist and neither resuming nor overwriting was asked for."""
-    found = [p for p in outputs if p.name in names]
-    if found:
-        raise SansaError(
-            f"{len(found)} of the label images already exist in {found[0].parent} (e.g. {found[0].name}); "
-            "add --resume to skip them or --overwrite to replace them."
-        )
+def refuse_existing_labels(outputs: Sequence[Path], names: set[str]) -> None:
+    """Stop before any work when outputs exist (``names``: listed once, by :func:`existing`) and
+    neither resuming nor overwriting was asked for."""
+    refuse_existing([p for p in outputs if p.name in names], "label images")
 
 
 def unfinished(targets: Sequence[Path], outputs: Sequence[Path]) -> list[int]:
@@ -237,11 +234,7 @@ class RunExports:
                 f"Two targets would both export {twice.name}; rename one, or segment them apart."
             )
         planned += [self.coco_path] if not (resume or self.coco is None) else []
-        found = [p for p in planned if p.exists()]
-        if found and not (overwrite or resume):
-            raise SansaError(
-                f"{found[0]} already exists; add --overwrite to replace it (or --resume to keep what is done)."
-            )
+        refuse_existing(planned, "exports", overwrite=overwrite or resume)
 
     def _geojson(self, target: Path) -> Path:
         return geojson_path(self.out, self.names.get(Path(target), Path(target).stem))

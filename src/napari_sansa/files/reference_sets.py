@@ -25,6 +25,7 @@ import numpy as np
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import Image, as_image, image_hw
 from napari_sansa.engine.inputs.prompts import MAX_CLASS_ID, Prompt, Reference, resolve_reference
+from napari_sansa.files.overwrite import refuse_existing
 from napari_sansa.files.prompts import (
     MODEL_FIELDS,
     SETTING_FIELDS,
@@ -134,10 +135,7 @@ def check_set_folder(folder: str | os.PathLike, overwrite: bool = False) -> None
             raise SansaError(
                 f"{folder} already holds other files and is not a reference set; choose an empty or new folder."
             )
-        if not overwrite:
-            raise SansaError(
-                f"A reference set already exists in {folder}; choose another folder or allow overwriting."
-            )
+        refuse_existing([folder / SET_FILE], overwrite=overwrite)
 
 
 def _prepare_folder(folder: Path, overwrite: bool) -> None:

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.errors import OutputExists, SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
 from napari_sansa.files.coco import COCO_FILE
@@ -287,12 +287,11 @@ class RunFileButtons(QWidget):
         """``write(folder)``, asking before replacing files; ``None`` if it did not happen."""
         try:
             return write(folder)
-        except SansaError as exc:
-            if (
-                "already exist" in str(exc)
-                and QMessageBox.question(self, "Overwrite?", f"{exc}\n\nOverwrite them?") == QMessageBox.Yes
-            ):
+        except OutputExists as exc:
+            if QMessageBox.question(self, "Overwrite?", f"{exc}\n\nOverwrite them?") == QMessageBox.Yes:
                 return write(folder, overwrite=True)
+            return None
+        except SansaError as exc:
             notifications.error(str(exc))
             return None
 

@@ -17,6 +17,7 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.prompts import Prompt
 from napari_sansa.files.images import write_labels
 from napari_sansa.files.outputs import layer_labels_file
+from napari_sansa.files.overwrite import refuse_existing
 from napari_sansa.files.prompts import (
     MODEL_FIELDS,
     SETTING_FIELDS,
@@ -34,12 +35,7 @@ def planned_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool
     """Each image's label file (see :func:`~napari_sansa.files.outputs.layer_labels_file`);
     refuses if one exists (unless ``overwrite``). Writes nothing."""
     planned = {name: layer_labels_file(folder, name, labels) for name, labels in results.items()}
-    existing = [p for p in planned.values() if p.exists()]
-    if existing and not overwrite:
-        raise SansaError(
-            f"{len(existing)} file(s) already exist in {folder}, e.g. {existing[0].name}; "
-            "choose another folder or allow overwriting."
-        )
+    refuse_existing(planned.values(), "label files", overwrite=overwrite)
     return planned
 
 

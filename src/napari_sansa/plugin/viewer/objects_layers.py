@@ -115,19 +115,15 @@ class ObjectLayers:
 
     def export_later(self, folder: str | os.PathLike, overwrite: bool = False) -> Callable[[], list[Path]]:
         """Check now that no objects file would be overwritten; the returned call writes them."""
-        from napari_sansa.engine.errors import SansaError
         from napari_sansa.files.objects import write_objects
         from napari_sansa.files.outputs import objects_paths, safe_name
+        from napari_sansa.files.overwrite import refuse_existing
 
         self.sync()
         images = {L.layer_id(lyr): lyr.name for lyr in L.image_layers(self.viewer)}
         planned = {i: safe_name(images[i]) for i in self.live() if i in images}
-        existing = [p for name in planned.values() for p in objects_paths(folder, name) if p.exists()]
-        if existing and not overwrite:
-            raise SansaError(
-                f"{len(existing)} file(s) already exist in {folder}, e.g. {existing[0].name}; "
-                "choose another folder or allow overwriting."
-            )
+        paths = [p for name in planned.values() for p in objects_paths(folder, name)]
+        refuse_existing(paths, "objects files", overwrite=overwrite)
 
         def write() -> list[Path]:
             written = []
