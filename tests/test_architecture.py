@@ -133,7 +133,8 @@ def test_the_engine_is_compute_only():
         if name in NOT_IN_ENGINE
     )
     assert third_party == []
-    assert _violations(lambda m, t: _layer(m) == "engine" and _layer(t) in ("files",) + FRONT_ENDS) == []
+    below = ("files", "pipeline", *FRONT_ENDS)
+    assert _violations(lambda m, t: _layer(m) == "engine" and _layer(t) in below) == []
 
 
 def test_nothing_outside_the_cli_imports_it():
@@ -141,7 +142,36 @@ def test_nothing_outside_the_cli_imports_it():
 
 
 def test_file_formats_import_only_the_engine():
-    assert _violations(lambda m, t: _layer(m) == "files" and _layer(t) in FRONT_ENDS) == []
+    assert _violations(lambda m, t: _layer(m) == "files" and _layer(t) in ("pipeline", *FRONT_ENDS)) == []
+
+
+def test_the_pipeline_sits_between_the_files_and_the_front_ends():
+    assert "napari_sansa.pipeline.run" in MODULES
+    assert _violations(lambda m, t: _layer(m) == "pipeline" and _layer(t) in FRONT_ENDS) == []
+    outside = _violations(
+        lambda m, t: _layer(m) == "pipeline" and _layer(t) not in ("engine", "files", "pipeline")
+    )
+    assert outside == []
+
+
+def test_the_pipeline_loads_without_torch():
+    """A model that runs elsewhere (a Dask server) satisfies the pipeline's protocol on a
+    machine without torch: importing the pipeline loads none."""
+    import subprocess
+    import sys
+
+    code = "import sys, napari_sansa.pipeline, napari_sansa.pipeline.run; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_front_ends_run_files_through_the_pipeline():
+    for front_end in (
+        "napari_sansa.cli.segment",
+        "napari_sansa.distributed.worker",
+        "napari_sansa.plugin.core.jobs",
+    ):
+        assert any(_layer(t) == "pipeline" for t in IMPORTS[front_end][0]), front_end
 
 
 @pytest.mark.parametrize("front_end", FRONT_ENDS)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from napari_sansa.cli.options import EXIT_USAGE, load_model, reference_inputs, target_paths
-from napari_sansa.cli.segment import run_targets, write_prediction
+from napari_sansa.cli.segment import run_targets
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.metrics.scores import score_classes, score_objects
 from napari_sansa.files.images import atomic_write, ensure_writable_folder
@@ -143,7 +143,8 @@ def leave_one_out_command(args: argparse.Namespace) -> int:
 
     from napari_sansa.engine.evaluation.leave_one_out import leave_one_out, mask_references
     from napari_sansa.files.class_table import write_class_table
-    from napari_sansa.files.objects import write_objects
+    from napari_sansa.files.outputs import labels_name
+    from napari_sansa.pipeline import TargetFiles, write_target
 
     if args.targets or args.truth is not None:
         raise SansaError(
@@ -161,10 +162,9 @@ def leave_one_out_command(args: argparse.Namespace) -> int:
     bar = tqdm(total=len(held), unit="reference", desc="Leave-one-out", file=sys.stderr)
     try:
         for result in leave_one_out(model, references, instances=args.instances):
-            name = Path(names[result.index])
-            write_prediction(out, name, result.prediction, None, args.overwrite)
-            if result.instances is not None:
-                write_objects(out, name.stem, *result.instances, overwrite=args.overwrite)
+            name, labels = Path(names[result.index]), result.prediction.labels
+            files = TargetFiles.of(name, out / labels_name(name, labels), result.instances is not None)
+            write_target(files, labels, result.instances, replace=args.overwrite)
             sheet.add(name.name, result.classes, result.objects)
             bar.update(1)
     finally:

@@ -24,13 +24,8 @@ from napari_sansa.distributed.worker import (
 )
 from napari_sansa.engine.callbacks import Cancel, Progress, is_cancelled
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.files.outputs import (
-    existing,
-    output_paths,
-    reference_classes,
-    refuse_existing_labels,
-    remove_leftovers,
-)
+from napari_sansa.files.outputs import existing, output_paths, reference_classes, remove_leftovers
+from napari_sansa.pipeline.targets import TargetFiles, refuse_written
 
 TASK_OVERHEAD_S = 0.04  # per task: 32 ms measured on 2 overloaded cores (benchmarks/cluster.py), rounded up
 OVERHEAD_SHARE = 0.02  # tasks are sized so that the overhead is at most this share of their compute
@@ -147,6 +142,114 @@ def _stop(client, name: str, unfinished: list) -> None:
         pass
 
 
+@dataclass
+class _Plan:
+    """The run's targets as task items: those to segment, and those whose files are all there
+    (checked by the workers: read back, redone if incomplete)."""
+
+    items: list[Item]
+    todo: list[Item]
+    checks: list[Item]
+    owed: list[Path]  # every file of every target
+
+
+def _plan(references, targets: list[Path], out: Path, instances, overwrite: bool, resume: bool) -> _Plan:
+    """Every target's files (named as the command line names them), refused if they exist
+    unless ``resume`` or ``overwrite``."""
+    outputs = output_paths(targets, out, reference_classes(references))
+    files = [TargetFiles.of(t, o, bool(instances)) for t, o in zip(targets, outputs)]
+    refuse_written(files, overwrite=overwrite or resume)
+    names = existing(out)
+    items = [Item(str(t), str(o), overwrite) for t, o in zip(targets, outputs)]
+    there = [f.present(names) for f in files]
+    todo = [item for item, found in zip(items, there) if overwrite or not found]
+    checks = [item for item, found in zip(items, there) if not overwrite and found]
+    return _Plan(items, todo, checks, [p for f in files for p in f.owed()])
+
+
+class _Tasks:
+    """The run's tasks on the cluster: submitted, collected as they finish, one record per target."""
+
+    def __init__(self, client, name: str, summary: RunSummary, resources: dict | None) -> None:
+        self.client, self.name, self.summary, self.resources = client, name, summary, resources
+        self.futures: dict = {}  # unfinished task -> its targets
+        self.records: dict[str, TargetResult] = {}
+
+    def submit(self, batch: list[Item]):
+        future = self.client.submit(
+            segment_batch, self.name, batch, key=f"{self.name}-{self.summary.tasks}", retries=RETRIES,
+            resources=self.resources, pure=False,
+        )  # fmt: skip
+        self.futures[future] = batch
+        self.summary.tasks += 1
+        return future
+
+    def collect(
+        self, batches: list[list[Item]], total: int, start: float, progress: Progress, cancel: Cancel
+    ):
+        """Run the batches; a failed task of several targets is retried target by target (to
+        find the one that kills its workers), a failed single target is recorded as failed."""
+        from distributed import as_completed
+
+        pending = as_completed([self.submit(batch) for batch in batches])
+        if progress is not None:
+            progress(0, total)
+        while not pending.is_empty():
+            if is_cancelled(cancel):
+                self.summary.cancelled = True
+                return
+            done = pending.next_batch(block=False)
+            if not done:
+                time.sleep(0.02)
+                continue
+            for future in done:
+                batch = self.futures.pop(future)  # its result is released once read
+                if future.status == "error" and len(batch) > 1:
+                    for item in batch:
+                        pending.add(self.submit([item]))
+                    continue
+                self._record(future, batch, start)
+                if progress is not None:
+                    progress(len(self.records), total)
+
+    def _record(self, future, batch: list[Item], start: float) -> None:
+        if future.status == "finished":
+            results = future.result()
+        else:
+            exc = future.exception() if future.status == "error" else None
+            reason = _failure_reason(exc) if exc is not None else f"task {future.status}"
+            results = [TargetResult(i.target, i.output, "failed", error=reason) for i in batch]
+        for result in results:
+            self.records[result.target] = result
+        if self.summary.first_result_seconds is None:
+            self.summary.first_result_seconds = time.perf_counter() - start
+
+
+def _size_tasks(summary: RunSummary, statuses: dict, workers: dict, model: ModelSpec, size, n_todo: int):
+    """Record the workers' speed; the GPU resource the tasks ask for, and the targets per task."""
+    summary.workers = len(statuses)
+    summary.seconds_per_target = statistics.median(s["seconds_per_target"] for s in statuses.values())
+    on_gpu = any(s["device"] == "cuda" for s in statuses.values())
+    has_gpus = any(info.get("resources", {}).get("GPU") for info in workers.values())
+    model_batch = model.config.batch_size or (8 if on_gpu else 1)
+    summary.targets_per_task = size or task_size(
+        summary.seconds_per_target, n_todo, len(statuses), model_batch
+    )
+    return {"GPU": 1} if on_gpu and has_gpus else None
+
+
+def _checked_references(references) -> list:
+    """The references as a list; bad prompts said here, not by every worker."""
+    from napari_sansa.engine.inputs.prompts import Reference, resolve_reference
+
+    references = [references] if isinstance(references, Reference) else list(references)
+    if not references:
+        raise SansaError("No references: give at least one annotated image.")
+    for index, reference in enumerate(references):
+        resolve_reference(reference, index)
+    return references
+
+
 def segment(
     client,
     references,
@@ -167,110 +270,41 @@ def segment(
 
     Each worker loads ``model`` once and encodes the ``references`` (a list of
     :class:`~napari_sansa.Reference`); tasks are batches of target paths, and each writes its
-    label files itself (temporary file, then rename), named as the CLI names them. Existing
-    label files stop the run unless ``resume`` (keep complete ones, do the rest) or
-    ``overwrite``. ``progress(done, total)`` is called as targets finish; ``cancel`` (an Event
-    or a callable) stops the run: queued tasks are dropped, outputs written so far stay. A target
-    that cannot be read or segmented is reported in the summary and the others go on; so is a
-    task whose targets keep killing their workers. ``torch_threads`` overrides each worker's
-    share of its host's cores; ``worker_timeout`` is how long to wait for a first worker.
-    ``instances`` ("watershed" or "sam") also writes each target's objects and their table.
+    targets' files itself with the pipeline's writer (in one order, each atomically), named as
+    the CLI names them. Existing files stop the run (``OutputExists``) unless ``resume`` (keep
+    complete targets, do the rest) or ``overwrite``. ``progress(done, total)`` is called as
+    targets finish; ``cancel`` (an Event or a callable) stops the run: queued tasks are dropped,
+    outputs written so far stay. A target that cannot be read or segmented is reported in the
+    summary and the others go on; so is a task whose targets keep killing their workers.
+    ``torch_threads`` overrides each worker's share of its host's cores; ``worker_timeout`` is
+    how long to wait for a first worker. ``instances`` ("watershed" or "sam") also writes each
+    target's objects and their table.
     """
-    from distributed import as_completed
-
-    from napari_sansa.engine.inputs.prompts import Reference, resolve_reference
     from napari_sansa.files.images import ensure_writable_folder
 
-    start = time.perf_counter()
-    started_at = time.time()
-    references = [references] if isinstance(references, Reference) else list(references)
-    if not references:
-        raise SansaError("No references: give at least one annotated image.")
-    for index, reference in enumerate(references):  # bad prompts: said here, not by every worker
-        resolve_reference(reference, index)
+    start, started_at = time.perf_counter(), time.time()
+    references = _checked_references(references)
     overwrite = overwrite and not resume  # resuming keeps complete outputs, whatever else is asked
     targets = [Path(t).absolute() for t in targets]
     if not targets:
         raise SansaError("No target images.")
     out = ensure_writable_folder(Path(out).absolute())
-    outputs = output_paths(targets, out, reference_classes(references))
-    names = existing(out)
-    if not (resume or overwrite):
-        refuse_existing_labels(outputs, names)
-    summary = RunSummary([], leftovers_removed=remove_leftovers(outputs, started_at) if resume else 0)
-    items = [Item(str(t), str(o), overwrite) for t, o in zip(targets, outputs)]
-    todo = [item for item, o in zip(items, outputs) if overwrite or o.name not in names]
-    checks = [item for item, o in zip(items, outputs) if not overwrite and o.name in names]
-
-    workers = _workers(client, worker_timeout)
-    name = f"sansa-{uuid.uuid4().hex[:12]}"
-    plugin = SansaWorker(
-        model,
-        references,
-        siblings=_siblings(client, workers),
-        torch_threads=torch_threads,
-        instances=instances,
-    )
-    records: dict[str, TargetResult] = {}
-    futures: dict = {}  # unfinished task -> its targets
+    plan = _plan(references, targets, out, instances, overwrite, resume)
+    summary = RunSummary([], leftovers_removed=remove_leftovers(plan.owed, started_at) if resume else 0)
+    workers, name = _workers(client, worker_timeout), f"sansa-{uuid.uuid4().hex[:12]}"
+    options = {"siblings": _siblings(client, workers), "torch_threads": torch_threads, "instances": instances}
+    plugin = SansaWorker(model, references, **options)
+    tasks = _Tasks(client, name, summary, None)
     try:
         statuses = _set_up(client, name, plugin)
         summary.setup_seconds = time.perf_counter() - start
-        summary.workers = len(statuses)
-        summary.seconds_per_target = statistics.median(s["seconds_per_target"] for s in statuses.values())
-        on_gpu = any(s["device"] == "cuda" for s in statuses.values())
-        has_gpus = any(info.get("resources", {}).get("GPU") for info in workers.values())
-        resources = {"GPU": 1} if on_gpu and has_gpus else None
-        model_batch = model.config.batch_size or (8 if on_gpu else 1)
-        size = targets_per_task or task_size(
-            summary.seconds_per_target, len(todo), len(statuses), model_batch
-        )
-        summary.targets_per_task = size
-        batches = _chunks(todo, size) + _chunks(checks, CHECKS_PER_TASK)
-
-        def submit(batch: list[Item]):
-            future = client.submit(
-                segment_batch, name, batch, key=f"{name}-{summary.tasks}", retries=RETRIES,
-                resources=resources, pure=False,
-            )  # fmt: skip
-            futures[future] = batch
-            summary.tasks += 1
-            return future
-
-        pending = as_completed([submit(batch) for batch in batches])
-        total = len(items)
-        if progress is not None:
-            progress(0, total)
-        while not pending.is_empty():
-            if is_cancelled(cancel):
-                summary.cancelled = True
-                break
-            done = pending.next_batch(block=False)
-            if not done:
-                time.sleep(0.02)
-                continue
-            for future in done:
-                batch = futures.pop(future)  # its result is released once read
-                if future.status == "finished":
-                    results = future.result()
-                elif future.status == "error" and len(batch) > 1:
-                    for item in batch:  # find the target that kills its workers; the others pass
-                        pending.add(submit([item]))
-                    continue
-                else:
-                    exc = future.exception() if future.status == "error" else None
-                    reason = _failure_reason(exc) if exc is not None else f"task {future.status}"
-                    results = [TargetResult(i.target, i.output, "failed", error=reason) for i in batch]
-                for result in results:
-                    records[result.target] = result
-                if summary.first_result_seconds is None:
-                    summary.first_result_seconds = time.perf_counter() - start
-                if progress is not None:
-                    progress(len(records), total)
+        tasks.resources = _size_tasks(summary, statuses, workers, model, targets_per_task, len(plan.todo))
+        batches = _chunks(plan.todo, summary.targets_per_task) + _chunks(plan.checks, CHECKS_PER_TASK)
+        tasks.collect(batches, len(plan.items), start, progress, cancel)
     finally:
-        _stop(client, name, list(futures))
+        _stop(client, name, list(tasks.futures))
     if not summary.cancelled:
-        summary.leftovers_removed += remove_leftovers(outputs, time.time())
-    summary.results = [records[item.target] for item in items if item.target in records]
+        summary.leftovers_removed += remove_leftovers(plan.owed, time.time())
+    summary.results = [tasks.records[i.target] for i in plan.items if i.target in tasks.records]
     summary.seconds = time.perf_counter() - start
     return summary

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 from distributed import WorkerPlugin, get_worker
@@ -21,6 +20,7 @@ from distributed import WorkerPlugin, get_worker
 from napari_sansa import environment
 from napari_sansa.distributed.spec import ModelSpec
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.pipeline.targets import TargetFiles, write_prediction
 
 Status = Literal["written", "skipped", "failed"]
 THREADS_ENV = environment.TORCH_THREADS  # set on workers that know their share of the cores
@@ -42,7 +42,8 @@ class TargetResult:
 
 @dataclass(frozen=True)
 class Item:
-    """One target of a task: read ``target``, write ``output`` (replacing it only if ``overwrite``)."""
+    """One target of a task: read ``target``, write its files (``output``: its labels; see
+    :class:`~napari_sansa.pipeline.targets.TargetFiles`); ``overwrite``: even if complete."""
 
     target: str
     output: str
@@ -162,8 +163,7 @@ class SansaWorker(WorkerPlugin):
                 self.running -= 1
 
     def _run(self, items: Sequence[Item]) -> list[TargetResult]:
-        from napari_sansa.files.images import ReadAsNeeded, read_image, write_labels
-        from napari_sansa.files.outputs import is_complete
+        from napari_sansa.files.images import ReadAsNeeded, read_image
 
         self.ready.wait()
         if self.model is None:
@@ -175,15 +175,13 @@ class SansaWorker(WorkerPlugin):
 
         torch.set_num_threads(self.threads)
         results: dict[int, TargetResult] = {}
-        todo: list[tuple[int, Item, bool]] = []
+        todo: list[tuple[int, Item, TargetFiles]] = []
         for index, item in enumerate(items):
-            if os.path.exists(item.output) and not item.overwrite:
-                if is_complete(item.output):  # written before, or by an earlier try of this task
-                    results[index] = TargetResult(item.target, item.output, "skipped", worker=self.address)
-                    continue
-                todo.append((index, item, True))  # unreadable: done again
+            files = TargetFiles.of(item.target, item.output, bool(self.instances))
+            if not item.overwrite and files.complete():  # before, or by an earlier try of this task
+                results[index] = TargetResult(item.target, item.output, "skipped", worker=self.address)
             else:
-                todo.append((index, item, item.overwrite))
+                todo.append((index, item, files))
 
         def fail(index: int, item: Item, error: Exception) -> None:
             results[index] = TargetResult(
@@ -193,23 +191,15 @@ class SansaWorker(WorkerPlugin):
         images = ReadAsNeeded(
             todo, lambda entry: read_image(entry[1].target), lambda entry, error: fail(*entry[:2], error)
         )
-        readable = images.read
 
         def skip(position: int, error: SansaError) -> None:
-            index, item, _ = readable[position]
-            fail(index, item, error)
+            fail(*images.read[position][:2], error)
 
         last = time.perf_counter()
-        predictions = self.model.propagate(self.references, images, on_error=skip, cancel=self.stopped)
-        for prediction in predictions:
-            index, item, replace = readable[prediction.index]
-            try:
-                if self.instances:  # before the labels, whose file says the target is complete
-                    from napari_sansa.files.objects import write_objects
-
-                    found = prediction.instances(self.instances)
-                    write_objects(Path(item.output).parent, Path(item.target).stem, *found, overwrite=True)
-                write_labels(item.output, prediction.labels, overwrite=replace)
+        for prediction in self.model.propagate(self.references, images, on_error=skip, cancel=self.stopped):
+            index, item, files = images.read[prediction.index]
+            try:  # the client refused existing files unless asked: what is left here is replaced
+                write_prediction(files, prediction, self.instances, replace=True)
             except SansaError as exc:
                 fail(index, item, exc)
                 continue

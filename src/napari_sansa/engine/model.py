@@ -273,7 +273,7 @@ class Sansa:
         from napari_sansa.engine.adaptation.training import adapt
 
         report = adapt(
-            self,
+            self.runtime,
             references,
             steps=steps,
             validation=validation,
@@ -305,7 +305,7 @@ class Sansa:
         (see :mod:`~.runs.annotation_ranking`). ``scores``: confidences from an earlier run
         (:attr:`Prediction.score`); targets without one are propagated now. Cached targets
         cost no encoder pass."""
-        return [c.index for c in rank_candidates(self, references, targets, scores=scores)]
+        return [c.index for c in rank_candidates(self.runtime, references, targets, scores=scores)]
 
     def clear_cache(self) -> None:
         """Forget cached features (in memory and on disk) and reference memories, and give

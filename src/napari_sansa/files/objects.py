@@ -21,7 +21,14 @@ def write_objects(
     folder: str | os.PathLike, name: str, labels: np.ndarray, table: pd.DataFrame, *, overwrite: bool = False
 ) -> list[Path]:
     """Write an image's (or a stack's) instance labels as TIFF and their table as CSV."""
-    tif, csv = objects_paths(folder, name)
+    return write_objects_to(objects_paths(folder, name), labels, table, overwrite=overwrite)
+
+
+def write_objects_to(
+    paths: tuple[Path, Path], labels: np.ndarray, table: pd.DataFrame, *, overwrite: bool = False
+) -> list[Path]:
+    """Instance labels and their table to ``paths`` (``(tif, csv)``), labels first, each atomically."""
+    tif, csv = paths
     refuse_existing([tif, csv], "objects files", overwrite=overwrite)
     write_labels(tif, np.asarray(labels, np.int32), overwrite=True)
     write_object_table(csv, table)

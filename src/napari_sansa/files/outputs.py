@@ -1,12 +1,12 @@
-"""Which targets a file run segments, what every output is named, and which are done already.
+"""Which targets a file run segments and what every output is named.
 
 All output names live here: a target's label file, a large target's store or tiled TIFF, labels
 inside an input OME-Zarr store, a widget layer's exported labels, and objects files.
 
 Shared by the single-process CLI and the cluster runner, so that both expand inputs (files,
-folders, glob patterns, ``@list.txt``) and name outputs the same way, and ``--resume`` means the
-same: an output that exists and reads back is finished (outputs are written to a temporary file
-and renamed, so an existing output is a complete one), anything else is done again.
+folders, glob patterns, ``@list.txt``) and name outputs the same way; whether an output reads
+back (:func:`is_complete`) is here too. Which files a target owes, the order they are written in
+and resuming are the pipeline's (:mod:`napari_sansa.pipeline.targets`).
 """
 
 from __future__ import annotations
@@ -104,18 +104,6 @@ def is_complete(path: str | os.PathLike) -> bool:
         return False
 
 
-def refuse_existing_labels(outputs: Sequence[Path], names: set[str]) -> None:
-    """Stop before any work when outputs exist (``names``: listed once, by :func:`existing`) and
-    neither resuming nor overwriting was asked for."""
-    refuse_existing([p for p in outputs if p.name in names], "label images")
-
-
-def unfinished(targets: Sequence[Path], outputs: Sequence[Path]) -> list[int]:
-    """Indices of the targets whose output is missing or unreadable (checked here, in this process)."""
-    names = {folder: existing(folder) for folder in {out.parent for out in outputs}}
-    return [i for i, out in enumerate(outputs) if out.name not in names[out.parent] or not is_complete(out)]
-
-
 def remove_leftovers(outputs: Sequence[Path], before: float) -> int:
     """Delete the temporary files that writing ``outputs`` left behind (a killed process cannot
     clean up), if older than ``before`` (a time.time()); returns how many went."""
@@ -139,22 +127,6 @@ def remove_leftovers(outputs: Sequence[Path], before: float) -> int:
         except OSError:
             continue
     return removed
-
-
-def resume_targets(targets: Sequence[Path], out: Path, references, large=None) -> list[Path]:
-    """The targets a resumed single-process run still has to do (says how many are done);
-    ``large(targets, outputs)`` replaces the outputs of large targets (OME-Zarr, tiled TIFF)."""
-    import sys
-    import time
-
-    outputs = output_paths(targets, out, reference_classes(references))
-    outputs = large(targets, outputs) if large is not None else outputs
-    remove_leftovers(outputs, time.time())
-    todo = unfinished(targets, outputs)
-    print(
-        f"Resuming: {len(targets) - len(todo)} of {len(targets)} label images are complete.", file=sys.stderr
-    )
-    return [targets[i] for i in todo]
 
 
 # ------------------------------------------------------------------ output names (all of them)

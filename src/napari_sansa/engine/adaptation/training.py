@@ -1,9 +1,11 @@
 """The adaptation loop: episodes, the reference loss, held-out scoring and early stopping.
 
 Only the adapters train (optionally also SAM2's mask decoder); everything else stays frozen.
-The held-out images are scored the way a run segments them (``model.segment`` with the
-training images as references) before training and every ``evaluate_every`` steps; the best
-scored state is kept, and is what the model holds when this returns, also after a cancel.
+It works on the :class:`~napari_sansa.engine.runtime.runtime.Runtime` (the layer below the
+``Sansa`` facade). The held-out images are scored the way a run segments them
+(:func:`~napari_sansa.engine.runs.predicting.propagate` with the training images as references)
+before training and every ``evaluate_every`` steps; the best scored state is kept, and is what
+the runtime holds when this returns, also after a cancel.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from napari_sansa.engine.network.memory import (
     decode_target,
     encode_memory,
 )
+from napari_sansa.engine.runs import predicting
+from napari_sansa.engine.runs.tiling import TileOptions
+from napari_sansa.engine.runtime.runtime import Runtime
 
 PARTS = ("adapters", "adapters+decoder")
 DEFAULT_STEPS = 300
@@ -91,25 +96,27 @@ def episode_loss(
     return mask_loss(decoded.high_res, target.to(device))
 
 
-def _fill_feature_cache(model, encoder: SplitEncoder, images: Sequence[tuple[Annotated, Reference]]) -> None:
-    """Put each image's features into the model's cache from the split encoder, whose frozen
+def _fill_feature_cache(
+    runtime: Runtime, encoder: SplitEncoder, images: Sequence[tuple[Annotated, Reference]]
+) -> None:
+    """Put each image's features into the runtime's cache from the split encoder, whose frozen
     part is cached: scoring then encodes nothing whole (the values are the same)."""
-    model.clear_cache()  # the encoder changed: cached features are stale
+    runtime.clear()  # the encoder changed: cached features are stale
+    dtype = runtime.dtype
     for image, ref in images:
         view = View(image, IDENTITY)
         feats, pos = encoder.features(
-            encoder.prefix(view.key, _view_input(view, model.image_size, model.dtype, model.device))
+            encoder.prefix(view.key, _view_input(view, runtime.image_size, dtype, runtime.device))
         )
-        model.features.put(
-            model.runtime.prepare(ref.image).key,
-            ImageFeatures(tuple(t.to(model.dtype) for t in feats.high_res), feats.top.to(model.dtype)),
+        runtime.feature_cache.put(
+            runtime.prepare(ref.image).key,
+            ImageFeatures(tuple(t.to(dtype) for t in feats.high_res), feats.top.to(dtype)),
         )
-        if model.runtime._position is None:  # known after an encoder pass; this was one
-            model.runtime._position = pos.to(model.dtype)
+        runtime.learn_position(pos)  # an encoder pass, as any other
 
 
 def held_out_scores(
-    model,
+    runtime: Runtime,
     training: Sequence[tuple[Annotated, Reference]],
     held: Sequence[tuple[Annotated, Reference]],
     encoder: SplitEncoder | None = None,
@@ -118,17 +125,17 @@ def held_out_scores(
     as a run would segment it, with the training references."""
     if encoder is not None:
         with torch.no_grad():
-            _fill_feature_cache(model, encoder, [*training, *held])
+            _fill_feature_cache(runtime, encoder, [*training, *held])
     else:
-        model.clear_cache()
+        runtime.clear()
     known = {c for _, ref in training for c in ref.prompts}
-    quiet = logging.getLogger("napari_sansa.engine.model")
+    quiet = logging.getLogger(predicting.__name__)
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # "only the first and last references give memory": said once, by adapt
     try:
-        predictions = model.segment(
-            [ref for _, ref in training], [ref.image for _, ref in held], tile_size=None
-        )
+        references, images = [ref for _, ref in training], [ref.image for _, ref in held]
+        run = predicting.propagate(runtime, references, images, TileOptions(None), predicting.Tiling())
+        predictions = list(run)
     finally:
         quiet.setLevel(level)
     scores = {}
@@ -169,7 +176,7 @@ def _cancelled(cancel) -> bool:
 
 
 def adapt(
-    model,
+    runtime: Runtime,
     references: Sequence[Reference],
     *,
     steps: int = DEFAULT_STEPS,
@@ -185,7 +192,8 @@ def adapt(
     progress: Callable[[AdaptProgress], None] | None = None,
     cancel: Callable[[], bool] | threading.Event | None = None,
 ) -> AdaptReport:
-    """Fine-tune ``model`` in place on episodes from ``references``; see :meth:`Sansa.adapt`."""
+    """Fine-tune the ``runtime``'s network in place on episodes from ``references``; see
+    :meth:`Sansa.adapt`."""
     if isinstance(references, Reference):
         references = [references]
     references = list(references)
@@ -198,21 +206,21 @@ def adapt(
     train_refs = [(image, references[image.index]) for image in training]
     held_refs = [(image, references[image.index]) for image in held]
     evaluate_every = evaluate_every or max(10, steps // 15)
-    device = model.device
+    device = runtime.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     report = AdaptReport(
         tuple(image.index for image in held), tuple(image.index for image in training), trained=train
     )
     start = time.perf_counter()
-    with model.runtime.lock:
-        parameters = trained_parameters(model.sam, train)
+    with runtime.lock:
+        parameters = trained_parameters(runtime.sam, train)
         dtypes = {name: p.dtype for name, p in parameters.items()}
         for p in parameters.values():  # fp32 master weights, whatever the model's precision
             p.data = p.data.float()
             p.requires_grad_(True)
         encoder = SplitEncoder(
-            model.sam, checkpointing=model.image_size >= 768 if checkpointing is None else checkpointing
+            runtime.sam, checkpointing=runtime.image_size >= 768 if checkpointing is None else checkpointing
         )
 
         def snapshot() -> dict[str, torch.Tensor]:
@@ -220,7 +228,7 @@ def adapt(
 
         def score(step: int) -> tuple[float, dict[int, float]]:
             with torch.no_grad():
-                scores = held_out_scores(model, train_refs, held_refs, encoder)
+                scores = held_out_scores(runtime, train_refs, held_refs, encoder)
             mean = float(np.nanmean(list(scores.values())))
             report.history.append((step, mean))
             return mean, scores
@@ -230,7 +238,7 @@ def adapt(
             if held_refs:
                 best_iou, report.before = score(0)
                 report.after = dict(report.before)
-            thaw_cached_tensors(model.sam)
+            thaw_cached_tensors(runtime.sam)
             optimizer = torch.optim.AdamW(list(parameters.values()), lr=learning_rate, weight_decay=0.0)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
             autocast = (
@@ -244,7 +252,7 @@ def adapt(
                     report.cancelled = True
                     break
                 with autocast:
-                    loss = episode_loss(encoder, sampler.draw(), model.image_size, device)
+                    loss = episode_loss(encoder, sampler.draw(), runtime.image_size, device)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(list(parameters.values()), GRADIENT_CLIP)
@@ -275,7 +283,7 @@ def adapt(
                 p.grad = None
                 p.data = best_state[name].to(dtypes[name])
             encoder.clear()
-            model.clear_cache()
+            runtime.clear()
     report.seconds = time.perf_counter() - start
     report.peak_memory_bytes, report.peak_memory_kind = _peak_memory(device)
     return report

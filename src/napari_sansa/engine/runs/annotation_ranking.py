@@ -20,31 +20,19 @@ Images large enough to be segmented in tiles are not encoded whole, so their nov
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 import numpy as np
 
 from napari_sansa.engine.errors import SansaError
-from napari_sansa.engine.inputs.images import Image, Multiscale, image_hw
+from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.engine.inputs.prompts import Reference
+from napari_sansa.engine.runs import predicting
 from napari_sansa.engine.runs.tiling import TileOptions, tile_grid
+from napari_sansa.engine.runtime.runtime import HasRuntime, ImageLike, Runtime
 
 NOVELTY_WEIGHT = 0.5
-ImageLike = Image | Multiscale | np.ndarray
-
-
-class Model(Protocol):
-    """What ranking needs of :class:`~napari_sansa.engine.model.Sansa` (its public methods only:
-    image features with a ``top`` tensor, predictions with a ``score``)."""
-
-    @property
-    def image_size(self) -> int: ...
-
-    def encode(self, image: ImageLike) -> Any: ...
-
-    def propagate(self, references: Any, targets: Any, **options: Any) -> Iterator[Any]: ...
 
 
 @dataclass(frozen=True)
@@ -61,23 +49,24 @@ class Candidate:
         return 1.0 - self.uncertainty
 
 
-def pooled_features(model: Model, image: ImageLike) -> np.ndarray | None:
+def pooled_features(runtime: Runtime, image: ImageLike) -> np.ndarray | None:
     """An image's top-level features averaged over the image (float64, unit length), from the
     cache when it is there; ``None`` for an image segmented in tiles (never encoded whole)."""
-    if tile_grid(image_hw(image), TileOptions(), model.image_size) is not None:
+    if tile_grid(image_hw(image), TileOptions(), runtime.image_size) is not None:
         return None
-    top = model.encode(image).top  # (1, C, h, w)
+    with runtime.lock:
+        top = runtime.features(runtime.prepare(image)).top  # (1, C, h, w)
     vector = top.float().mean(dim=(0, 2, 3)).double().cpu().numpy()
     return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
-def novelties(model: Model, references: Sequence[Reference], targets: Sequence[ImageLike]) -> list[float]:
+def novelties(runtime: Runtime, references: Sequence[Reference], targets: Sequence[ImageLike]) -> list[float]:
     """Each target's cosine distance to the nearest reference in pooled feature space (0 when
     the target or every reference is too large to be encoded whole)."""
-    refs = [v for v in (pooled_features(model, ref.image) for ref in references) if v is not None]
+    refs = [v for v in (pooled_features(runtime, ref.image) for ref in references) if v is not None]
     out = []
     for target in targets:
-        vector = pooled_features(model, target)
+        vector = pooled_features(runtime, target)
         if vector is None or not refs:
             out.append(0.0)
             continue
@@ -85,10 +74,13 @@ def novelties(model: Model, references: Sequence[Reference], targets: Sequence[I
     return out
 
 
-def confidences(model: Model, references: Sequence[Reference], targets: Sequence[ImageLike]) -> list[float]:
+def confidences(
+    runtime: Runtime, references: Sequence[Reference], targets: Sequence[ImageLike]
+) -> list[float]:
     """Each target's confidence from a propagation (no encoder pass for cached targets)."""
     scores = [1.0] * len(targets)
-    for prediction in model.propagate(references, targets, keep_logits=False):
+    run = predicting.propagate(runtime, references, targets, TileOptions(), predicting.Tiling())
+    for prediction in run:
         scores[prediction.index] = prediction.score
     return scores
 
@@ -99,7 +91,7 @@ def _scaled(values: np.ndarray) -> np.ndarray:
 
 
 def rank_candidates(
-    model: Model,
+    model: Runtime | HasRuntime,
     references: Sequence[Reference] | Reference,
     targets: Sequence[ImageLike],
     *,
@@ -108,9 +100,11 @@ def rank_candidates(
 ) -> list[Candidate]:
     """The targets as :class:`Candidate`, the one whose annotation should help most first.
 
-    ``scores``: each target's confidence from an earlier run (:attr:`Prediction.score`); the
-    targets without one (``None``, or all without ``scores``) are propagated now.
+    ``model``: a :class:`Runtime`, or what owns one (a ``Sansa``). ``scores``: each target's
+    confidence from an earlier run (:attr:`Prediction.score`); the targets without one
+    (``None``, or all without ``scores``) are propagated now.
     """
+    runtime = model if isinstance(model, Runtime) else model.runtime
     references = [references] if isinstance(references, Reference) else list(references)
     targets = list(targets)
     if not references:
@@ -122,11 +116,11 @@ def rank_candidates(
     given = list(scores) if scores is not None else [None] * len(targets)
     missing = [i for i, s in enumerate(given) if s is None]
     if missing:
-        found = confidences(model, references, [targets[i] for i in missing])
+        found = confidences(runtime, references, [targets[i] for i in missing])
         for i, score in zip(missing, found):
             given[i] = score
     uncertainty = np.clip(1.0 - np.asarray(given, dtype=float), 0.0, 1.0)
-    novelty = np.asarray(novelties(model, references, targets), dtype=float)
+    novelty = np.asarray(novelties(runtime, references, targets), dtype=float)
     priority = (1 - novelty_weight) * _scaled(uncertainty) + novelty_weight * _scaled(novelty)
     candidates = [
         Candidate(i, float(uncertainty[i]), float(novelty[i]), float(priority[i]))

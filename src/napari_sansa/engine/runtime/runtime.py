@@ -151,6 +151,12 @@ class Runtime:
             raise RuntimeError("no image has been encoded yet")
         return self._position
 
+    def learn_position(self, position: torch.Tensor) -> None:
+        """Keep the top-level position encoding an encoder pass gave, if it is not known yet
+        (every pass gives the same one; adaptation's split encoder makes passes too)."""
+        if self._position is None:
+            self._position = position.to(self.dtype)
+
     # ----------------------------------------------------------------- images and features
     def prepare(self, image: ImageLike, *, load: bool = False) -> PreparedImage:
         """Check an image and key it; with ``load``, also make its model input unless it is cached
@@ -193,8 +199,7 @@ class Runtime:
                 self.encoder_seconds.append(time.perf_counter() - start)
             self.encoder_passes += len(missing)
             fpn = [level.to(self.dtype) for level in out["backbone_fpn"]]  # the FPN adds in fp32
-            if self._position is None:
-                self._position = out["vision_pos_enc"][-1][:1].to(self.dtype)
+            self.learn_position(out["vision_pos_enc"][-1][:1])
             batch = ImageFeatures((fpn[0], fpn[1]), fpn[2])
             for index, key in enumerate(missing):
                 found[key] = batch if single else batch.item(index)
