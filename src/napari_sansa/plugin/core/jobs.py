@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
+from napari_sansa.pipeline.results import at_threshold, combined_estimate
 from napari_sansa.plugin.core.session import Job, PlaneImages, StackRun, TargetKey
 
 if TYPE_CHECKING:  # torch loads in the worker, not when napari starts
@@ -173,13 +174,9 @@ def _estimate(model: Sansa, job: Job):
     through = sum(len(stack.keys) for stack in job.stacks)
     if through:
         parts.append(({}, through))
-    estimates = [model.estimate(job.references, targets, **options) for options, targets in parts]
-    if len(estimates) == 1:
-        return estimates[0]
-    n = sum(e.n_targets for e in estimates)
-    seconds = sum(e.seconds for e in estimates)
-    passes = sum(e.passes for e in estimates)
-    return replace(estimates[0], n_targets=n, seconds_per_target=seconds / max(n, 1), encoder_passes=passes)
+    return combined_estimate(
+        [model.estimate(job.references, targets, **options) for options, targets in parts]
+    )
 
 
 def _settle(failed: list[TargetFailed], keys: list[TargetKey], index: int) -> Iterator[object]:
@@ -196,14 +193,7 @@ def _settle(failed: list[TargetFailed], keys: list[TargetKey], index: int) -> It
 
 def _at_threshold(prediction: Prediction, model: Sansa, threshold: float | None) -> Prediction:
     """The prediction labelled at ``threshold`` (a logit) instead of the model's own."""
-    if threshold is None or threshold == model.config.threshold or not prediction.logits:
-        return prediction
-    if getattr(prediction, "tiles", 1) > 1:
-        return prediction
-    from napari_sansa.engine.runs.results import labels_from_logits
-
-    labels = labels_from_logits(prediction.logits, threshold, prediction.labels.dtype)
-    return replace(prediction, labels=labels)
+    return at_threshold(prediction, threshold, model.config.threshold)
 
 
 def _through(
