@@ -27,8 +27,8 @@ REPLACE_FLAGS = {  # what each command's user can do about files that exist (Out
 }
 
 
-def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> None:
-    """The options of a run over targets, shared by ``segment`` and ``evaluate``."""
+def _add_reference_options(parser: argparse.ArgumentParser) -> None:
+    """Where a run's references come from, and its classes' names."""
     parser.add_argument(
         "--reference",
         "-r",
@@ -56,6 +56,11 @@ def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> Non
         metavar="ID=NAME",
         help="name a class (repeatable); the names go to classes.csv in --out",
     )
+
+
+def _add_run_options(parser: argparse.ArgumentParser, targets: str = "+") -> None:
+    """The options of a run over targets, shared by ``segment`` and ``evaluate``."""
+    _add_reference_options(parser)
     parser.add_argument(
         "targets",
         nargs=targets,
@@ -112,7 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(segment)
     add_adapt_parser(commands)
+    _add_evaluate_parser(commands)
+    _add_tool_parsers(commands)
+    return parser
 
+
+def _add_evaluate_parser(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="segment targets as segment does and score them against true label images "
@@ -134,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(evaluate)
 
+
+def _add_tool_parsers(commands) -> None:
+    """``download``, ``models``, ``gui``, ``sample-data`` and ``make-test-weights``."""
     download = commands.add_parser("download", help="download a published model ahead of time")
     download.add_argument("name", nargs="?", default="universal")
     download.add_argument("--cache-dir", type=Path, default=None)
@@ -153,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="write random-weight SAM2-tiny + adapter files (to try the plumbing offline)",
     )
     test_weights.add_argument("folder", type=Path)
-    return parser
 
 
 def _download(args: argparse.Namespace) -> int:

@@ -165,13 +165,6 @@ def save_references(
     the user's umask; an existing set is replaced only with ``overwrite=True``, and a folder
     holding anything else is never written into.
     """
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        __version__ = version("napari-sansa")
-    except PackageNotFoundError:  # a source tree without an install
-        __version__ = "0.0.0"
-
     references = list(references)
     if not references:
         raise SansaError("There are no references to save.")
@@ -186,34 +179,13 @@ def save_references(
     _prepare_folder(folder, overwrite)
 
     written: set[Path] = set()
-    entries = []
-    for i, reference in enumerate(references):
-        image = as_image(reference.image)
-        image_file = f"images/ref_{i:03d}.tif"
-        written.add(write_tiff(folder / image_file, np.asarray(image.data)))
-        prompts = {
-            str(int(c)): [
-                prompt_to_json(p, _mask_saver(folder, f"masks/ref_{i:03d}_class{int(c)}_{j}.tif", written))
-                for j, p in enumerate(_prompt_list(items))
-            ]
-            for c, items in sorted(reference.prompts.items())
-        }
-        entries.append(
-            {
-                "image": image_file,
-                "contrast_limits": None
-                if image.contrast_limits is None
-                else [float(v) for v in image.contrast_limits],
-                "channel_axis": image.channel_axis,
-                "channels": None if image.channels is None else [int(c) for c in image.channels],
-                "source": clean_sources[i],
-                "prompts": prompts,
-            }
-        )
+    entries = [
+        _entry(folder, i, reference, clean_sources[i], written) for i, reference in enumerate(references)
+    ]
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "napari_sansa_version": __version__,
+        "napari_sansa_version": _package_version(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": scalar_fields(dict(model or {}), MODEL_FIELDS),
         "settings": scalar_fields(dict(settings or {}), SETTING_FIELDS),
@@ -221,6 +193,38 @@ def save_references(
         "references": entries,
     }
     return _finish(folder, document, written)
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("napari-sansa")
+    except PackageNotFoundError:  # a source tree without an install
+        return "0.0.0"
+
+
+def _entry(folder: Path, i: int, reference: Reference, source: dict | None, written: set[Path]) -> dict:
+    """One reference's entry of ``references.json``; its image and masks written as TIFFs."""
+    image = as_image(reference.image)
+    image_file = f"images/ref_{i:03d}.tif"
+    written.add(write_tiff(folder / image_file, np.asarray(image.data)))
+    prompts = {
+        str(int(c)): [
+            prompt_to_json(p, _mask_saver(folder, f"masks/ref_{i:03d}_class{int(c)}_{j}.tif", written))
+            for j, p in enumerate(_prompt_list(items))
+        ]
+        for c, items in sorted(reference.prompts.items())
+    }
+    limits = image.contrast_limits
+    return {
+        "image": image_file,
+        "contrast_limits": None if limits is None else [float(v) for v in limits],
+        "channel_axis": image.channel_axis,
+        "channels": None if image.channels is None else [int(c) for c in image.channels],
+        "source": source,
+        "prompts": prompts,
+    }
 
 
 def _finish(folder: Path, document: dict, written: set[Path]) -> Path:
