@@ -29,15 +29,11 @@ class TargetFiles:
     objects: tuple[Path, Path] | None = None
 
     @classmethod
-    def of(
-        cls, target: str | os.PathLike, labels: str | os.PathLike, instances: bool, name: str | None = None,
-        objects_suffix: str = ".tif",
-    ) -> TargetFiles:  # fmt: skip
-        """A target's files beside its ``labels``; ``name`` of its objects (default the target's stem)."""
+    def of(cls, target: str | os.PathLike, labels: str | os.PathLike, instances: bool) -> TargetFiles:
+        """A target's files: its ``labels`` and, with ``instances``, ``<stem>_objects.tif`` and
+        ``.csv`` beside them (named by :func:`~napari_sansa.files.outputs.objects_paths`)."""
         target, labels = Path(target), Path(labels)
-        name = Path(target).stem if name is None else name
-        objects = objects_paths(labels.parent, name, objects_suffix) if instances else None
-        return cls(target, labels, objects)
+        return cls(target, labels, objects_paths(labels.parent, target.stem) if instances else None)
 
     def owed(self) -> list[Path]:
         """Every file, in the order they are written: objects (labels, table), then the labels."""
