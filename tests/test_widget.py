@@ -198,6 +198,17 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
     assert [r["source"]["image"] for r in document["references"]] == ["cells 0", "cells 1"]
     with pytest.raises(SansaError, match="already exist"):
         widget.export(out)
+    from qtpy.QtWidgets import QFileDialog, QMessageBox, QPushButton
+
+    asked = []  # Export… again into the same folder: the widget asks before replacing
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(out))
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda _, title, text: asked.append(title) or QMessageBox.Yes
+    )
+    (out / "cells 2.png").write_bytes(b"not the labels")
+    next(b for b in widget.findChildren(QPushButton) if b.text() == "Export…").click()
+    assert asked == ["Overwrite?"]
+    np.testing.assert_array_equal(iio.imread(out / "cells 2.png"), result(viewer, "cells 2").data)
 
     # the images are open: the prompts go onto them
     viewer2, widget2 = open_widget()
