@@ -9,3 +9,7 @@ class SansaError(Exception):
     The message says what was wrong and what to do about it; the widget shows it as a
     notification and the CLI prints it as one line and exits with status 2.
     """
+
+
+class DownloadCancelled(SansaError):
+    """The user stopped a download; nothing of it was kept."""
