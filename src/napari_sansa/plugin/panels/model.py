@@ -77,7 +77,8 @@ class ModelPanel(QWidget):
         form.addRow("Adapter file", self.adapter_file)
         form.addRow("Device", self.device)
         self.precision.setToolTip(
-            "auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), else fp32"
+            "auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), "
+            "else fp32 (Apple GPUs included)"
         )
         form.addRow("Precision", self.precision)
         form.addRow("Input size", self.image_size)
