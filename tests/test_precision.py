@@ -110,4 +110,3 @@ def test_on_macos_the_package_lets_operations_mps_lacks_run_on_the_cpu(monkeypat
     monkeypatch.setattr("sys.platform", "linux")
     allow_mps_fallback()
     assert "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ
-

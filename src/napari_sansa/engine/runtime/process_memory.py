@@ -13,10 +13,11 @@ import psutil
 
 def peak_resident_bytes() -> int:
     """The most memory this process has held resident so far, in bytes."""
-    if sys.platform == "win32":
-        return int(psutil.Process().memory_info().peak_wset)  # Windows' peak working set
-    import resource  # POSIX only
-
+    try:
+        import resource  # POSIX only
+    except ImportError:  # Windows: its peak working set (elsewhere the resident size now)
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
     scale = 1 if sys.platform == "darwin" else 1024  # macOS counts bytes, Linux kibibytes
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
 
