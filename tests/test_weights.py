@@ -195,3 +195,17 @@ def test_google_drive_confirmation_pages_lead_to_the_file(slow_server, monkeypat
     cache = _cache_with_sam2(tmp_path, checkpoints)
     weights.fetch_model("drive", cache_dir=cache, progress=False)
     assert (cache / "adapter_d.pth").read_bytes() == checkpoints[1].read_bytes()
+
+
+def test_the_command_line_shows_a_bar_with_size_and_speed(
+    slow_server, monkeypatch, tmp_path, checkpoints, capsys
+):
+    from napari_sansa.cli.main import main
+
+    handler, base = slow_server
+    handler.files["/adapter.pth"] = checkpoints[1].read_bytes()
+    _published(monkeypatch, base)
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    assert main(["download", "slow", "--cache-dir", str(cache)]) == 0
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    assert bar.startswith("adapter_test.pth: 100%") and "B/s" in bar, bar
