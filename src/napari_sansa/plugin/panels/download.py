@@ -14,6 +14,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QLabel, QProgressBar, QVBoxLayout, QWidget
 
 BAR_UNIT = 2**10  # the bar counts KiB: a QProgressBar holds 32-bit values
+EVERY_S = 0.1  # at most ten updates a second: chunks arrive far more often
 KNOWN = "{n_fmt}B of {total_fmt}B, {rate_fmt}, {remaining} left"  # tqdm's fields
 UNKNOWN = "{n_fmt}B, {rate_fmt}"  # a server that does not say the size
 
@@ -35,13 +36,17 @@ class DownloadBar(QWidget):
         layout.addWidget(self.bar)
         layout.addWidget(self.text)
         self._file, self._since, self._from = "", 0.0, 0
+        self._told = ("", 0.0)  # (file, when): the worker thread's last news
         self._news.connect(self._show)
         self._ended.connect(self._end)
         self.hide()
 
     def report(self, name: str, done: int, total: int | None) -> None:
         """From the worker thread: how far a file is (a ``DownloadProgress``)."""
-        self._news.emit(name, done, total)
+        now = time.monotonic()
+        if name != self._told[0] or now - self._told[1] >= EVERY_S or done == total:
+            self._told = (name, now)
+            self._news.emit(name, done, total)
 
     def end(self) -> None:
         """From the worker thread: the download is over (done, failed or cancelled)."""
