@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import re
+import threading
+
 import numpy as np
 import pytest
 
@@ -149,3 +153,59 @@ def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path, load_onc
         return viewer, widget
 
     return make
+
+
+class _SlowFiles(http.server.BaseHTTPRequestHandler):
+    """Serves ``files`` (path -> bytes) in small pieces, honouring HTTP Range; the first answer
+    of a path in ``drop_after`` stops after that many bytes, as a dropped connection does.
+    ``stop`` (an Event) makes it send nothing more."""
+
+    files: dict[str, bytes] = {}
+    drop_after: dict[str, int] = {}
+    sent: list[int] = []
+    ranges: list[str] = []
+    stop = threading.Event()
+    piece = 4096
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        data = self.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start, asked = 0, self.headers.get("Range")
+        self.ranges.append(asked or "")
+        if asked:
+            start = int(re.fullmatch(r"bytes=(\d+)-", asked).group(1))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        end = min(len(data), start + self.drop_after.pop(self.path, len(data)))
+        for offset in range(start, end, self.piece):
+            if self.stop.is_set():
+                return
+            self.wfile.write(data[offset : min(end, offset + self.piece)])
+            self.sent.append(min(end, offset + self.piece) - offset)
+            self.stop.wait(0.002)  # slow: a cancel arrives long before the end
+        self.close_connection = True
+
+
+@pytest.fixture
+def slow_server():
+    """A slow loopback HTTP server (Range requests, one dropped connection on demand); stops itself."""
+    handler = type("Handler", (_SlowFiles,), {"files": {}, "drop_after": {}, "sent": [], "ranges": []})
+    handler.stop = threading.Event()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield handler, f"http://127.0.0.1:{server.server_address[1]}"
+    handler.stop.set()
+    server.shutdown()
+    server.server_close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -50,3 +52,61 @@ def test_auto_is_the_default_everywhere_and_the_model_says_what_it_chose(checkpo
     cpu_features(amx=True)
     model = ns.Sansa.from_checkpoints(*checkpoints, config=ns.SansaConfig(device="cpu", image_size=256))
     assert model.config.precision == "bf16"
+
+
+@pytest.fixture
+def apple_gpu(monkeypatch):
+    """Fake a Mac without CUDA whose Apple GPU (MPS) is there: ``apple_gpu(bf16=...)``."""
+    from napari_sansa.engine import config
+
+    def fake(bf16=False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+        monkeypatch.setattr(config, "mps_runs_bf16", lambda device: bf16)
+
+    return fake
+
+
+def test_auto_picks_the_apple_gpu_after_cuda(apple_gpu, monkeypatch):
+    from napari_sansa.engine.config import resolve_device
+
+    apple_gpu()
+    assert resolve_device("auto") == torch.device("mps")
+    assert resolve_device("mps") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")  # CUDA first
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ns.SansaError, match="MPS is not available"):
+        resolve_device("mps")
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_auto_precision_on_an_apple_gpu_is_fp32_and_bf16_only_where_mps_has_it(apple_gpu, bf16):
+    apple_gpu(bf16=bf16)
+    mps = torch.device("mps")
+    assert resolve_precision(mps, "auto") == "fp32"
+    assert resolve_precision(mps, "fp32") == "fp32"
+    if bf16:
+        assert resolve_precision(mps, "bf16") == "bf16"
+    else:
+        with pytest.raises(ns.SansaError, match="macOS 14"):
+            resolve_precision(mps, "bf16")
+
+
+def test_on_macos_the_package_lets_operations_mps_lacks_run_on_the_cpu(monkeypatch):
+    from napari_sansa.engine.config import MPS_CPU_FALLBACK_OPS, allow_mps_fallback
+
+    assert "aten::upsample_bicubic2d.out" in MPS_CPU_FALLBACK_OPS
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    monkeypatch.setattr("sys.platform", "darwin")
+    allow_mps_fallback()
+    assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")  # the user's choice stays
+    allow_mps_fallback()
+    assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "0"
+    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK")
+    monkeypatch.setattr("sys.platform", "linux")
+    allow_mps_fallback()
+    assert "PYTORCH_ENABLE_MPS_FALLBACK" not in os.environ

@@ -41,7 +41,7 @@ def tiny_model_entry(monkeypatch, file_server, checkpoints):
     )
     fetched = []
 
-    def fake_gdrive(remote, destination, progress):
+    def fake_gdrive(remote, destination, transfer):
         fetched.append(remote.gdrive_id)
         shutil.copy(drive[remote.gdrive_id], destination)
 
@@ -113,3 +113,99 @@ def test_download_false_lists_every_missing_file(tmp_path):
 def test_unknown_model_names_list_the_published_ones():
     with pytest.raises(ns.SansaError, match="universal"):
         weights.fetch_model("nope")
+
+
+def _published(monkeypatch, base, adapter_name="adapter_test.pth"):
+    """A published model 'slow' whose adapter is served by the slow server (SAM2 already cached)."""
+    sam2 = weights.RemoteFile("sam2_hiera_tiny.pt", f"{base}/sam2.pt", "sam2", sam2_size="tiny")
+    adapter = weights.RemoteFile(adapter_name, f"{base}/adapter.pth", "adapter")
+    monkeypatch.setitem(weights.PUBLISHED, "slow", weights.PublishedModel("slow", "slow", sam2, adapter))
+
+
+def _cache_with_sam2(tmp_path, checkpoints):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shutil.copy(checkpoints[0], cache / "sam2_hiera_tiny.pt")
+    return cache
+
+
+def test_a_download_reports_its_bytes_and_size(slow_server, monkeypatch, tmp_path, checkpoints):
+    handler, base = slow_server
+    handler.files["/adapter.pth"] = checkpoints[1].read_bytes()
+    _published(monkeypatch, base)
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    heard = []
+    weights.fetch_model("slow", cache_dir=cache, progress=lambda *news: heard.append(news))
+    size = len(handler.files["/adapter.pth"])
+    assert heard[0] == ("adapter_test.pth", 0, size) and heard[-1] == ("adapter_test.pth", size, size)
+    assert [done for _, done, _ in heard] == sorted(done for _, done, _ in heard)
+    assert (cache / "adapter_test.pth").read_bytes() == handler.files["/adapter.pth"]
+
+
+def test_cancel_stops_a_download_at_once_and_keeps_nothing(slow_server, monkeypatch, tmp_path, checkpoints):
+    handler, base = slow_server
+    handler.files["/adapter.pth"] = bytes(64 * 2**20)  # 64 MiB, sent 4 KiB at a time
+    _published(monkeypatch, base)
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    stop = threading.Event()
+
+    def progress(name, done, total):
+        if done > 0:
+            stop.set()  # as the user presses Cancel
+
+    with pytest.raises(ns.SansaError, match="cancelled"):
+        weights.fetch_model("slow", cache_dir=cache, progress=progress, cancel=stop)
+    assert sum(handler.sent) < 2**20  # stopped after the first chunks, not at the end
+    assert sorted(p.name for p in cache.iterdir()) == ["sam2_hiera_tiny.pt"]  # no partial file
+
+
+def test_a_dropped_connection_resumes_where_it_stopped(slow_server, monkeypatch, tmp_path, checkpoints):
+    handler, base = slow_server
+    data = checkpoints[1].read_bytes()
+    handler.files["/adapter.pth"] = data
+    handler.drop_after["/adapter.pth"] = len(data) // 2
+    _published(monkeypatch, base)
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    weights.fetch_model("slow", cache_dir=cache, progress=False)
+    assert (cache / "adapter_test.pth").read_bytes() == data  # checked as adapter weights, too
+    first, again = handler.ranges
+    resumed_at = int(again.removeprefix("bytes=").removesuffix("-"))
+    assert first == "" and 0 < resumed_at <= len(data) // 2  # from what had arrived, not from 0
+    assert sum(handler.sent) < len(data) + weights.CHUNK_BYTES  # the rest only, not all again
+    assert not list(cache.glob("*.part"))
+
+
+def test_google_drive_confirmation_pages_lead_to_the_file(slow_server, monkeypatch, tmp_path, checkpoints):
+    handler, base = slow_server
+    handler.files["/uc?id=abc"] = (
+        f'<form id="download-form" action="{base}/file"><input type="hidden" name="id" value="abc"></form>'
+    ).encode()
+    handler.files["/file?id=abc"] = checkpoints[1].read_bytes()
+    original = handler.end_headers
+
+    def end_headers(self):  # Drive names the file it serves
+        if self.path.startswith("/file"):
+            self.send_header("Content-Disposition", 'attachment; filename="adapter.pth"')
+        original(self)
+
+    monkeypatch.setattr(handler, "end_headers", end_headers)
+    sam2 = weights.RemoteFile("sam2_hiera_tiny.pt", f"{base}/sam2.pt", "sam2", sam2_size="tiny")
+    adapter = weights.RemoteFile("adapter_d.pth", f"{base}/uc?id=abc", "adapter", gdrive_id="abc")
+    monkeypatch.setitem(weights.PUBLISHED, "drive", weights.PublishedModel("drive", "", sam2, adapter))
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    weights.fetch_model("drive", cache_dir=cache, progress=False)
+    assert (cache / "adapter_d.pth").read_bytes() == checkpoints[1].read_bytes()
+
+
+def test_the_command_line_shows_a_bar_with_size_and_speed(
+    slow_server, monkeypatch, tmp_path, checkpoints, capsys
+):
+    from napari_sansa.cli.main import main
+
+    handler, base = slow_server
+    handler.files["/adapter.pth"] = checkpoints[1].read_bytes()
+    _published(monkeypatch, base)
+    cache = _cache_with_sam2(tmp_path, checkpoints)
+    assert main(["download", "slow", "--cache-dir", str(cache)]) == 0
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    assert bar.startswith("adapter_test.pth: 100%") and "B/s" in bar, bar

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import Qt
 
-from napari_sansa import Mask, Reference
+from napari_sansa import Mask, Reference, SansaError
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.samples import cells
 
@@ -330,13 +330,16 @@ def test_sample_data_and_labels_writer_from_the_manifest(tmp_path):
     layers = sample_cells()
     assert len(layers) == 6 and all(kind == "image" for _, _, kind in layers)
     assert sample_cells_stack()[0][0].shape == (8, 256, 320)
-    labels = np.zeros((4, 5, 6), np.uint16)
-    labels[1, 2, 3] = 300
+    labels = np.zeros((5, 6), np.int32)  # napari's labels dtype
+    labels[2, 3] = 300
     written = write_labels_layer(str(tmp_path / "out.png"), labels, {})
-    assert written == [str(tmp_path / "out.tif")]  # a stack cannot be a PNG
-    import tifffile
+    assert written == [str(tmp_path / "out.png")]
+    from napari_sansa.files.images import read_image
 
-    np.testing.assert_array_equal(tifffile.imread(written[0]), labels)
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), labels)
+    with pytest.raises(SansaError, match="save them as .tif"):  # a stack cannot be a PNG
+        write_labels_layer(str(tmp_path / "stack.png"), np.zeros((4, 5, 6), np.uint16), {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no .tif in its place
 
 
 def test_layers_removed_renamed_or_painted_during_a_run_lose_nothing(open_widget, qtbot):

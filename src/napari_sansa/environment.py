@@ -12,3 +12,6 @@ TORCH_THREADS = "NAPARI_SANSA_TORCH_THREADS"
 """Torch threads of a cluster worker, set by the local cluster from its share of the cores."""
 KEEP_FREED_MEMORY = "NAPARI_SANSA_KEEP_FREED_MEMORY"
 """``1`` keeps freed memory in the process for the next image (glibc, Linux CPUs; opt-in)."""
+MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
+"""PyTorch's: ``1`` runs operations Apple GPUs lack on the CPU; napari-sansa sets it on macOS
+unless the user did (``engine/config.py``: ``MPS_CPU_FALLBACK_OPS``)."""

@@ -227,8 +227,17 @@ def _make_test_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _printable_names() -> None:
+    """Print any file name, whatever the console's code page: a Windows pipe or an old console
+    encodes in the locale's (cp1252...), which has no letter for most of the world's names."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-sansa`` command."""
+    _printable_names()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="napari-sansa: %(message)s")

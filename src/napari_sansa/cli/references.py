@@ -13,11 +13,19 @@ from napari_sansa.engine.errors import SansaError
 
 
 def split_reference(value: str) -> tuple[Path, Path]:
-    """``IMAGE:MASK`` as two paths (the last colon splits, so Windows drives work)."""
-    image, sep, mask = value.rpartition(":")
-    if not sep or not image or not mask:
+    """``IMAGE:MASK`` as two paths: the last colon that is not a Windows drive's (``C:\\``,
+    ``D:/``) splits them."""
+    cuts = [i for i, c in enumerate(value) if c == ":" and not _drive_colon(value, i)]
+    image, mask = (value[: cuts[-1]], value[cuts[-1] + 1 :]) if cuts else ("", "")
+    if not image or not mask:
         raise SansaError(f"--reference {value!r} must be IMAGE:MASK (an image file and its label image).")
     return Path(image), Path(mask)
+
+
+def _drive_colon(value: str, i: int) -> bool:
+    """Whether the colon at ``i`` ends a drive letter that starts a path (``C:\\`` or ``C:/``)."""
+    starts_path = i == 1 or (i >= 2 and value[i - 2] == ":")
+    return starts_path and value[i - 1].isalpha() and value[i + 1 : i + 2] in ("\\", "/")
 
 
 def parse_class_names(values: Sequence[str]) -> dict[int, str]:

@@ -9,6 +9,9 @@ from napari_sansa.engine.errors import SansaError
 
 Progress = Callable[[int, int | None], None] | None  # (done, total or None when unknown)
 Cancel = Callable[[], bool] | threading.Event | None  # checked between steps
+DownloadProgress = (
+    Callable[[str, int, int | None], None] | None
+)  # (file name, bytes so far, its size or None when unknown), between chunks
 OnError = (
     Callable[[int, SansaError], None] | None
 )  # (target index, why): that target is skipped, the run goes on

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
 from napari_sansa.engine.errors import SansaError
+from napari_sansa.environment import MPS_FALLBACK
 
 Precision = Literal["auto", "fp32", "bf16"]
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -69,6 +72,36 @@ class SansaConfig:
             raise SansaError(f"Unknown precision {self.precision!r}: use auto, fp32 or bf16.")
 
 
+# Operations SAM2 and napari-sansa run that PyTorch's Apple GPU (MPS) backend lacks in some of
+# the versions napari-sansa supports; with PYTORCH_ENABLE_MPS_FALLBACK=1 they run on the CPU
+# instead of stopping the run with NotImplementedError.
+MPS_CPU_FALLBACK_OPS = (
+    "aten::upsample_bicubic2d.out",  # SAM2's Hiera resizes its position embedding (bicubic)
+    "aten::_upsample_bilinear2d_aa.out",  # antialiased resizes: model input, masks, memory encoder
+    "aten::_upsample_bilinear2d_aa_backward.grad_input",  # the same, while adapting
+)
+# SAM2's CUDA extension (sam2._C: holes filled in masks) does not exist on Apple GPUs; SAM2
+# skips that step with a warning, and napari-sansa does not use it.
+
+
+def allow_mps_fallback() -> None:
+    """On macOS, let operations MPS lacks (:data:`MPS_CPU_FALLBACK_OPS`) run on the CPU.
+
+    PyTorch reads the variable once, when it loads: this runs when the engine is imported,
+    before torch. A value the user set is kept.
+    """
+    if sys.platform == "darwin":
+        os.environ.setdefault(MPS_FALLBACK, "1")
+
+
+def mps_available() -> bool:
+    """Whether PyTorch sees an Apple GPU (Metal Performance Shaders)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
 def resolve_device(name: str):
     """The torch device for a device name, checking that it exists."""
     import torch
@@ -76,21 +109,32 @@ def resolve_device(name: str):
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     kind = name.split(":")[0]
     if kind == "cuda" and not torch.cuda.is_available():
         raise SansaError("device='cuda' was asked for, but PyTorch sees no CUDA GPU; use 'cpu' or 'auto'.")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if kind == "mps" and not mps_available():
         raise SansaError("device='mps' was asked for, but Apple MPS is not available; use 'cpu' or 'auto'.")
     return torch.device(name)
 
 
+def mps_runs_bf16(device) -> bool:
+    """Whether this Apple GPU holds bf16 tensors (macOS 14 and later)."""
+    import torch
+
+    try:
+        torch.zeros(1, dtype=torch.bfloat16, device=device)
+    except (RuntimeError, TypeError):
+        return False
+    return True
+
+
 def native_bf16(device) -> bool:
     """Whether the device multiplies bf16 matrices natively: CUDA from compute capability 8.0
-    (Ampere), x86 CPUs with AMX or AVX512-BF16. Elsewhere (older GPUs and CPUs, Apple silicon)
-    bf16 is emulated or converted and no faster than fp32."""
+    (Ampere), x86 CPUs with AMX or AVX512-BF16. Elsewhere (older GPUs and CPUs, Apple silicon's
+    CPU and GPU) bf16 is emulated or converted and no faster than fp32."""
     import torch
 
     if device.type == "cuda":
@@ -103,7 +147,13 @@ def native_bf16(device) -> bool:
 
 
 def resolve_precision(device, precision: Precision) -> Precision:
-    """The precision a model runs at: ``"auto"`` becomes bf16 where it is native, else fp32."""
+    """The precision a model runs at: ``"auto"`` becomes bf16 where it is native, else fp32.
+
+    On Apple GPUs (MPS) "auto" is fp32, which SAM2's own examples run there; bf16, when asked
+    for, only where MPS has it (macOS 14 and later). fp16 is not offered anywhere: SAM2 was
+    trained in bf16, whose range fp16 lacks."""
+    if device.type == "mps" and precision == "bf16" and not mps_runs_bf16(device):
+        raise SansaError("bf16 on an Apple GPU needs macOS 14 or later; use precision 'fp32' or 'auto'.")
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"

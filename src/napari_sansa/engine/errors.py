@@ -22,3 +22,7 @@ class OutputExists(SansaError):
     def __init__(self, message: str, paths: tuple = ()) -> None:
         super().__init__(message)
         self.paths = tuple(paths)
+
+
+class DownloadCancelled(SansaError):
+    """The user stopped a download; nothing of it was kept."""

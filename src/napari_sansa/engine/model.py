@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from napari_sansa.engine.adaptation.report import AdaptProgress, AdaptReport, adapted_name
-from napari_sansa.engine.callbacks import Cancel, OnError, OnTileError, Progress
+from napari_sansa.engine.callbacks import Cancel, DownloadProgress, OnError, OnTileError, Progress
 from napari_sansa.engine.config import SansaConfig
 from napari_sansa.engine.inputs.prompts import Prompt, Reference
 from napari_sansa.engine.network.features import ImageFeatures
@@ -116,13 +116,17 @@ class Sansa:
         name: str = "universal",
         *,
         cache_dir: str | os.PathLike | None = None,
-        progress: bool = True,
+        progress: bool | DownloadProgress = True,
         device: str | None = None,
         precision: str | None = None,
         config: SansaConfig | None = None,
+        cancel: Cancel = None,
     ) -> Sansa:
-        """A published model by name, downloaded into the cache directory on first use."""
-        sam2_path, adapter_path = fetch_model(name, cache_dir=cache_dir, progress=progress)
+        """A published model by name, downloaded into the cache directory on first use.
+
+        ``progress``: True shows download bars on stderr, False nothing, a function hears (file,
+        bytes so far, size) as the files download; ``cancel`` stops a download at once."""
+        sam2_path, adapter_path = fetch_model(name, cache_dir=cache_dir, progress=progress, cancel=cancel)
         return cls.from_checkpoints(
             sam2_path, adapter_path, device=device, precision=precision, config=config, name=name
         )

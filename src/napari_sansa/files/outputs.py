@@ -42,7 +42,7 @@ def _expand_one(raw: str) -> list[str]:
 def _read_list(path: Path) -> list[str]:
     """Paths listed one per line (blank lines and ``#`` comments skipped), relative to the list."""
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise SansaError(
             f"Cannot read the file list {path}: {getattr(exc, 'strerror', None) or exc}."

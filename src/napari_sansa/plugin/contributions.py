@@ -1,4 +1,4 @@
-"""Sample data and the labels writer contributed through the napari manifest."""
+"""Sample data and the PNG labels writer contributed through the napari manifest."""
 
 from __future__ import annotations
 
@@ -26,12 +26,20 @@ def sample_drifting_cells() -> list[tuple]:
 
 
 def write_labels_layer(path: str, data: np.ndarray, meta: dict) -> list[str]:
-    """Save a Labels layer as TIFF (any size and dtype) or PNG (2D, 8/16-bit)."""
+    """Save a 2D Labels layer as a PNG (8 or 16-bit), which napari's own labels writer cannot.
+
+    Only ``.png`` comes here (napari writes ``.tif`` itself); labels a PNG cannot hold (a
+    stack, ids above 65535) are refused with the reason, never written as another format.
+    """
+    from napari_sansa.engine.errors import SansaError
     from napari_sansa.files.images import write_labels
 
-    target = Path(path)
-    if target.suffix.lower() == ".png" and not (
-        np.asarray(data).ndim == 2 and np.asarray(data).dtype in (np.uint8, np.uint16)
-    ):
-        target = target.with_suffix(".tif")
-    return [str(write_labels(target, np.asarray(data), overwrite=True))]
+    labels = np.asarray(data)
+    top = int(labels.max(initial=0))
+    if labels.ndim != 2 or labels.dtype.kind not in "iub" or int(labels.min(initial=0)) < 0 or top > 65535:
+        raise SansaError(
+            f"A PNG holds 2D labels with ids 0 to 65535; these are {labels.ndim}D "
+            f"({labels.dtype}, up to {top}): save them as .tif."
+        )
+    png = labels.astype(np.uint8 if top <= 255 else np.uint16)
+    return [str(write_labels(Path(path), png, overwrite=True))]

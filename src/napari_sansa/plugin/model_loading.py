@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from napari_sansa.engine.callbacks import Cancel
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin.core.settings import WidgetSettings
 from napari_sansa.plugin.panels.model import LOCAL
 
 
-def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> tuple[tuple, Callable]:
-    """The settings' key and a function that returns their model: ``cached`` if made with that key."""
+def model_loader(
+    settings: WidgetSettings, cached, cached_key: tuple | None, download=None, cancel: Cancel = None
+) -> tuple[tuple, Callable]:
+    """The settings' key and a function that returns their model: ``cached`` if made with that key.
+
+    A published model's download reports to ``download`` (a :class:`.DownloadBar`) and stops at
+    once when ``cancel`` is set."""
     key = settings.model_key()
 
     def get_model():
@@ -32,6 +38,11 @@ def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> 
             return Sansa.from_checkpoints(
                 settings.sam2_checkpoint, settings.adapter_checkpoint, config=config
             )
-        return Sansa.from_pretrained(settings.model, config=config, progress=False)
+        try:
+            report = download.report if download is not None else False
+            return Sansa.from_pretrained(settings.model, config=config, progress=report, cancel=cancel)
+        finally:
+            if download is not None:
+                download.end()
 
     return key, get_model

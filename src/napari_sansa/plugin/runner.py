@@ -18,7 +18,8 @@ from functools import partial
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.callbacks import Cancel
+from napari_sansa.engine.errors import DownloadCancelled, SansaError
 from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.jobs import (
@@ -95,9 +96,10 @@ class Runner(QObject):
         """Whether a run's worker is going."""
         return self.worker is not None
 
-    def model_for(self, settings: WidgetSettings) -> tuple[tuple, Callable]:
-        """The settings' model key and a function (for a worker) that loads it, or gives the loaded one."""
-        return model_loader(settings, self.model, self._model_key)
+    def model_for(self, settings: WidgetSettings, cancel: Cancel = None) -> tuple[tuple, Callable]:
+        """The settings' model key and a function (for a worker) that loads it, or gives the loaded one
+        (a download shows in the model section, and ``cancel`` stops it at once)."""
+        return model_loader(settings, self.model, self._model_key, self.panels.model.download, cancel)
 
     def loaded(self, key: tuple) -> bool:
         """Whether the model of these settings (their key) is loaded."""
@@ -142,7 +144,7 @@ class Runner(QObject):
             notifications.error(str(exc))
             return None
         save_settings(settings)
-        key, get_model = self.model_for(settings)
+        key, get_model = self.model_for(settings, self.cancelled)
         self._through = {stack.source.image_id for stack in job.stacks}  # their objects link up
         self.failures = []
         self._done, self._total = 0, len(job.targets)
@@ -223,7 +225,10 @@ class Runner(QObject):
             self.cancelled.set()
             self.ready.set()
             self.worker.quit()
-            self.panels.controls.status.setText("Cancelling after the current image…")
+            downloading = not self.panels.model.download.isHidden()  # stops at once
+            self.panels.controls.status.setText(
+                "Cancelling…" if downloading else "Cancelling after the current image…"
+            )
 
     def _on_event(self, key, event) -> None:
         if self._gone():
@@ -259,7 +264,7 @@ class Runner(QObject):
             )
 
     def _on_error(self, exc: Exception) -> None:
-        if self._gone():
+        if self._gone() or isinstance(exc, DownloadCancelled):  # the user's cancel: the status says so
             return
         if isinstance(exc, SansaError):
             notifications.error(str(exc))

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import resource
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -48,6 +46,7 @@ from napari_sansa.engine.network.memory import (
 )
 from napari_sansa.engine.runs import predicting
 from napari_sansa.engine.runs.tiling import TileOptions
+from napari_sansa.engine.runtime.process_memory import peak_resident_bytes
 from napari_sansa.engine.runtime.runtime import Runtime
 
 PARTS = ("adapters", "adapters+decoder")
@@ -165,8 +164,7 @@ def thaw_cached_tensors(sam: torch.nn.Module) -> None:
 def _peak_memory(device: torch.device) -> tuple[int, str]:
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "CUDA allocated"
-    scale = 1 if sys.platform == "darwin" else 1024
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale), "process peak resident"
+    return peak_resident_bytes(), "process peak resident"
 
 
 def _cancelled(cancel) -> bool:

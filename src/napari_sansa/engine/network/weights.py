@@ -2,7 +2,9 @@
 
 Nothing is downloaded at import time or implicitly: only :func:`fetch_model` (called by
 ``Sansa.from_pretrained``, ``napari-sansa download`` and the widget's model loader) downloads,
-each file to a temporary name first, checked, then moved into place. A file copied by hand to
+each file to a temporary name first, checked, then moved into place. Files are streamed in
+chunks: progress is reported and a cancel heard between them, and a dropped connection resumes
+where it dropped when the server allows ranges (HTTP Range). A file copied by hand to
 the path that :func:`expected_paths` names is used as it is, which is how firewalled machines
 install weights.
 """
@@ -16,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from napari_sansa import environment
-from napari_sansa.engine.errors import SansaError
+from napari_sansa.engine.callbacks import Cancel, DownloadProgress, is_cancelled
+from napari_sansa.engine.errors import DownloadCancelled, SansaError
 
 log = logging.getLogger(__name__)
 
@@ -116,25 +119,124 @@ def expected_paths(name: str, cache: str | os.PathLike | None = None) -> tuple[P
     return root / model.sam2.filename, root / model.adapter.filename
 
 
-def http_transport(remote: RemoteFile, destination: Path, progress: bool) -> None:
-    """Download over HTTP(S) with pooch's downloader (progress bar on stderr)."""
-    import pooch
-
-    pooch.HTTPDownloader(progressbar=progress, timeout=60)(remote.url, str(destination), None)
+CHUNK_BYTES = 64 * 2**10  # a cancel is heard between chunks
+RETRIES = 3  # dropped connections resumed per file (from where they dropped, where ranges are allowed)
+TIMEOUT_S = 60
 
 
-def gdrive_transport(remote: RemoteFile, destination: Path, progress: bool) -> None:
-    """Download from Google Drive with gdown, which handles its confirmation pages."""
-    import gdown
+@dataclass(frozen=True)
+class Transfer:
+    """One file's download as its caller follows it: bytes reported and a cancel checked
+    between chunks."""
 
-    result = gdown.download(id=remote.gdrive_id, output=str(destination), quiet=not progress)
-    if result is None:
-        raise OSError(f"Google Drive refused the download of {remote.page}")
+    name: str
+    progress: DownloadProgress = None
+    cancel: Cancel = None
+
+    def check(self) -> None:
+        """Raise :class:`DownloadCancelled` if the caller asked to stop."""
+        if is_cancelled(self.cancel):
+            raise DownloadCancelled(f"The download of {self.name} was cancelled; nothing of it was kept.")
+
+    def report(self, done: int, total: int | None) -> None:
+        """Hear a cancel, then tell the caller how far the file is."""
+        self.check()
+        if self.progress is not None:
+            self.progress(self.name, done, total)
 
 
-def default_transport(remote: RemoteFile, destination: Path, progress: bool) -> None:
-    """Google Drive files through gdown, everything else over plain HTTP."""
-    (gdrive_transport if remote.gdrive_id else http_transport)(remote, destination, progress)
+Transport = Callable[[RemoteFile, Path, Transfer], None]
+
+
+def http_transport(remote: RemoteFile, destination: Path, transfer: Transfer) -> None:
+    """Download over HTTP(S), resuming after a dropped connection where the server allows ranges."""
+    import requests
+
+    with requests.Session() as session:
+        _stream(session, remote.url, destination, transfer)
+
+
+def gdrive_transport(remote: RemoteFile, destination: Path, transfer: Transfer) -> None:
+    """Download from Google Drive: past its confirmation page (read by gdown) to the file itself."""
+    import requests
+
+    with requests.Session() as session:
+        _stream(session, _gdrive_file_url(session, remote.url), destination, transfer)
+
+
+def _gdrive_file_url(session, url: str) -> str:
+    """The URL that serves the file: Drive answers a large file's link with a page to confirm."""
+    from gdown.download import get_url_from_gdrive_confirmation
+
+    for _ in range(3):
+        with session.get(url, stream=True, timeout=TIMEOUT_S) as response:
+            response.raise_for_status()
+            if "Content-Disposition" in response.headers:
+                return url
+            url = get_url_from_gdrive_confirmation(response.text)
+    raise OSError("Google Drive kept asking to confirm the download")
+
+
+def default_transport(remote: RemoteFile, destination: Path, transfer: Transfer) -> None:
+    """Google Drive files past Drive's confirmation page, everything else over plain HTTP."""
+    (gdrive_transport if remote.gdrive_id else http_transport)(remote, destination, transfer)
+
+
+def _stream(session, url: str, destination: Path, transfer: Transfer) -> None:
+    """Write ``url`` to ``destination`` chunk by chunk; after a dropped connection, ask for the
+    rest (HTTP Range) and start again from zero only where the server ignores ranges."""
+    import requests
+
+    dropped = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+    for attempt in range(RETRIES + 1):
+        try:
+            _stream_once(session, url, destination, transfer)
+            return
+        except dropped as exc:
+            if attempt == RETRIES:
+                raise
+            log.info("%s: %s; resuming", transfer.name, exc)
+
+
+def _stream_once(session, url: str, destination: Path, transfer: Transfer) -> None:
+    have = destination.stat().st_size if destination.exists() else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with session.get(url, stream=True, timeout=TIMEOUT_S, headers=headers) as response:
+        if have and response.status_code == 416:  # nothing left to send: the file is whole
+            return
+        response.raise_for_status()
+        if response.status_code != 206:
+            have = 0  # the whole file again
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length and "Content-Encoding" not in response.headers else None
+        done = have
+        transfer.report(done, total)
+        with open(destination, "ab" if have else "wb") as out:
+            for chunk in response.iter_content(CHUNK_BYTES):
+                out.write(chunk)
+                done += len(chunk)
+                transfer.report(done, total)
+
+
+class _Bars:
+    """tqdm bars on stderr, one per file, with size, speed and time left (the command line's)."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None or self.bar.desc != name:
+            self.close()
+            self.bar = tqdm(desc=name, total=total, unit="B", unit_scale=True, unit_divisor=1024)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def verify_file(remote: RemoteFile, path: Path) -> None:
@@ -160,12 +262,14 @@ def verify_file(remote: RemoteFile, path: Path) -> None:
         checkpoints.adapter_weights(state, source)
 
 
-def _download(remote: RemoteFile, destination: Path, transport: Transport, progress: bool) -> None:
+def _download(remote: RemoteFile, destination: Path, transport: Transport, transfer: Transfer) -> None:
+    """Fetch, check and move into place; a cancelled, dropped or rejected file leaves nothing."""
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
     try:
         log.info("Downloading %s to %s", remote.page, destination)
-        transport(remote, partial, progress)
+        transfer.check()
+        transport(remote, partial, transfer)
         verify_file(remote, partial)
         os.replace(partial, destination)
     finally:
@@ -176,24 +280,37 @@ def fetch_model(
     name: str = "universal",
     *,
     cache_dir: str | os.PathLike | None = None,
-    progress: bool = True,
+    progress: bool | DownloadProgress = True,
+    cancel: Cancel = None,
     download: bool = True,
     transport: Transport | None = None,
 ) -> tuple[Path, Path]:
-    """Paths of a published model's SAM2 and adapter files, downloading the missing ones."""
+    """Paths of a published model's SAM2 and adapter files, downloading the missing ones.
+
+    ``progress``: True shows tqdm bars on stderr, a function hears each file's bytes (file name,
+    bytes so far, size) between chunks; ``cancel`` stops a download at once (between chunks) with
+    :class:`DownloadCancelled`, leaving no partial file.
+    """
     transport = transport or default_transport
     model = published_model(name)
     paths = expected_paths(name, cache_dir)
+    bars = _Bars() if progress is True else None
     problems = []
     for remote, path in zip((model.sam2, model.adapter), paths):
         if path.is_file() or not download:
             continue
+        transfer = Transfer(remote.filename, bars or progress or None, cancel)
         try:
-            _download(remote, path, transport, progress)
+            _download(remote, path, transport, transfer)
+        except DownloadCancelled:
+            raise
         except SansaError as exc:
             problems.append(f"{exc}")
         except Exception as exc:  # network errors come in many types
             problems.append(f"{remote.filename}: {type(exc).__name__}: {exc}")
+        finally:
+            if bars is not None:
+                bars.close()
     missing = [
         f"  {r.page}\n    -> {p}" for r, p in zip((model.sam2, model.adapter), paths) if not p.is_file()
     ]

@@ -4,7 +4,6 @@ budget, beyond it on disk (:mod:`.disk_cache`)."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from collections import OrderedDict
 
@@ -15,6 +14,7 @@ from napari_sansa.engine.inputs.images import Image
 from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.runtime.allocator import trim_heap
 from napari_sansa.engine.runtime.disk_cache import DiskFeatureCache
+from napari_sansa.engine.runtime.process_memory import total_memory_bytes
 
 KEY_VERSION = b"napari-sansa features v1"
 
@@ -128,7 +128,7 @@ def default_cache_bytes(device: torch.device) -> int:
         if device.type == "cuda":
             total = torch.cuda.get_device_properties(device).total_memory
         else:
-            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError, RuntimeError):
+            total = total_memory_bytes()
+    except (OSError, RuntimeError):
         pass
     return int(min(total // 8, 2**30))

@@ -55,7 +55,7 @@ def settings_path() -> Path:
 def load_settings() -> WidgetSettings:
     """Saved settings, or defaults when there are none or the file is damaged."""
     try:
-        raw = json.loads(settings_path().read_text())
+        raw = json.loads(settings_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return WidgetSettings()
     if not isinstance(raw, dict):
@@ -74,7 +74,7 @@ def save_settings(settings: WidgetSettings) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(settings), indent=2))
+        tmp.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
         os.replace(tmp, path)
     except OSError:
         pass  # remembering choices is a convenience, never a reason to fail

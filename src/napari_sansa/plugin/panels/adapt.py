@@ -139,7 +139,7 @@ class AdaptPanel(QWidget):
             return None
         steps = steps or self.steps.value()
         settings = self._settings()
-        key, get_model = self.runner.model_for(settings)
+        key, get_model = self.runner.model_for(settings, self.cancelled)  # Cancel stops a download at once
         self.cancelled.clear()
         self.worker = create_worker(
             _adapt, get_model, references, steps, self.cancelled, self._emit, _start_thread=False,

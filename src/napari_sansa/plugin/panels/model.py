@@ -21,6 +21,7 @@ from napari_sansa.engine.network.weights import PUBLISHED
 from napari_sansa.environment import ADAPTER_CHECKPOINT as ADAPTER_ENV
 from napari_sansa.environment import SAM2_CHECKPOINT as SAM2_ENV
 from napari_sansa.plugin.core.settings import WidgetSettings
+from napari_sansa.plugin.panels.download import DownloadBar
 
 LOCAL = "local files"
 
@@ -76,10 +77,16 @@ class ModelPanel(QWidget):
         form.addRow("Adapter file", self.adapter_file)
         form.addRow("Device", self.device)
         self.precision.setToolTip(
-            "auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), else fp32"
+            "auto: bf16 where the hardware runs it natively (recent GPUs, CPUs with AMX or AVX512-BF16), "
+            "else fp32 (Apple GPUs included)"
         )
         form.addRow("Precision", self.precision)
         form.addRow("Input size", self.image_size)
+        self.download = DownloadBar()  # while a published model downloads
+        form.addRow(self.download)
+        self.download.changed.connect(
+            lambda text: self.summary_changed.emit(text) if text else self._describe()
+        )
         self.model_choice.currentTextChanged.connect(self._choice_changed)
         for changed in (
             self.model_choice.currentTextChanged,
