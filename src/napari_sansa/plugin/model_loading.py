@@ -1,37 +1,25 @@
-"""Loading the model a run asks for: in the worker thread, reusing the loaded one if it fits.
+"""Loading the model the widget's settings name: the one function the model's owner calls.
 
-The engine (and torch) is imported only when the worker calls the loader, so napari starts
-without it. A model is reused while every setting it was made with stays the same.
+It runs in a worker thread (:meth:`.core.work_queue.ModelOwner.model_for`), so the engine
+(and torch) is imported only then and napari starts without it. Another kind of model (one
+served elsewhere) comes in by handing the owner another function of the same shape.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin.core.settings import WidgetSettings
 from napari_sansa.plugin.panels.model import LOCAL
 
 
-def model_loader(settings: WidgetSettings, cached, cached_key: tuple | None) -> tuple[tuple, Callable]:
-    """The settings' key and a function that returns their model: ``cached`` if made with that key."""
-    key = settings.model_key()
+def load_model(settings: WidgetSettings):
+    """A new model made from the settings (published weights, or local files)."""
+    from napari_sansa.engine.config import SansaConfig
+    from napari_sansa.engine.model import Sansa
 
-    def get_model():
-        from napari_sansa.engine.config import SansaConfig
-        from napari_sansa.engine.model import Sansa
-
-        if cached is not None and cached_key == key:
-            return cached
-        config = SansaConfig(
-            device=settings.device, precision=settings.precision, image_size=settings.image_size
-        )
-        if settings.model == LOCAL:
-            if not (settings.sam2_checkpoint and settings.adapter_checkpoint):
-                raise SansaError("Choose a SAM2 checkpoint and a SANSA adapter file, or a published model.")
-            return Sansa.from_checkpoints(
-                settings.sam2_checkpoint, settings.adapter_checkpoint, config=config
-            )
-        return Sansa.from_pretrained(settings.model, config=config, progress=False)
-
-    return key, get_model
+    config = SansaConfig(device=settings.device, precision=settings.precision, image_size=settings.image_size)
+    if settings.model == LOCAL:
+        if not (settings.sam2_checkpoint and settings.adapter_checkpoint):
+            raise SansaError("Choose a SAM2 checkpoint and a SANSA adapter file, or a published model.")
+        return Sansa.from_checkpoints(settings.sam2_checkpoint, settings.adapter_checkpoint, config=config)
+    return Sansa.from_pretrained(settings.model, config=config, progress=False)
