@@ -40,8 +40,14 @@ def add_shortcuts(viewer, actions: dict[str, Callable[[], object]]) -> Callable[
     for short in SHORTCUTS.keys() - _registered:
         _register(short)
         _registered.add(short)
-    _docks[id(viewer)] = dict(actions)
-    return lambda: _docks.pop(id(viewer), None)
+    key = _viewer_id(viewer)
+    _docks[key] = dict(actions)
+    return lambda: _docks.pop(key, None)
+
+
+def _viewer_id(viewer) -> int:
+    """The viewer's identity, through the proxy napari hands plugins (``__wrapped__``)."""
+    return id(getattr(viewer, "__wrapped__", viewer))
 
 
 def _register(short: str) -> None:
@@ -51,7 +57,7 @@ def _register(short: str) -> None:
     name = action_name(short)
 
     def command(viewer: ViewerModel) -> None:
-        action = _docks.get(id(viewer), {}).get(short)
+        action = _docks.get(_viewer_id(viewer), {}).get(short)
         if action is not None:
             action()
 
