@@ -41,7 +41,11 @@ class Workers(QObject):
         task.worker.start()
 
     def stop(self, task: Task) -> None:
-        with contextlib.suppress(AttributeError):  # a function's worker has no quit
+        """A generator stops at its next yield; a function, at its task's ``cancel``: quitting
+        its worker would lose what it returns (Adapt's best state so far)."""
+        from napari.qt.threading import GeneratorWorker
+
+        if isinstance(task.worker, GeneratorWorker):
             task.worker.quit()
 
     def _emit_model(self, model: Model) -> None:
