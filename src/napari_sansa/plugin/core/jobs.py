@@ -199,11 +199,13 @@ def _settle(failed: list[TargetFailed], keys: list[TargetKey], index: int) -> It
 
 def _at_threshold(prediction: Prediction, model: Sansa, threshold: Threshold) -> tuple[Prediction, float]:
     """The prediction labelled at ``threshold`` (a logit, or a function giving it now), and the
-    logit its labels are at. Its logits become float16, as the widget keeps them, and its labels
-    are made from those: a later relabelling from the kept logits gives the same labels."""
+    logit its labels are at. At the model's own threshold it is the engine's prediction as it is;
+    at another, its logits become float16, as the widget keeps them, and its labels are made from
+    those: relabelling from the kept logits at that threshold gives the same labels."""
     wanted = threshold() if callable(threshold) else threshold
-    if wanted is None or not prediction.logits or getattr(prediction, "tiles", 1) > 1:
-        return prediction, model.config.threshold
+    own = model.config.threshold
+    if wanted is None or wanted == own or not prediction.logits or getattr(prediction, "tiles", 1) > 1:
+        return prediction, own
     import numpy as np
 
     from napari_sansa.engine.runs.results import labels_from_logits
