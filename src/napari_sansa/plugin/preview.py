@@ -123,6 +123,8 @@ class LivePreview(QObject):
         request = result.request
         show_preview(self.viewer, request.source, request.key, result.labels, request.class_names)
         self.last = result
+        if request.threshold != self.controls.threshold_logit:
+            self.relabel(self.controls.threshold_logit)  # the slider moved while it was predicted
         self.written += 1
         where = request.key.describe(request.source.name)
         first = " (its first look: encoded once)" if result.encoder_passes else ""

@@ -93,6 +93,7 @@ class SansaWidget(QWidget):
     def _busy_changed(self, line: str) -> None:
         if not is_deleted(self):
             self.controls.show_busy(line, self.owner.has("Run"))
+            self.relabelling.say()  # a run's end may leave results the slider cannot reach
 
     def _wire_shortcuts(self) -> None:
         """The dock's napari actions (Preferences › Shortcuts), through the same doors as the buttons."""
