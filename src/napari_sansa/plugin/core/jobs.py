@@ -102,9 +102,8 @@ def run_job(
     by tile, and ``notify`` receives a :class:`TileDone` after each tile, from this thread
     (the widget forwards it to the main thread at once, while the target is still running).
 
-    With ``threshold`` (a logit, or a function that gives the slider's logit now), each
-    prediction is labelled at it from its logits as it comes (targets segmented in tiles keep
-    the model's own threshold: their logits are not kept); ``TargetDone.threshold`` says at which.
+    With ``threshold`` (a logit, or a function giving the slider's now), each prediction is
+    labelled at it as it comes (tiled targets keep the model's own); ``TargetDone.threshold`` says which.
     """
     if ready is not None:
         ready.wait()
