@@ -83,8 +83,9 @@ class ResultWriter:
             return  # the image was closed during the run
         remove_preview(self.viewer, key.image_id)  # the result replaces it
         layer = self.layers.get(source, prediction.labels.dtype)  # prepared: only a look-up
+        labels = self._labels(key, prediction, threshold)
         if self.layers.streamed.get(key) is not layer.data:  # else written there tile by tile
-            layer.data[key.plane if key.plane else ...] = self._labels(key, prediction, threshold)
+            layer.data[key.plane if key.plane else ...] = np.asarray(labels)
         self.tiles.tiles_done(key, getattr(prediction, "tiles", 1))
         if self.layers.fill(key.image_id):
             layer.visible = True  # refreshes it
@@ -96,7 +97,7 @@ class ResultWriter:
             self.objects_at[key] = self.threshold if threshold is None else threshold
             self.objects.write(source, key, objects, running=self._running())
 
-    def _labels(self, key: TargetKey, prediction, threshold: float | None) -> np.ndarray:
+    def _labels(self, key: TargetKey, prediction, threshold: float | None):
         """The target's labels at the slider's value now: labelled again from its logits if the
         slider moved since the worker labelled it; kept, or remembered as fixed, otherwise."""
         self.fixed.pop(key, None)
@@ -104,12 +105,12 @@ class ResultWriter:
         if getattr(prediction, "tiles", 1) > 1 or not prediction.logits:
             self.logits.drop(key)
             self.fixed[key] = at
-            return np.asarray(prediction.labels)
+            return prediction.labels  # a tiled target's may be on disk: not read here
         for dropped in self.logits.put(key, prediction.logits):
             self.fixed[dropped] = self.threshold if dropped != key else at
         kept = self.logits.get(key)
         if kept is None or at == self.threshold:
-            return np.asarray(prediction.labels)
+            return prediction.labels
         from napari_sansa.engine.runs.results import labels_from_logits
 
         return labels_from_logits(kept, self.threshold, prediction.labels.dtype)
