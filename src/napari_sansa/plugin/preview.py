@@ -116,8 +116,8 @@ class LivePreview(QObject):
         self._say(f"Live preview: waits for {self.owner.running.name}." if waits else loading)
 
     def _done(self, result: PreviewResult) -> None:
-        if self._gone():
-            return
+        if self._gone() or (self.task is not None and self.task.cancel.is_set()):
+            return  # cancelled: its result is not shown
         if result.request.generation != self.generation or not self.on or self.owner.has("Run"):
             return  # superseded by a newer change: dropped, the newest state is predicted next
         request = result.request

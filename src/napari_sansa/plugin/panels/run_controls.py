@@ -66,7 +66,8 @@ class RunControls(QWidget):
         self.threshold = QSlider(Qt.Horizontal, minimum=5, maximum=95, value=50)
         self.threshold.setToolTip(
             "How sure the model must be that a pixel belongs to a class (0.50: the model's own); "
-            "re-labels the preview and the results at once, without running the model"
+            "new results are labelled at it; it re-labels the preview and the kept results from their logits "
+            "(in the background), without running the model"
         )
         self.threshold.valueChanged.connect(self._threshold_moved)
         self.threshold_value = QLabel("0.50")
