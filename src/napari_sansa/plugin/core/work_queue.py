@@ -173,11 +173,16 @@ class ModelOwner:
     def _next(self) -> None:
         if self.waiting:
             task = self.running = self.waiting.pop(0)
-            task.settings = self._settings()
-            if task.begin is not None:
-                task.begin()
-            if self.executor is not None:
-                self.executor.start(task)
+            try:
+                task.settings = self._settings()
+                if task.begin is not None:
+                    task.begin()
+                if self.executor is not None:
+                    self.executor.start(task)
+            except Exception:
+                self.running = None  # it never started: the queue must not stay busy
+                self._changed()
+                raise
         self._changed()
 
     def _drop(self, task: Task) -> None:
