@@ -12,7 +12,7 @@ from qtpy.QtWidgets import (
     QSpinBox,
 )
 
-from napari_sansa.plugin.shortcuts import SHORTCUTS
+from napari_sansa.plugin.shortcuts import SHORTCUTS, action_name
 from test_widget import draw_labels_reference
 
 LAPTOP_DOCK = 650  # 768 px of screen less napari's title, menus and status bar
@@ -58,23 +58,42 @@ def test_every_control_says_what_it_does(open_widget):
     assert not silent, [(type(c).__name__, getattr(c, "text", lambda: "")()) for c in silent]
 
 
-def test_shortcuts_run_accept_and_step_through_the_results(open_widget, qtbot):
+def press(viewer, keys: str) -> None:
+    """A key combination pressed on napari's canvas ("Ctrl+Shift+R")."""
+    viewer.window._qt_viewer._key_map_handler.press_key(keys.replace("+", "-"))
+
+
+def test_shortcuts_are_napari_actions_that_run_accept_and_step_through_the_results(open_widget, qtbot):
+    from napari._qt.widgets.qt_keyboard_settings import ShortcutEditor
+    from napari.utils.action_manager import action_manager
+
     viewer, widget = open_widget()
-    assert {s.key().toString() for s in widget.shortcuts.values()} == set(SHORTCUTS.values())
+    listed = {name for group in ShortcutEditor().key_bindings_strs.values() for name in group}
+    assert {action_name(short) for short in SHORTCUTS} <= listed  # in Preferences › Shortcuts
     draw_labels_reference(widget)
-    widget.shortcuts["run"].activated.emit()
+    press(viewer, SHORTCUTS["run"])
     assert widget.worker is not None
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     assert widget.sections.section("Review (least confident first)").expanded  # results to review
-    widget.shortcuts["next"].activated.emit()
+    press(viewer, SHORTCUTS["next"])
     first = widget.review_panel.selected_key()
     assert first == widget.review_order()[0]
-    widget.shortcuts["next"].activated.emit()
+    press(viewer, SHORTCUTS["next"])
     assert widget.review_panel.selected_key() == widget.review_order()[1]
-    widget.shortcuts["previous"].activated.emit()
+    press(viewer, SHORTCUTS["previous"])
     assert widget.review_panel.selected_key() == first
-    widget.shortcuts["accept"].activated.emit()
-    assert first in widget.locked
+    # remapped in the preferences, the new keys do it
+    name = action_name("accept")
+    action_manager.unbind_shortcut(name)
+    action_manager.bind_shortcut(name, "Ctrl-Shift-J")
+    try:
+        press(viewer, SHORTCUTS["accept"])
+        assert first not in widget.locked
+        press(viewer, "Ctrl+Shift+J")
+        assert first in widget.locked
+    finally:
+        action_manager.unbind_shortcut(name)
+        action_manager.bind_shortcut(name, SHORTCUTS["accept"].replace("+", "-"))
 
 
 def test_a_panel_joins_the_dock_in_one_line(open_widget):

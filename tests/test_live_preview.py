@@ -53,7 +53,7 @@ def test_strokes_on_a_reference_preview_the_looked_at_target_without_run(
     assert _reference_mask(widget)[150, 200]
     assert not calls and widget.preview.last.encoder_passes == 0
 
-    # a stroke while a prediction is in flight supersedes it
+    # strokes while a prediction is in flight make it stale; the newest supersedes one still waiting
     gate, asked = threading.Event(), []
     predict = preview_module.predict_preview
 
@@ -66,9 +66,12 @@ def test_strokes_on_a_reference_preview_the_looked_at_target_without_run(
     monkeypatch.setattr(preview_module, "predict_preview", held)
     _stroke(prompts, (100, 250))
     qtbot.waitUntil(lambda: len(asked) == 1, timeout=10_000)
+    _stroke(prompts, (200, 250))
+    qtbot.wait(2 * preview_module.DEBOUNCE_MS)
+    assert "Live preview waits for it" in widget.controls.busy.text()
     _stroke(prompts, (200, 60))
     qtbot.wait(2 * preview_module.DEBOUNCE_MS)
-    assert len(asked) == 1  # no queue: one prediction at a time
+    assert len(asked) == 1  # one prediction at a time, and only the newest waits
     gate.set()
     _wait_written(widget, qtbot, 3)  # the stale one was dropped, never shown
     assert len(asked) == 2 and asked[1] == widget.preview.generation
@@ -100,7 +103,9 @@ def test_the_threshold_relabels_the_preview_and_the_results_without_the_model(
         widget.controls.threshold.setValue(value)
         threshold = widget.controls.threshold_logit
         key = next(k for k, _ in kept.items() if k.image_id == result.metadata["sansa_result_of"])
-        assert np.array_equal(result.data, labels_from_logits(kept.get(key), threshold))
+        expected = labels_from_logits(kept.get(key), threshold)
+        qtbot.waitUntil(lambda: not widget.relabelling.pending, timeout=10_000)  # debounced, in a worker
+        assert np.array_equal(result.data, expected)
         shown[value] = (result.data.copy(), preview.data.copy())
         assert np.array_equal(preview.data, labels_from_logits(widget.preview.last.logits, threshold))
     assert (shown[5][0] > 0).sum() > (shown[95][0] > 0).sum()  # a lower threshold labels more
@@ -143,3 +148,20 @@ def test_on_a_stack_the_plane_on_screen_is_previewed(open_widget, qtbot):
     layer = viewer.layers["drifting cells [SANSA preview]"]
     assert layer.data.shape == viewer.layers["drifting cells"].data.shape
     assert not layer.data[:7].any() and not layer.data[8:].any()  # only the plane on screen
+
+
+def test_a_run_during_which_the_slider_moves_ends_with_every_result_at_its_final_value(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    assert widget.run() is not None
+    widget.controls.threshold.setValue(30)  # before the run labels anything
+    qtbot.waitUntil(lambda: len(widget.review_order()) > 0, timeout=120_000)
+    widget.controls.threshold.setValue(70)  # while it runs (or just after)
+    qtbot.waitUntil(lambda: widget.worker is None and not widget.relabelling.pending, timeout=120_000)
+    threshold = widget.controls.threshold_logit
+    kept = dict(widget.runner.results.logits.items())
+    assert len(kept) == len(widget.review_order()) == 5
+    for key, logits in kept.items():
+        layer = next(lyr for lyr in viewer.layers if lyr.metadata.get("sansa_result_of") == key.image_id)
+        assert np.array_equal(layer.data, labels_from_logits(logits, threshold)), layer.name
+    assert widget.controls.threshold_note.text() == ""  # nothing keeps another threshold

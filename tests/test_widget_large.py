@@ -231,3 +231,17 @@ def test_planes_of_a_large_zarr_stack_are_tiled_one_by_one_into_the_stack_result
     for z in range(2):
         np.testing.assert_array_equal(layer.data[z], expected[z].labels)
     assert "2 of 2 images segmented in 18 tiles" in widget.status.text()
+
+
+def test_the_dock_says_next_to_the_slider_that_tiled_results_keep_their_threshold(open_widget, qtbot):
+    viewer, widget = large_viewer(open_widget)
+    run_and_wait(widget, qtbot)
+    labels = np.asarray(viewer.layers["mosaic [SANSA]"].data).copy()
+    note = widget.controls.threshold_note
+    assert note.text() == ""
+    widget.controls.threshold.setValue(30)
+    assert "segmented in tiles" in note.text() and "0.50" in note.text() and note.isVisibleTo(widget)
+    qtbot.waitUntil(lambda: not widget.relabelling.pending, timeout=10_000)
+    assert np.array_equal(np.asarray(viewer.layers["mosaic [SANSA]"].data), labels)  # kept as they were
+    widget.controls.threshold.setValue(50)
+    assert note.text() == "" and not note.isVisibleTo(widget)

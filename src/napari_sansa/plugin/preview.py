@@ -2,11 +2,13 @@
 
 Every change to a reference layer (a stroke, a fill, a point or shape added or moved, data
 replaced) and every move to another plane restarts a short timer; when it runs out, the
-looked-at target (:func:`.preview_layers.looked_at`) is predicted in one worker
-(:func:`.core.preview.predict_preview`). One worker at a time: changes that come while it
-works only make its result stale (a generation counter), and when it ends a stale result is
-dropped and the newest state predicted instead — never a queue of stale predictions. The
-preview pauses while a Run goes; the run's results replace the preview layers.
+looked-at target (:func:`.preview_layers.looked_at`) is predicted
+(:func:`.core.preview.predict_preview`), a task of the model's owner
+(:class:`.core.work_queue.ModelOwner`): it waits while another job uses the model, and a newer
+change supersedes a preview still waiting — never a queue of stale predictions. Changes that
+come while one works make its result stale (a generation counter): it is dropped, and the
+newest state is predicted next. The preview pauses while a Run is asked for; the run's results
+replace the preview layers.
 """
 
 from __future__ import annotations
@@ -20,9 +22,8 @@ from qtpy.QtCore import QObject, QTimer
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin.core.preview import PreviewResult, predict_preview, preview_request
 from napari_sansa.plugin.core.session import Job
-from napari_sansa.plugin.core.settings import WidgetSettings
+from napari_sansa.plugin.core.work_queue import ModelOwner, Task
 from napari_sansa.plugin.panels.run_controls import RunControls
-from napari_sansa.plugin.runner import Runner
 from napari_sansa.plugin.viewer.large import is_lazy
 from napari_sansa.plugin.viewer.preview_layers import looked_at, preview_layer, show_preview
 
@@ -36,19 +37,19 @@ class LivePreview(QObject):
     def __init__(
         self,
         viewer,
-        runner: Runner,
+        owner: ModelOwner,
         controls: RunControls,
         plan: Callable[[], Job],
-        settings: Callable[[], WidgetSettings],
         gone: Callable[[], bool],
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.viewer, self.runner, self.controls = viewer, runner, controls
-        self._plan, self._settings, self._gone = plan, settings, gone
+        self.viewer, self.owner, self.controls = viewer, owner, controls
+        self._plan, self._gone = plan, gone
         self.generation = 0  # changes seen so far
-        self._asked = -1  # the generation the worker in flight answers
-        self.worker = None
+        self._asked = -1  # the generation the latest asked prediction answers
+        self.task: Task | None = None  # the latest asked prediction (working or waiting)
+        self.worker = None  # its worker
         self.last: PreviewResult | None = None  # the preview on screen
         self.written = 0  # previews shown (stale ones are never shown)
         self._timer = QTimer(self, singleShot=True, interval=DEBOUNCE_MS)
@@ -80,10 +81,10 @@ class LivePreview(QObject):
         self.controls.preview_status.setVisible(bool(text))  # no empty line in the dock
 
     def _start(self) -> None:
-        """Predict the looked-at target now, unless a prediction is in flight (its end restarts this)."""
-        if self.worker is not None or not self.on or self._gone():
+        """Ask for a prediction of the looked-at target (superseding one that still waits)."""
+        if not self.on or self._gone():
             return
-        if self.runner.running():
+        if self.owner.has("Run"):
             self._say("Live preview: paused while the run goes.")
             return
         job = self._plan()
@@ -101,31 +102,29 @@ class LivePreview(QObject):
                 f"Live preview: {request.source.name} is a large image; press Run to segment it in tiles."
             )
             return
-        from napari.qt.threading import create_worker
-
-        model_key, get_model = self.runner.model_for(self._settings())
         self._asked = request.generation
-        self._say("" if self.runner.loaded(model_key) else "Live preview: loading the model…")
-        self.worker = create_worker(
-            predict_preview,
-            get_model,
-            request,
-            _connect={
-                "returned": partial(self._done, model_key),
-                "errored": self._failed,
-                "finished": self._finished,
-            },
-        )
+        task = Task("Live preview", predict_preview, (request,), supersede=True)
+        task.handlers = {
+            "returned": self._done,
+            "errored": self._failed,
+            "finished": partial(self._finished, task),
+        }
+        self.task = self.owner.submit(task)
+        self.worker = task.worker
+        waits = self.owner.running is not task
+        loading = "" if self.owner.loaded() else "Live preview: loading the model…"
+        self._say(f"Live preview: waits for {self.owner.running.name}." if waits else loading)
 
-    def _done(self, model_key: tuple, result: PreviewResult) -> None:
-        if self._gone():
-            return
-        self.runner.adopt(result.model, model_key)
-        if result.request.generation != self.generation or not self.on or self.runner.running():
+    def _done(self, result: PreviewResult) -> None:
+        if self._gone() or (self.task is not None and self.task.cancel.is_set()):
+            return  # cancelled: its result is not shown
+        if result.request.generation != self.generation or not self.on or self.owner.has("Run"):
             return  # superseded by a newer change: dropped, the newest state is predicted next
         request = result.request
         show_preview(self.viewer, request.source, request.key, result.labels, request.class_names)
         self.last = result
+        if request.threshold != self.controls.threshold_logit:
+            self.relabel(self.controls.threshold_logit)  # the slider moved while it was predicted
         self.written += 1
         where = request.key.describe(request.source.name)
         first = " (its first look: encoded once)" if result.encoder_passes else ""
@@ -139,8 +138,10 @@ class LivePreview(QObject):
             log.error("The live preview failed", exc_info=exc)
         self._say(f"Live preview: {exc}" if isinstance(exc, SansaError) else f"Live preview failed: {exc!r}")
 
-    def _finished(self) -> None:
-        self.worker = None
+    def _finished(self, task: Task) -> None:
+        if task is not self.task:
+            return  # superseded while it waited, or a newer one was asked
+        self.task = self.worker = None
         if self._gone():
             return
         if self.on and self._asked != self.generation and not self._timer.isActive():

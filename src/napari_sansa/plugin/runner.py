@@ -1,6 +1,8 @@
-"""A run of the widget: its worker, what the worker reports, and the status while it goes.
+"""A run of the widget: its task, what its worker reports, and the status while it goes.
 
-:meth:`Runner.start` runs :func:`.jobs.run_job` in a napari ``thread_worker``. Main-thread
+:meth:`Runner.start` hands :func:`.jobs.run_job` to the model's owner
+(:class:`.core.work_queue.ModelOwner`) as a task: it starts at once, or after the job in
+progress (Adapt, Check references...), with the model the owner holds then. Main-thread
 handlers stay short (napari must not stall): the result layers are added a few per event-loop
 turn before the worker may start, and each finished target only assigns its plane
 (:mod:`.result_writer`). Tiles of large targets come back through a queued Qt signal.
@@ -18,7 +20,6 @@ from functools import partial
 
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from napari_sansa.engine.callbacks import Cancel
 from napari_sansa.engine.errors import DownloadCancelled, SansaError
 from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.plugin import notifications
@@ -34,8 +35,8 @@ from napari_sansa.plugin.core.jobs import (
 )
 from napari_sansa.plugin.core.session import Job, TargetKey
 from napari_sansa.plugin.core.settings import WidgetSettings, save_settings
-from napari_sansa.plugin.model_loading import model_loader
-from napari_sansa.plugin.panels.model import LOCAL, ModelPanel
+from napari_sansa.plugin.core.work_queue import ModelOwner, Task
+from napari_sansa.plugin.panels.model import LOCAL
 from napari_sansa.plugin.panels.objects import ObjectsPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
@@ -52,7 +53,6 @@ PREPARE_TURN_S = 0.25  # time adding result layers per event-loop turn: napari r
 class RunPanels:
     """The widget's sections a run reads and updates."""
 
-    model: ModelPanel
     large: LargeImagesPanel
     controls: RunControls
     review: ReviewPanel
@@ -60,13 +60,14 @@ class RunPanels:
 
 
 class Runner(QObject):
-    """Starts and cancels runs, and shows their events; one run at a time."""
+    """Asks for runs and shows their events; the model's owner decides when each starts."""
 
     tile_done = Signal(object)  # a tile of a large target, emitted by the worker thread
 
     def __init__(
         self,
         viewer,
+        owner: ModelOwner,
         panels: RunPanels,
         describe: Callable[[TargetKey], str],
         gone: Callable[[], bool],
@@ -74,11 +75,11 @@ class Runner(QObject):
     ) -> None:
         """``describe`` names a target in messages; ``gone`` says the widget was destroyed."""
         super().__init__(parent)
-        self.viewer, self.panels, self._describe, self._gone = viewer, panels, describe, gone
-        self.model = None
-        self._model_key: tuple | None = None
-        self.worker = None
-        self.cancelled = threading.Event()
+        self.viewer, self.owner, self.panels = viewer, owner, panels
+        self._describe, self._gone = describe, gone
+        self.worker = None  # the asked run's worker, from when it is asked (it may wait) to its end
+        self.task: Task | None = None
+        self._begun: Task | None = None  # the run whose turn came (a dropped one never begins)
         self.ready = threading.Event()  # result layers added: the worker may start
         self._collections = QuietCollections()
         self._active_before = None
@@ -93,100 +94,84 @@ class Runner(QObject):
         self.tile_done.connect(self._on_tile)
 
     def running(self) -> bool:
-        """Whether a run's worker is going."""
+        """Whether a run is asked for and not finished (working or waiting its turn)."""
         return self.worker is not None
 
-    def model_for(self, settings: WidgetSettings, cancel: Cancel = None) -> tuple[tuple, Callable]:
-        """The settings' model key and a function (for a worker) that loads it, or gives the loaded one
-        (a download shows in the model section, and ``cancel`` stops it at once)."""
-        return model_loader(settings, self.model, self._model_key, self.panels.model.download, cancel)
-
-    def loaded(self, key: tuple) -> bool:
-        """Whether the model of these settings (their key) is loaded."""
-        return self.model is not None and self._model_key == key
-
-    def adopt(self, model, key: tuple) -> None:
-        """Keep a model another worker (the live preview) loaded, for the next runs."""
-        if self.model is not model:
-            self.model, self._model_key = model, key
-            self.panels.model.show_running(model)
-
-    def model_getter(self, settings: WidgetSettings) -> Callable:
-        """The settings' model for other background work (Check references), loaded in that
-        work's thread (the loaded one if it fits) and kept for the next run."""
-        key, get_model = self.model_for(settings)
-
-        def get():
-            model = get_model()
-            self.model, self._model_key = model, key
-            return model
-
-        return get
+    @property
+    def cancelled(self) -> threading.Event:
+        """The current (or last) run's cancel event."""
+        return self.task.cancel if self.task is not None else threading.Event()
 
     def start(self, job: Job, settings: WidgetSettings):
-        """Segment the job's targets like its references; returns the worker (``None``: told why)."""
-        from napari.qt.threading import create_worker
+        """Ask for a run of the job; returns its worker, started now or when the job in
+        progress ends (``None``: refused, told why)."""
+        if not self._runnable(job, settings):
+            return None
+        save_settings(settings)
+        task = Task("Run", run_job, handlers=self._handlers())
+        task.begin = partial(self._begin, job, task)
+        task.args = (job, task.cancel, self.ready)
+        task.kwargs = {
+            "objects": self.panels.objects.splitter(job.class_names),
+            "threshold": lambda: self.results.threshold,  # the slider's value as each target is labelled
+            "output": self._output,
+            "notify": self._emit_tile,
+        }
+        if self.owner.submit(task) is None:
+            return None
+        self.task, self.worker = task, task.worker
+        if task is not self.owner.running:
+            self.panels.controls.status.setText("")  # the busy line says what the run waits for
+        return self.worker
 
+    def _runnable(self, job: Job, settings: WidgetSettings) -> bool:
+        """Whether the job can run (else the user is told why in one line); plans its tiling."""
         if not job.references:
             notifications.error(
                 "No references: draw on an image with a prompt layer, or open a mask or points layer "
                 "that fits an image (see the layer → image list)."
             )
-            return None
+            return False
         if not job.targets:
             notifications.error(
                 "Nothing to segment: check some target images (an annotated image too, to segment it as well), or unlock results to re-run them."
             )
-            return None
+            return False
         try:
             plan_tiling(job, self.panels.large, settings.image_size)
         except SansaError as exc:  # e.g. an overlap as large as the tiles
             notifications.error(str(exc))
-            return None
-        save_settings(settings)
-        key, get_model = self.model_for(settings, self.cancelled)
+            return False
+        return True
+
+    def _handlers(self) -> dict:
+        return {"yielded": self._on_event, "errored": self._on_error, "finished": self._on_finished}
+
+    def _output(self, key: TargetKey, hw: tuple, dtype):
+        """Where a tiled target's labels go (from the worker: the run's layers exist by then)."""
+        return self.results.layers.writer(key, hw, dtype, locked=self.results.locked_now)
+
+    def _begin(self, job: Job, task: Task) -> None:
+        """The run's turn has come: add its result layers (a few per event-loop turn), then let
+        its worker go."""
+        self.task = self._begun = task
         self._through = {stack.source.image_id for stack in job.stacks}  # their objects link up
         self.failures = []
         self._done, self._total = 0, len(job.targets)
-        self.cancelled.clear()
         self.ready.clear()
-        layers = self.results.start(job, label_dtype(job.classes))
+        self.results.start(job, label_dtype(job.classes))
         self.tiles.start()
         self._active_before = self.viewer.layers.selection.active
-        handlers = {
-            "yielded": partial(self._on_event, key),
-            "errored": self._on_error,
-            "finished": self._on_finished,
-        }
-        self.worker = create_worker(
-            run_job,
-            get_model,
-            job,
-            self.cancelled,
-            self.ready,
-            objects=self.panels.objects.splitter(job.class_names),
-            threshold=self.panels.controls.threshold_logit,
-            output=partial(layers.writer, locked=self.results.locked_now),
-            notify=self._emit_tile,
-            _start_thread=False,
-            _connect=handlers,
-        )
+        loading = not self.owner.loaded(task.settings)
+        first_use = loading and task.settings.model != LOCAL
+        message = "Loading the SANSA model" if loading else "Starting"
+        message += " (the first use downloads about 1 GB)" if first_use else ""
         controls = self.panels.controls
-        controls.running(True)
-        if not self.loaded(key):
-            first_use = settings.model != LOCAL
-            message = "Loading the SANSA model" + (
-                " (the first use downloads about 1 GB)" if first_use else ""
-            )
-        else:
-            message = "Starting"
         controls.status.setText("Preparing the result layers…")
         controls.set_progress(0, self._total)
         controls.progress.show()
         self._collections.freeze()  # until _on_finished
-        self.worker.start()  # it waits for the result layers
         QTimer.singleShot(1, partial(self._prepare_layers, message + "…"))
-        return self.worker
 
     def _prepare_layers(self, then: str) -> None:
         """Add the run's result layers a few per event-loop turn, then let the worker go."""
@@ -220,23 +205,22 @@ class Runner(QObject):
             self.tiles.on_tile(event, self.results.layers, self.panels.review.locked)
 
     def cancel(self) -> None:
-        """Stop after the target in progress; finished targets are kept."""
-        if self.worker is not None:
-            self.cancelled.set()
-            self.ready.set()
-            self.worker.quit()
-            downloading = not self.panels.model.download.isHidden()  # stops at once
+        """Stop the run after the target in progress (finished targets are kept), or drop it if
+        it waits."""
+        if self.task is not None and self.task is self.owner.running:
+            loading = not self.owner.loaded()  # a model still loading (downloading) stops at once
             self.panels.controls.status.setText(
-                "Cancelling…" if downloading else "Cancelling after the current image…"
+                "Cancelling…" if loading else "Cancelling after the current image…"
             )
+        if self.task is not None:
+            self.owner.cancel("Run")
 
-    def _on_event(self, key, event) -> None:
+    def _on_event(self, event) -> None:
         if self._gone():
             return
         controls = self.panels.controls
         if isinstance(event, ModelReady):
-            self.model, self._model_key = event.model, key
-            self.panels.model.show_running(event.model)
+            pass  # the model's owner keeps it, and says so
         elif isinstance(event, Estimated):
             self.estimate = event.text
             controls.status.setText(f"Estimate: {event.text}")
@@ -255,7 +239,7 @@ class Runner(QObject):
             self.failures.append(f"{self._describe(event.key)}: {event.message}")
             notifications.error(f"Skipped {self.failures[-1]}")
         elif isinstance(event, TargetDone):
-            self.results.write(event.key, event.prediction, event.objects)
+            self.results.write(event.key, event.prediction, event.objects, event.threshold)
             self._done += 1
             controls.set_progress(self._done, self._total)
             left = (time.monotonic() - self._started) / self._done * (self._total - self._done)
@@ -276,11 +260,14 @@ class Runner(QObject):
         self._collections.unfreeze()
         if self._gone():
             return
+        if self._begun is not self.task:
+            self.worker = None  # dropped while it waited: it never began
+            self.panels.controls.status.setText("The run was cancelled before it began.")
+            return
         self.panels.controls.progress.hide()
         if self.results.layers is not None:
             self.results.layers.remove_empty()
         self.worker = None
-        self.panels.controls.running(False)
         self.panels.review.refresh()
         for image_id in self._through:
             self.panels.objects.layers.link(image_id)

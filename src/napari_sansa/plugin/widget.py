@@ -3,8 +3,12 @@
 A thin layer that assembles the sections (:mod:`.panels.sections`: foldable, in a scroll
 area) and keeps the references and targets in step with the viewer's layers; the references
 summary is recomputed once after a burst of layer events. A run (its worker, events and
-status) is :mod:`.runner`'s, writing results into their layers :mod:`.result_writer`'s; the
-live preview is :mod:`.preview`'s; the keyboard shortcuts :mod:`.shortcuts`'.
+status) is :mod:`.runner`'s, writing results into their layers :mod:`.result_writer`'s, the
+threshold slider's relabelling :mod:`.relabelling`'s; the live preview is :mod:`.preview`'s;
+the keyboard shortcuts (napari actions) :mod:`.shortcuts`'. The model and the one queue of the
+jobs that use it (run, live preview, Check references, Adapt) belong to one owner
+(:class:`.core.work_queue.ModelOwner`, run in napari workers by :mod:`.workers`): the panels
+ask it for work and listen to its status line, never to each other.
 
 The sections' panels live in their own modules in :mod:`.panels` (model, references with the
 layer → image list, targets, tiling, objects, run controls, review) and :mod:`.exports`.
@@ -25,6 +29,8 @@ from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
+from napari_sansa.plugin.core.work_queue import ModelOwner
+from napari_sansa.plugin.model_loading import load_model
 from napari_sansa.plugin.panels.adapt import AdaptPanel
 from napari_sansa.plugin.panels.evaluation import CheckInputs, EvaluationPanel
 from napari_sansa.plugin.panels.model import ModelPanel
@@ -42,6 +48,8 @@ from napari_sansa.plugin.runner import Runner, RunPanels
 from napari_sansa.plugin.shortcuts import add_shortcuts
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
+from napari_sansa.plugin.viewer.relabelling import Relabelling
+from napari_sansa.plugin.workers import Workers
 
 
 class SansaWidget(QWidget):
@@ -51,32 +59,53 @@ class SansaWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._names: dict[str, str] = {}  # image id -> layer name, as of the last plan
+        load = lambda settings, cancel: load_model(settings, cancel, self.model_panel.download)  # noqa: E731
+        self.workers = Workers(self._settings, load, parent=self)
         self._build()
-        panels = RunPanels(
-            self.model_panel, self.large_panel, self.controls, self.review_panel, self.objects_panel
-        )
+        panels = RunPanels(self.large_panel, self.controls, self.review_panel, self.objects_panel)
         gone = lambda: is_deleted(self)  # noqa: E731
-        self.runner = Runner(self.viewer, panels, self._describe_key, gone, parent=self)
-        self.preview = LivePreview(
-            self.viewer, self.runner, self.controls, self.plan, self._settings, gone, self
-        )
-        for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
-            self.controls.threshold_changed.connect(relabel)
-        self.adapt_panel = AdaptPanel(lambda: self.plan().references, self._settings, self.runner)
-        self.sections.add(
-            "Adapt to these images",
-            self.adapt_panel,
-            expanded=False,
-            before="Review (least confident first)",
-            tooltip="Fine-tune SANSA's adapters on the annotated images (SAM2 frozen)",
-        )
-        self.destroyed.connect(self.adapt_panel.cancelled.set)  # napari closing: stop after this step
-        self.destroyed.connect(self.runner.cancelled.set)  # napari closing: stop the run after this image
+        self.runner = Runner(self.viewer, self.owner, panels, self._describe_key, gone, parent=self)
+        self.preview = LivePreview(self.viewer, self.owner, self.controls, self.plan, gone, self)
+        self._follow_threshold()
+        self.workers.status.connect(self._busy_changed)
+        self.workers.model_changed.connect(self.model_panel.show_running)
+        self._wire_shortcuts()
+        self.destroyed.connect(self.owner.shut)  # napari closing: every job stops after its step
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
         self._refresh_layers()
+
+    @property
+    def owner(self) -> ModelOwner:
+        """The one owner of the model and of the queue of jobs that use it."""
+        return self.workers.owner
+
+    def _follow_threshold(self) -> None:
+        """The slider relabels the preview and every kept result, from their logits (no model)."""
+        controls = self.controls
+        self.runner.results.threshold = controls.threshold_logit
+        note = lambda text: controls.say(controls.threshold_note, text)  # noqa: E731
+        self.relabelling = Relabelling(self.viewer, self.runner.results, note, parent=self)
+        for follow in (self.preview.relabel, self.relabelling.moved):
+            controls.threshold_changed.connect(follow)
+
+    def _busy_changed(self, line: str) -> None:
+        if not is_deleted(self):
+            self.controls.show_busy(line, self.owner.has("Run"))
+            self.relabelling.say()  # a run's end may leave results the slider cannot reach
+
+    def _wire_shortcuts(self) -> None:
+        """The dock's napari actions (Preferences › Shortcuts), through the same doors as the buttons."""
+        review = self.review_panel
+        actions = {
+            "run": self.run,
+            "accept": review.accept,
+            "next": lambda: review.step(1),
+            "previous": lambda: review.step(-1),
+        }
+        self.destroyed.connect(add_shortcuts(self.viewer, actions))
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
@@ -115,7 +144,11 @@ class SansaWidget(QWidget):
         self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
         add("Annotate next", self.suggestion_panel, tooltip="Which image to annotate next, and why")
         self.evaluation_panel = EvaluationPanel(
-            self.viewer, self._check_inputs, self.review_panel, lambda: self.references_panel.mask_mode
+            self.viewer,
+            self.owner,
+            self._check_inputs,
+            self.review_panel,
+            lambda: self.references_panel.mask_mode,
         )
         self.evaluation_panel.references_changed.connect(self.references_panel.describe_later)
         add(
@@ -123,7 +156,14 @@ class SansaWidget(QWidget):
         )
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         add("Export", self.run_files, tooltip="Write the results and references; load references")
-        self.shortcuts = add_shortcuts(self, self.run, self.review_panel)
+        self.adapt_panel = AdaptPanel(lambda: self.plan().references, self.owner)
+        add(
+            "Adapt to these images",
+            self.adapt_panel,
+            expanded=False,
+            before="Review (least confident first)",
+            tooltip="Fine-tune SANSA's adapters on the annotated images (SAM2 frozen)",
+        )
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""
@@ -215,25 +255,21 @@ class SansaWidget(QWidget):
         return job
 
     def run(self, job: Job | None = None):
-        """Segment every target like the references (what the Run button does); returns the worker."""
-        if self.runner.running() or self.evaluation_panel.running():
-            notifications.error("A run or a check is already going; cancel it or wait for it to finish.")
-            return None
+        """Segment every target like the references (what the Run button does): now, or after
+        the job in progress (the status line says so); returns the worker (``None``: refused)."""
         return self.runner.start(job or self.plan(), self._settings())
 
     def _check_inputs(self) -> CheckInputs | None:
-        """Check references' references, as a run would take them, and the run's model."""
-        if self.runner.running():
-            notifications.error("A run is going; check the references when it has finished.")
-            return None
+        """Check references' references, as a run would take them."""
         job = self.plan()
         names = [self._describe_key(key) for key in job.reference_keys]
-        get_model = self.runner.model_getter(self._settings())
-        return CheckInputs(job.references, names, list(job.reference_keys), get_model)
+        return CheckInputs(job.references, names, list(job.reference_keys))
 
     def cancel(self) -> None:
-        """Stop after the target in progress; finished targets are kept."""
+        """Cancel what the status line shows: the job going (a run stops after the target in
+        progress, its finished targets kept) and every job waiting for it."""
         self.runner.cancel()
+        self.owner.cancel()
 
     @property
     def worker(self):
@@ -242,8 +278,8 @@ class SansaWidget(QWidget):
 
     @property
     def model(self):
-        """The SANSA model of the last run (``None`` before the first loads it)."""
-        return self.runner.model
+        """The model the widget's jobs use (``None`` before the first loads it)."""
+        return self.owner.model
 
     @property
     def failures(self) -> list[str]:
@@ -310,8 +346,12 @@ class SansaWidget(QWidget):
     def suggest_next(self) -> str | None:
         """Name the unannotated image (or plane) whose annotation should help most, show it and
         say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
-        panel = self.suggestion_panel
-        key = panel.suggest(self.model, self.plan(), self.scores, self.runner.running())
+        if self.owner.busy:
+            notifications.error(
+                f"{self.owner.running.name} is going: ask for a suggestion when it has finished."
+            )
+            return None
+        key = self.suggestion_panel.suggest(self.model, self.plan(), self.scores, False)
         if key is None:
             return None
         self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next

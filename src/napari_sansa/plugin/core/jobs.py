@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING
 
-from napari_sansa.pipeline.results import at_threshold, combined_estimate
+from napari_sansa.pipeline.results import combined_estimate
 from napari_sansa.plugin.core.session import Job, PlaneImages, StackRun, TargetKey
 
 if TYPE_CHECKING:  # torch loads in the worker, not when napari starts
@@ -39,6 +39,7 @@ class TargetDone:
     key: TargetKey
     prediction: Prediction
     objects: object = None  # the prediction's objects, when the run asks for them
+    threshold: float | None = None  # the logit its labels (and objects) were made at
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ NO_TILED_OBJECTS = (
 )
 
 Output = Callable[[TargetKey, tuple, object], object]
+Threshold = float | Callable[[], float] | None
 
 
 def run_job(
@@ -87,7 +89,7 @@ def run_job(
     objects: Callable[[Prediction], object] | None = None,
     output: Output | None = None,
     notify: Callable[[object], None] | None = None,
-    threshold: float | None = None,
+    threshold: Threshold = None,
 ) -> Iterator[object]:
     """Load the model if needed, then segment the job's targets one at a time.
 
@@ -101,8 +103,8 @@ def run_job(
     by tile, and ``notify`` receives a :class:`TileDone` after each tile, from this thread
     (the widget forwards it to the main thread at once, while the target is still running).
 
-    With ``threshold`` (a logit), labels are made at it from each prediction's logits (targets
-    segmented in tiles keep the model's own threshold: their logits are not kept).
+    With ``threshold`` (a logit, or a function giving the slider's now), each prediction is
+    labelled at it as it comes (tiled targets keep the model's own); ``TargetDone.threshold`` says which.
     """
     if ready is not None:
         ready.wait()
@@ -128,12 +130,12 @@ def run_job(
             key = keys[prediction.index]
             yield from _settle(failed, keys, prediction.index)
             tiled = getattr(prediction, "tiles", 1) > 1
-            prediction = _at_threshold(prediction, model, threshold)
+            prediction, at = _at_threshold(prediction, model, threshold)
             found = objects(prediction) if objects is not None and not tiled else None
             if objects is not None and tiled and not told:
                 told = True
                 yield Notice(NO_TILED_OBJECTS)
-            yield TargetDone(key, prediction, found)
+            yield TargetDone(key, prediction, found, at)
         yield from _drain(failed)
     failed = []
     for stack in job.stacks:
@@ -191,9 +193,22 @@ def _settle(failed: list[TargetFailed], keys: list[TargetKey], index: int) -> It
         yield TilesMissing(keys[index], tuple(mine))
 
 
-def _at_threshold(prediction: Prediction, model: Sansa, threshold: float | None) -> Prediction:
-    """The prediction labelled at ``threshold`` (a logit) instead of the model's own."""
-    return at_threshold(prediction, threshold, model.config.threshold)
+def _at_threshold(prediction: Prediction, model: Sansa, threshold: Threshold) -> tuple[Prediction, float]:
+    """The prediction labelled at ``threshold`` (a logit, or a function giving it now), and the
+    logit its labels are at. At the model's own threshold it is the engine's prediction as it is;
+    at another, its logits become float16, as the widget keeps them, and its labels are made from
+    those: relabelling from the kept logits at that threshold gives the same labels."""
+    wanted = threshold() if callable(threshold) else threshold
+    own = model.config.threshold
+    if wanted is None or wanted == own or not prediction.logits or getattr(prediction, "tiles", 1) > 1:
+        return prediction, own
+    import numpy as np
+
+    from napari_sansa.engine.runs.results import labels_from_logits
+
+    logits = {c: np.asarray(v, dtype=np.float16) for c, v in prediction.logits.items()}
+    labels = labels_from_logits(logits, wanted, prediction.labels.dtype)
+    return replace(prediction, labels=labels, logits=logits), wanted
 
 
 def _through(
@@ -202,7 +217,7 @@ def _through(
     cancel: threading.Event,
     failed: list,
     objects=None,
-    threshold: float | None = None,
+    threshold: Threshold = None,
 ) -> Iterator[object]:
     """A stack's planes through SAM2's memory, from its annotated planes (or a corrected one)."""
     if cancel.is_set():
@@ -223,9 +238,9 @@ def _through(
         on_error=report,
     ):
         yield from _drain(failed)
-        prediction = _at_threshold(prediction, model, threshold)
+        prediction, at = _at_threshold(prediction, model, threshold)
         found = objects(prediction) if objects is not None else None
-        yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction, found)
+        yield TargetDone(TargetKey(image_id, (prediction.index,)), prediction, found, at)
 
 
 def _drain(failed: list) -> Iterator[object]:

@@ -3,7 +3,7 @@
 Kept in float16 (2 bytes a pixel and class: 4 MiB for a 1024x1024 target with two classes)
 up to a budget; beyond it the oldest targets' logits are dropped, and those targets keep their
 labels when the threshold moves. Targets segmented in tiles keep none (their logits may not
-fit in memory).
+fit in memory). :func:`relabelled` makes the labels at a new threshold, in a worker.
 """
 
 from __future__ import annotations
@@ -24,17 +24,22 @@ class KeptLogits:
         self._kept: OrderedDict[Hashable, dict[int, np.ndarray]] = OrderedDict()
         self.nbytes = 0
 
-    def put(self, key: Hashable, logits: Mapping[int, np.ndarray]) -> None:
+    def put(self, key: Hashable, logits: Mapping[int, np.ndarray]) -> list[Hashable]:
+        """Keep a target's logits; returns the targets whose logits are not kept because of it
+        (the oldest, or this one if it alone is over the budget)."""
         self.drop(key)
         kept = {int(c): np.asarray(v, dtype=np.float16) for c, v in logits.items()}
         size = sum(v.nbytes for v in kept.values())
         if not kept or size > self.budget:
-            return
+            return [key]
         self._kept[key] = kept
         self.nbytes += size
+        dropped = []
         while self.nbytes > self.budget:
-            _, old = self._kept.popitem(last=False)
+            old_key, old = self._kept.popitem(last=False)
             self.nbytes -= sum(v.nbytes for v in old.values())
+            dropped.append(old_key)
+        return dropped
 
     def drop(self, key: Hashable) -> None:
         old = self._kept.pop(key, None)
@@ -49,3 +54,14 @@ class KeptLogits:
 
     def __len__(self) -> int:
         return len(self._kept)
+
+
+def relabelled(
+    kept: list[tuple[Hashable, dict[int, np.ndarray], np.dtype]], threshold: float
+) -> Iterator[tuple[Hashable, dict[int, np.ndarray], np.ndarray, float]]:
+    """In a worker: each kept target's labels at ``threshold`` (a logit), in the given order
+    (the planes on screen first), with the logits they came from and the threshold."""
+    from napari_sansa.engine.runs.results import labels_from_logits
+
+    for key, logits, dtype in kept:
+        yield key, logits, labels_from_logits(logits, threshold, dtype), threshold

@@ -2,9 +2,11 @@
 
 The run's references (masks, clicks, boxes, scribbles) are the training images; a share of the
 mask-annotated ones is held out and scored. The panel shows a progress bar and a small live
-plot of the loss and the held-out IoU, and Cancel keeps the best state so far. When done, the
-widget's runs use the adapted model (until the model settings change), and *Save adapter…*
-writes it as an adapter file that loads wherever an adapter does.
+plot of the loss and the held-out IoU, and Cancel keeps the best state so far. Adapting is a
+task of the model's owner (:class:`~napari_sansa.plugin.core.work_queue.ModelOwner`): it waits
+for the job in progress, and the jobs asked meanwhile (a Run...) wait for it. When done, the
+owner holds the adapted model and the widget's runs use it (until the model settings change);
+*Save adapter…* writes it as an adapter file that loads wherever an adapter does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from qtpy.QtCore import QPointF, Signal
 from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
@@ -28,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import notifications
+from napari_sansa.plugin.core.work_queue import ModelOwner, Task
 
 LOSS_COLOUR, IOU_COLOUR = QColor(230, 140, 60), QColor(90, 170, 250)
 
@@ -78,16 +82,17 @@ class LivePlot(QWidget):
 class AdaptPanel(QWidget):
     """Steps, Adapt and Cancel, a progress bar, the live plot and Save adapter…"""
 
-    news = Signal(object)  # the loaded model, then (step, steps, loss, held-out IoU, best), from the worker
+    news = Signal(object)  # (step, steps, loss, held-out IoU, best), from the worker
 
-    def __init__(self, references: Callable[[], list], settings: Callable[[], object], runner) -> None:
-        """``references()``: the run's references; ``settings()``: the widget's settings;
-        ``runner``: the widget's runner, whose model is adapted and then used."""
+    def __init__(self, references: Callable[[], list], owner: ModelOwner) -> None:
+        """``references()``: the run's references; ``owner``: the model's owner, whose model is
+        adapted and then used."""
         super().__init__()
-        self._references, self._settings, self.runner = references, settings, runner
+        self._references, self.owner = references, owner
         self.worker = None
+        self.task: Task | None = None
+        self._began: Task | None = None
         self.report = None
-        self.cancelled = threading.Event()
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
         self.steps = QSpinBox(minimum=1, maximum=100_000, value=300, suffix=" steps")
@@ -127,36 +132,35 @@ class AdaptPanel(QWidget):
         self.news.connect(self._on_news)
 
     def start(self, steps: int | None = None):
-        """Adapt the model to the references in a worker thread; returns the worker."""
-        from napari.qt.threading import create_worker
-
-        if self.worker is not None or self.runner.running():
-            notifications.error("Wait for the current run to finish, or cancel it.")
-            return None
+        """Adapt the model to the references in a worker thread, now or after the job in
+        progress; returns the worker (``None``: refused, told why)."""
         references = self._references()
         if not references:
             notifications.error("No references: annotate a few images first (masks on at least three).")
             return None
         steps = steps or self.steps.value()
-        settings = self._settings()
-        key, get_model = self.runner.model_for(settings, self.cancelled)  # Cancel stops a download at once
-        self.cancelled.clear()
-        self.worker = create_worker(
-            _adapt, get_model, references, steps, self.cancelled, self._emit, _start_thread=False,
-            _connect={"returned": self._on_done, "errored": self._on_error, "finished": self._on_finished},
-        )  # fmt: skip
-        self._key = key
+        task = Task("Adapt", _adapt)
+        task.begin = partial(self._begin, task, steps)
+        task.args = (references, steps, task.cancel, self._emit)
+        task.handlers = {"returned": self._on_done, "errored": self._on_error, "finished": self._on_finished}
+        if self.owner.submit(task) is None:
+            return None
+        self.task, self.worker = task, task.worker
         self.adapt_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.runner.panels.controls.run_button.setEnabled(False)
+        if self.owner.running is not task:
+            self.status.setText(f"Waits for {self.owner.running.name} to finish…")
+        return self.worker
+
+    def _begin(self, task: Task, steps: int) -> None:
+        """Its turn has come (main thread): show the bar and the plot."""
+        self._began = task
         self.progress.setRange(0, steps)
         self.progress.setValue(0)
         self.progress.show()
         self.plot.clear(steps)
         self.plot.show()
         self.status.setText("Loading the model and scoring the held-out images…")
-        self.worker.start()
-        return self.worker
 
     def _emit(self, item) -> None:
         """From the worker thread: hand the news to the main thread (a queued signal)."""
@@ -164,24 +168,22 @@ class AdaptPanel(QWidget):
             self.news.emit(item)
 
     def cancel(self) -> None:
-        """Stop after the current step; the best state so far is kept."""
-        if self.worker is not None:
-            self.cancelled.set()
+        """Stop after the current step (the best state so far is kept), or drop it if it waits."""
+        if self.task is not None and self.task is self.owner.running:
             self.status.setText("Cancelling: keeping the best state so far…")
+        self.owner.cancel("Adapt")
 
     def _on_news(self, news) -> None:
-        if not isinstance(news, tuple):  # the model, once loaded
-            self.runner.adopt(news, self._key)
-            return
         step, steps, loss, iou, best = news
         self.progress.setValue(step)
         self.plot.add(step, loss, iou)
         shown = f"step {step} / {steps}, loss {loss:.3f}"
         self.status.setText(shown + (f", held-out IoU {best:.3f} (best)" if best is not None else ""))
 
-    def _on_done(self, report) -> None:
-        self.report = report
-        self.runner.panels.model.show_running(self.runner.model)
+    def _on_done(self, adapted) -> None:
+        model, self.report = adapted
+        self.owner.replace(model)
+        report = self.report
         self.save_button.setEnabled(True)
         self.status.setText(
             f"Adapted: {report.summary()}. Runs now use the adapted model; save it to keep it."
@@ -193,10 +195,11 @@ class AdaptPanel(QWidget):
         self.status.setText(message)
 
     def _on_finished(self) -> None:
+        if self._began is not self.task:
+            self.status.setText("Adapting was cancelled before it began.")
         self.worker = None
         self.adapt_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        self.runner.panels.controls.run_button.setEnabled(True)
         self.progress.hide()
 
     def _choose_file(self) -> None:
@@ -209,20 +212,23 @@ class AdaptPanel(QWidget):
     def save(self, path) -> None:
         """Write the adapted model's adapters (the published adapter format)."""
         try:
-            written = self.runner.model.save_adapter(path)
+            if self.report is None:
+                raise SansaError("Adapt the model first: there is no adapted model to save.")
+            written = self.owner.model.save_adapter(path)
         except SansaError as exc:
             notifications.error(str(exc))
             return
         self.status.setText(f"Adapter saved to {written}.")
 
 
-def _adapt(get_model, references, steps: int, cancel: threading.Event, news) -> object:
-    """In the worker thread: load the model, adapt it (``news`` hears of each step); the report."""
+def _adapt(get_model, references, steps: int, cancel: threading.Event, news) -> tuple[object, object]:
+    """In the worker thread: load the model, adapt it (``news`` hears of each step); the adapted
+    model and the report."""
     model = get_model()
-    news(model)
-    return model.adapt(
+    report = model.adapt(
         references,
         steps=steps,
         progress=lambda n: news((n.step, n.steps, n.loss, n.held_out_iou, n.best_iou)),
         cancel=cancel,
     )
+    return model, report

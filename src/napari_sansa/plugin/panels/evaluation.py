@@ -1,7 +1,7 @@
 """The "How good is it?" section: Check references, and a ground truth for the review list.
 
-*Check references* predicts each reference that has a mask from the other references, in a
-background thread (:func:`~napari_sansa.engine.evaluation.leave_one_out.leave_one_out`), and
+*Check references* predicts each reference that has a mask from the other references, as a
+task of the model's owner (it waits for the job in progress) (:func:`~napari_sansa.engine.evaluation.leave_one_out.leave_one_out`), and
 lists its IoU per class, lowest first: the reference the others disagree with comes on top.
 Selecting a row shows that reference's image. *Ground truth* names true Labels layers (one
 chosen layer, or ``<image> truth``/``_labels``/``_mask`` by name); the review list then shows
@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +42,7 @@ from napari_sansa.files.truth import TRUTH_ENDINGS
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.jobs import Started
 from napari_sansa.plugin.core.session import TargetKey
+from napari_sansa.plugin.core.work_queue import ModelOwner, Task
 from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import choose
@@ -57,13 +59,12 @@ COLUMNS = ("image", "class", "iou")
 
 @dataclass(frozen=True, eq=False)
 class CheckInputs:
-    """What Check references needs: the references as the next run would take them, what to
-    call each one (and where it is), and the model (loaded in the worker)."""
+    """What Check references needs: the references as the next run would take them, and what to
+    call each one (and where it is)."""
 
     references: list[Reference]
     names: list[str]
     keys: list[TargetKey]
-    get_model: Callable[[], object]
 
 
 def check_references(
@@ -84,14 +85,16 @@ class EvaluationPanel(QGroupBox):
     def __init__(
         self,
         viewer,
+        owner: ModelOwner,
         inputs: Callable[[], CheckInputs | None],
         review: ReviewPanel,
         mask_mode: Callable[[], str],
     ) -> None:
         super().__init__("How good is it?")
-        self.viewer, self._inputs, self._review, self._mask_mode = viewer, inputs, review, mask_mode
+        self.viewer, self.owner, self._inputs = viewer, owner, inputs
+        self._review, self._mask_mode = review, mask_mode
         self.worker = None
-        self.cancelled = threading.Event()
+        self.task: Task | None = None
         self.results = pd.DataFrame(columns=list(COLUMNS))  # lowest IoU first
         self._names: list[str] = []  # per reference of the check: what the table calls it
         self._ref_keys: list[TargetKey] = []  # per reference of the check: its image and plane
@@ -136,7 +139,6 @@ class EvaluationPanel(QGroupBox):
         self.truth.currentTextChanged.connect(self._truth_changed)
         form.addRow("Ground truth", self.truth)
         box.addLayout(form)
-        self.destroyed.connect(self.cancelled.set)  # napari closing: stop after this reference
         review.result_added.connect(lambda key: self._ious.pop(key, None))
         review.truth_iou = self.iou
         self.reset_choices()
@@ -146,12 +148,8 @@ class EvaluationPanel(QGroupBox):
         return self.worker is not None
 
     def check(self):
-        """Run leave-one-out over the references in the background; returns the worker."""
-        from napari.qt.threading import create_worker
-
-        if self.running():
-            notifications.error("Check references is already going; cancel it or wait for it.")
-            return None
+        """Run leave-one-out over the references in the background, now or after the job in
+        progress; returns the worker (``None``: refused, told why)."""
         inputs = self._inputs()
         if inputs is None:
             return None
@@ -161,32 +159,33 @@ class EvaluationPanel(QGroupBox):
                 "each mask reference is predicted from the others."
             )
             return None
-        self.cancelled.clear()
+        task = Task("Check references", check_references)
+        task.args = (inputs.references, task.cancel)
+        task.begin = partial(self._begin, inputs)
+        task.handlers = {"yielded": self._on_event, "errored": self._on_error, "finished": self._on_finished}
+        if self.owner.submit(task) is None:
+            return None
+        self.task, self.worker = task, task.worker
+        self.check_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        if self.owner.running is not task:
+            self.status.setText(f"Waits for {self.owner.running.name} to finish…")
+        return self.worker
+
+    def _begin(self, inputs: CheckInputs) -> None:
+        """Its turn has come (main thread): an empty table, a busy bar."""
         self._names, self._ref_keys = inputs.names, inputs.keys
         self.results = pd.DataFrame(columns=list(COLUMNS))
         self._show_table()
-        self.worker = create_worker(
-            check_references,
-            inputs.get_model,
-            inputs.references,
-            self.cancelled,
-            _start_thread=False,
-            _connect={"yielded": self._on_event, "errored": self._on_error, "finished": self._on_finished},
-        )
-        self.check_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.status.setText("Loading the model…")
+        self.status.setText("Loading the model…" if not self.owner.loaded() else "Starting…")
         self.progress.setRange(0, 0)
         self.progress.show()
-        self.worker.start()
-        return self.worker
 
     def cancel(self) -> None:
-        """Stop after the reference in progress; the rows so far stay."""
-        if self.worker is not None:
-            self.cancelled.set()
-            self.worker.quit()
+        """Stop after the reference in progress (the rows so far stay), or drop it if it waits."""
+        if self.task is not None and self.task is self.owner.running:
             self.status.setText("Cancelling after the current reference…")
+        self.owner.cancel("Check references")
 
     def _on_event(self, event) -> None:
         if is_deleted(self):
@@ -225,7 +224,7 @@ class EvaluationPanel(QGroupBox):
         if len(self.results) and not np.isnan(self.results["iou"].iloc[0]):
             worst = self.results.iloc[0]
             text += f"; lowest IoU {worst['iou']:.2f}: {worst['image']}, class {worst['class']}"
-        self.status.setText(text + (" (cancelled)." if self.cancelled.is_set() else "."))
+        self.status.setText(text + (" (cancelled)." if self.task.cancel.is_set() else "."))
 
     def _show_table(self) -> None:
         self.table.setRowCount(len(self.results))

@@ -4,6 +4,12 @@ On the main thread and short: the result layers were added before the worker sta
 (:class:`.result_layers.RunLayers`), so a finished target only assigns its plane, shows a new layer
 or redraws the plane on screen, and hands its score and objects to the review and objects
 panels. Painting on a result locks its targets: later writes leave the user's labels alone.
+
+A result is labelled at the threshold slider's value when it is written (:attr:`ResultWriter.threshold`,
+a logit): the worker labels it at the value it reads then, and a target whose labels the slider
+has overtaken since is labelled again here from its logits. Results that cannot follow the
+slider (tiled, or beyond the kept logits' budget) and objects split at another threshold are
+remembered (``fixed``, ``objects_at``) for the dock to say so (:mod:`.relabelling`).
 """
 
 from __future__ import annotations
@@ -33,12 +39,18 @@ class ResultWriter:
         objects: ObjectsPanel,
         tiles: TileProgress,
         running: Callable[[], bool],
+        threshold: float = 0.0,
     ) -> None:
         self.viewer, self.review, self.objects, self.tiles = viewer, review, objects, tiles
         self._running = running
         self.layers: RunLayers | None = None  # the current (or last) run's result layers
         self._sources: dict[TargetKey, object] = {}
         self.logits = KeptLogits()  # of every run's untiled results, for a new threshold
+        self.threshold = (
+            threshold  # the slider's, as a logit: set on napari's thread, read by the run's worker
+        )
+        self.fixed: dict[TargetKey, float] = {}  # results that cannot follow the slider -> their logit
+        self.objects_at: dict[TargetKey, float] = {}  # results with objects -> the logit they were split at
 
     def start(self, job: Job, dtype: np.dtype) -> RunLayers:
         """A new run: its result layers, still to be added (see :meth:`.RunLayers.prepare`)."""
@@ -61,8 +73,9 @@ class ResultWriter:
         """Lock the targets the user paints on in a new result layer."""
         layer.events.paint.connect(partial(self._on_paint, source.image_id, source.lead))
 
-    def write(self, key: TargetKey, prediction, objects=None) -> None:
-        """Put a finished target's labels in its layer (unless locked or closed) and list it for review."""
+    def write(self, key: TargetKey, prediction, objects=None, threshold: float | None = None) -> None:
+        """Put a finished target's labels in its layer (unless locked or closed) and list it for
+        review; ``threshold``: the logit its labels were made at."""
         source = self._sources.get(key)
         if source is None or key in self.review.locked:
             return  # locked while the run was going: the user's labels win
@@ -70,40 +83,37 @@ class ResultWriter:
             return  # the image was closed during the run
         remove_preview(self.viewer, key.image_id)  # the result replaces it
         layer = self.layers.get(source, prediction.labels.dtype)  # prepared: only a look-up
+        labels = self._labels(key, prediction, threshold)
         if self.layers.streamed.get(key) is not layer.data:  # else written there tile by tile
-            layer.data[key.plane if key.plane else ...] = np.asarray(prediction.labels)
-        if getattr(prediction, "tiles", 1) == 1 and prediction.logits:
-            self.logits.put(key, prediction.logits)
-        else:
-            self.logits.drop(key)
+            layer.data[key.plane if key.plane else ...] = np.asarray(labels)
         self.tiles.tiles_done(key, getattr(prediction, "tiles", 1))
         if self.layers.fill(key.image_id):
             layer.visible = True  # refreshes it
         elif L.shows_plane(self.viewer, layer, key.plane):
             self.tiles.refresh(layer)  # redraws the canvas: only when the plane is on screen
         self.review.add_result(key, prediction.score, running=self._running())
+        self.objects_at.pop(key, None)
         if objects is not None:
+            self.objects_at[key] = self.threshold if threshold is None else threshold
             self.objects.write(source, key, objects, running=self._running())
 
-    def relabel(self, threshold: float) -> int:
-        """Label the kept results again at ``threshold`` (a logit) from their logits, without the
-        model; locked (accepted or painted) results stay. Returns how many layers changed."""
+    def _labels(self, key: TargetKey, prediction, threshold: float | None):
+        """The target's labels at the slider's value now: labelled again from its logits if the
+        slider moved since the worker labelled it; kept, or remembered as fixed, otherwise."""
+        self.fixed.pop(key, None)
+        at = self.threshold if threshold is None else threshold
+        if getattr(prediction, "tiles", 1) > 1 or not prediction.logits:
+            self.logits.drop(key)
+            self.fixed[key] = at
+            return prediction.labels  # a tiled target's may be on disk: not read here
+        for dropped in self.logits.put(key, prediction.logits):
+            self.fixed[dropped] = self.threshold if dropped != key else at
+        kept = self.logits.get(key)
+        if kept is None or at == self.threshold:
+            return prediction.labels
         from napari_sansa.engine.runs.results import labels_from_logits
 
-        changed = set()
-        for key, logits in self.logits.items():
-            layer = L.result_layer(self.viewer, key.image_id)
-            if key in self.review.locked or layer is None:
-                continue
-            plane = key.plane if key.plane else ...
-            if tuple(layer.data[plane].shape) != next(iter(logits.values())).shape:
-                self.logits.drop(key)  # the layer was replaced since
-                continue
-            layer.data[plane] = labels_from_logits(logits, threshold, layer.data.dtype)
-            changed.add(layer)
-        for layer in changed:
-            layer.refresh()
-        return len(changed)
+        return labels_from_logits(kept, self.threshold, prediction.labels.dtype)
 
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self.layers is not None:

@@ -1,0 +1,54 @@
+"""The Qt side of the model's queue: each task of :class:`.core.work_queue.ModelOwner` runs in
+a napari worker (``create_worker``), whose yields, return value and errors reach the task's
+handlers on napari's thread; the owner's news become Qt signals for the dock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+from qtpy.QtCore import QObject, Signal
+
+from napari_sansa.plugin import notifications
+from napari_sansa.plugin.core.settings import WidgetSettings
+from napari_sansa.plugin.core.work_queue import Loader, Model, ModelOwner, Task
+
+
+class Workers(QObject):
+    """Runs the owner's tasks in napari workers and says what it does (``status``, ``model_changed``)."""
+
+    status = Signal(str)  # the owner's status line ("" when idle)
+    model_changed = Signal(object)  # a model was loaded or replaced (delivered on napari's thread)
+
+    def __init__(
+        self, settings: Callable[[], WidgetSettings], load: Loader, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.owner = ModelOwner(settings, load, self, notifications.error)
+        self.owner.on_status(self.status.emit)
+        self.owner.on_model(self._emit_model)
+
+    def prepare(self, task: Task, get_model: Callable[[], Model]) -> None:
+        from napari.qt.threading import create_worker
+
+        task.worker = create_worker(
+            task.work, get_model, *task.args, _start_thread=False, _connect=task.handlers, **task.kwargs
+        )
+        task.worker.finished.connect(lambda: self.owner.finished(task))
+
+    def start(self, task: Task) -> None:
+        task.worker.start()
+
+    def stop(self, task: Task) -> None:
+        """A generator stops at its next yield; a function, at its task's ``cancel``: quitting
+        its worker would lose what it returns (Adapt's best state so far)."""
+        from napari.qt.threading import GeneratorWorker
+
+        if isinstance(task.worker, GeneratorWorker):
+            task.worker.quit()
+
+    def _emit_model(self, model: Model) -> None:
+        """From the worker thread that loaded it: a queued signal to napari's thread."""
+        with contextlib.suppress(RuntimeError):  # the widget is gone (napari closing)
+            self.model_changed.emit(model)
