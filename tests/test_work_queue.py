@@ -36,7 +36,7 @@ class Inline:
 def _owner(settings: list[WidgetSettings], told: list[str]):
     loads = []
 
-    def load(s):
+    def load(s, cancel):
         loads.append(s.image_size)
         return object()
 
