@@ -23,6 +23,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
+from napari_sansa.plugin.core.saved_sessions import Restored
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
 from napari_sansa.plugin.panels.adapt import AdaptPanel
@@ -33,6 +34,7 @@ from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
 from napari_sansa.plugin.panels.sections import Sections, stacked
+from napari_sansa.plugin.panels.sessions import SESSION_TIP, SessionsPanel
 from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
@@ -74,6 +76,13 @@ class SansaWidget(QWidget):
         self.destroyed.connect(self.runner.cancelled.set)  # napari closing: stop the run after this image
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
+        self.sessions_panel = SessionsPanel(
+            self.viewer, self.review_panel, self._record_parts, self._settings, self._restore
+        )
+        offered = self.sessions_panel.offered is not None
+        self.sections.add(
+            "Session", self.sessions_panel, expanded=offered, before="Model", tooltip=SESSION_TIP
+        )
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
         self._refresh_layers()
@@ -337,6 +346,14 @@ class SansaWidget(QWidget):
         job = self.plan()  # also names the images
         info = self.model.info if self.model is not None else None
         return record_parts(job, self._names, info, self._settings())
+
+    def restore_session(self, folder: str | os.PathLike | None = None) -> Restored:
+        """Bring back a saved session (by default the one the dock offers: its images are open)
+        with its references, results (corrections included), acceptances and model settings."""
+        restored = self.sessions_panel.restore(folder)
+        self.references_panel.class_names.update(restored.class_names)
+        self.references_panel.describe()
+        return restored
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of a reference set or run record; returns how many."""

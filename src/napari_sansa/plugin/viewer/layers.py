@@ -114,7 +114,8 @@ def prompts_of(
     return merge(*parts)
 
 
-def _placement(image_layer) -> dict:
+def placement(image_layer) -> dict:
+    """Where a layer over an image goes: the image's scale and translate."""
     return {"scale": image_layer.scale, "translate": image_layer.translate}
 
 
@@ -153,7 +154,7 @@ def add_prompt_layer(viewer, image_layer, kind: str, class_id: int = 1):
     source = image_source(image_layer)
     shape = source.plane_shape + source.hw
     data, meta, _ = prompt_layer_data(
-        kind, layer_id(image_layer), image_layer.name, shape, class_id, **_placement(image_layer)
+        kind, layer_id(image_layer), image_layer.name, shape, class_id, **placement(image_layer)
     )
     layer = getattr(viewer, f"add_{kind}")(data, **meta)
     if kind == "labels":
@@ -247,6 +248,6 @@ def ensure_result_layer(
         name=source.name + RESULT_SUFFIX,
         metadata={RESULT_OF: source.image_id},
         visible=visible,
-        **_placement(image),
+        **placement(image),
     )
     return layer, True
