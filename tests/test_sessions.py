@@ -48,7 +48,8 @@ result.paint((40, 60), 3)  # a correction, with napari's brush
 for key in widget.review_order()[:2]:
     widget.accept(key)
 wait(lambda: widget.sessions_panel.idle)
-names = {layer.metadata["sansa_id"]: layer.name for layer in viewer.layers if layer.name.startswith("cells ")}
+images = [layer for layer in viewer.layers if isinstance(layer, napari.layers.Image)]
+names = {layer.metadata["sansa_id"]: layer.name for layer in images}
 results = {name: viewer.layers[name + " [SANSA]"].data for name in names.values() if name + " [SANSA]" in viewer.layers}
 np.savez(sys.argv[1], **results)
 print(json.dumps(sorted([names[k.image_id], list(k.plane)] for k in widget.locked)), flush=True)
