@@ -35,6 +35,7 @@ from napari_sansa.plugin.core.saved_sessions import (
     sessions_root,
 )
 from napari_sansa.plugin.core.settings import settings_from
+from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
 from napari_sansa.plugin.viewer.session_layers import open_images, restore_layers, restored_keys, snapshot
@@ -59,13 +60,14 @@ class SessionsPanel(QWidget):
         self.saver = SessionSaver()
         self._changed: set[str] | None = None  # result layers to save (image ids); None: all
         self._references_changed = True
+        self._reference_images: set[str] = set()  # as of the last save
         self._timer = QTimer(self, singleShot=True, interval=int(SAVE_AFTER_S * 1000))
         self._timer.timeout.connect(self._save_now)
         self._saved.connect(self._after_save)
         self._deleted.connect(self._after_delete)
         self._build()
         viewer.layers.events.inserted.connect(self._layer_added)
-        viewer.layers.events.removed.connect(lambda event: self.changed())
+        viewer.layers.events.removed.connect(self.changed)
         review.refreshed.connect(self._review_changed)
         review.result_added.connect(lambda key: self.result_changed(key.image_id))
         for layer in viewer.layers:
@@ -126,6 +128,8 @@ class SessionsPanel(QWidget):
             emitter.connect(callback)
 
     def _layer_added(self, event) -> None:
+        if is_deleted(self):  # the dock was closed; napari goes on
+            return
         self._watch(event.value)
         if not L.is_result(event.value):
             self.changed()
@@ -147,7 +151,9 @@ class SessionsPanel(QWidget):
         self._start_timer()
 
     def _start_timer(self) -> None:
-        if not self._timer.isActive():  # later changes join this save: at most SAVE_AFTER_S lost
+        if (
+            not is_deleted(self) and not self._timer.isActive()
+        ):  # later changes join this save: at most SAVE_AFTER_S lost
             self._timer.start()
 
     @property
@@ -167,7 +173,10 @@ class SessionsPanel(QWidget):
                 parts = self._parts()
             except SansaError:
                 parts = None  # references a run would refuse: the saved ones stay
-        content = snapshot(self.viewer, parts, self._changed, self.review, asdict(self._settings()))
+        settings = asdict(self._settings())
+        content = snapshot(self.viewer, parts, self._changed, self.review, settings, self._reference_images)
+        if parts is not None:
+            self._reference_images = {source["image"] for source in parts.sources}
         if not content.images and not (self.folder / "session.json").exists():
             return  # nothing worth a session yet
         self._changed, self._references_changed = set(), False
@@ -178,7 +187,7 @@ class SessionsPanel(QWidget):
             from datetime import datetime
 
             self.status.setText(f"Saved at {datetime.now():%H:%M:%S} in {self.folder}")
-            self.summary_changed.emit("saved")
+            self.summary_changed.emit(f"saved {datetime.now():%H:%M:%S}")
         else:
             self._changed, self._references_changed = None, True  # all of it, next time
             self.status.setText(f"Not saved: {problem}")
@@ -189,7 +198,12 @@ class SessionsPanel(QWidget):
     # ------------------------------------------------------------------ restore
     def offer(self) -> None:
         """Offer to restore the newest saved session whose images are all open."""
-        self.show_offer(fitting_session(open_images(self.viewer), besides=self.folder))
+        found = fitting_session(open_images(self.viewer), besides=self.folder)
+        self.show_offer(found)
+        if found is not None:
+            notifications.info(
+                "A saved session of these images can be restored: SANSA dock › Session › Restore."
+            )
 
     @property
     def offered(self) -> Path | None:

@@ -36,10 +36,12 @@ def snapshot(
     changed: Collection[str] | None,
     review,
     settings: Mapping,
+    reference_images: Collection[str] = (),
 ) -> SessionContent:
-    """What a save writes: ``parts`` the references (``None``: unchanged since the last save),
-    the labels of the result layers of the ``changed`` image ids (``None``: all of them), the
-    review's accepted targets and scores, the widget's ``settings``."""
+    """What a save writes: ``parts`` the references (``None``: unchanged since the last save,
+    when they were on ``reference_images``), the labels of the result layers of the ``changed``
+    image ids (``None``: all of them), the review's accepted targets and scores, the widget's
+    ``settings``."""
     images = {layer.metadata.get(L.ID): layer for layer in L.image_layers(viewer)}
     shapes = open_images(viewer)
     results, kept = {}, set()
@@ -66,7 +68,7 @@ def snapshot(
             "settings": parts.settings,
             "sources": parts.sources,
         }
-    used |= {s["image"] for s in parts.sources} if parts is not None else set()
+    used |= {s["image"] for s in parts.sources} if parts is not None else set(reference_images)
     return SessionContent(
         images={name: shapes[name] for name in used if name in shapes},
         results=results,
@@ -92,7 +94,9 @@ def restore_layers(viewer, saved: SavedSession) -> tuple[int, list[str], dict[st
     for reference, source in zip(references, saved.references.sources if references else []):
         planes[source["image"]].append((tuple(source.get("plane", ())), reference.prompts))
     for name, prompts in planes.items():
-        image = images[name]
+        image = images.get(name)
+        if image is None:  # session.json names it among its images: never, unless edited by hand
+            continue
         shape = saved.images.get(name) or open_images(viewer)[name]
         for data in reference_prompt_layers(L.layer_id(image), name, shape, prompts, **L.placement(image)):
             viewer.add_layer(Layer.create(*data))
