@@ -97,7 +97,8 @@ def test_a_killed_napari_is_restored_with_its_references_corrections_and_accepta
         viewer.layers["cells 0 prompts"].data, np.where(np.isin(truth, [1, 2]), truth, 0)
     )
     with np.load(expected_file) as expected:
-        assert sorted(restored.results) == sorted(expected.files)
+        expected_names = expected.files
+        assert sorted(restored.results) == sorted(expected_names)
         for name in expected.files:  # the painted pixels included
             np.testing.assert_array_equal(viewer.layers[f"{name} [SANSA]"].data, expected[name])
         assert (expected["cells 2"] == 3).any()
@@ -105,6 +106,10 @@ def test_a_killed_napari_is_restored_with_its_references_corrections_and_accepta
     assert {(names[k.image_id], k.plane) for k in widget.locked} == accepted
     assert set(restored.accepted) == widget.locked
     assert len(widget.plan().references) == 1  # ready to run again
+    assert len(widget.review_order()) == len(expected_names)  # the review list, with its scores
+    unlocked = next(k for k in widget.review_order() if k not in widget.locked)
+    viewer.layers[names[unlocked.image_id] + " [SANSA]"].paint((10, 10), 1)  # a restored result
+    assert unlocked in widget.locked  # is locked by painting, as a run's is
 
 
 def test_a_session_is_saved_as_it_changes_and_a_damaged_one_is_refused_in_one_line(

@@ -96,13 +96,12 @@ def write_session(folder: str | os.PathLike, content: SessionContent) -> Path:
         raise SansaError(f"Cannot save the session in {folder}: {exc.strerror or exc}.") from None
     previous = _previous(folder)
     generation = int(previous.get("generation", 0)) + 1
-    references = previous.get("references")
+    references, problem = previous.get("references"), None
     if content.references_changed:
-        references = None
-        if content.references is not None:
-            references = f"references-{generation}"
-            shutil.rmtree(folder / references, ignore_errors=True)  # a save cut short left it
-            save_references(folder / references, **content.references)
+        try:
+            references = _save_references(folder, generation, content.references)
+        except SansaError as exc:  # one a run would refuse: the last saved ones stay, the rest is saved
+            problem = f"The references were not saved: {exc}"
     old = {e["image"]: e["file"] for e in previous.get("results", [])}
     results = {name: old[name] for name in content.kept_results if name in old}
     for i, (name, labels) in enumerate(content.results.items()):
@@ -123,7 +122,19 @@ def write_session(folder: str | os.PathLike, content: SessionContent) -> Path:
     text = json.dumps(manifest, indent=1)
     target = atomic_write(folder / SESSION_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
     _drop_unnamed(folder, manifest)
+    if problem is not None:
+        raise SansaError(problem)
     return target
+
+
+def _save_references(folder: Path, generation: int, arguments: dict | None) -> str | None:
+    """The references as this generation's reference set; its folder's name (``None``: no references)."""
+    if arguments is None:
+        return None
+    name = f"references-{generation}"
+    shutil.rmtree(folder / name, ignore_errors=True)  # a save cut short left it
+    save_references(folder / name, **arguments)
+    return name
 
 
 def _previous(folder: Path) -> dict:

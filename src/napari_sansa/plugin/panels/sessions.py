@@ -9,6 +9,7 @@ a saved session are open (same names, same shapes), a line offers to *Restore* i
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from qtpy.QtCore import Qt, QTimer, Signal
@@ -38,6 +39,7 @@ from napari_sansa.plugin.core.settings import settings_from
 from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
+from napari_sansa.plugin.viewer.result_writer import painted_targets
 from napari_sansa.plugin.viewer.session_layers import open_images, restore_layers, restored_keys, snapshot
 
 SESSION_TIP = "Saved as you work (a crash loses a few seconds at most); restore or delete saved sessions"
@@ -228,6 +230,10 @@ class SessionsPanel(QWidget):
         if missing:
             raise SansaError(f"Open these images first (same names and shapes): {', '.join(missing)}.")
         references, results, ids = restore_layers(self.viewer, saved)
+        for name in results:  # painting on a restored result locks it, as on a run's
+            lead = len(saved.images[name]) - 2
+            lock = partial(self._lock_painted, ids[name], lead)
+            L.result_layer(self.viewer, ids[name]).events.paint.connect(lock)
         self._apply_settings(settings_from(saved.settings))
         accepted = restored_keys(saved.accepted, ids)
         self.review.scores.update(zip(restored_keys(saved.scores, ids), saved.scores.values()))
@@ -236,6 +242,9 @@ class SessionsPanel(QWidget):
         self.show_offer(None)
         names = saved.references.class_names if saved.references is not None else {}
         return Restored(folder, references, results, accepted, dict(names))
+
+    def _lock_painted(self, image_id: str, lead: int, event) -> None:
+        self.review.lock(painted_targets(image_id, lead, event))
 
     def _restore_clicked(self, folder=None) -> None:
         try:
