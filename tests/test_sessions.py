@@ -167,3 +167,11 @@ def test_a_save_cut_short_leaves_the_previous_session_readable(tmp_path, monkeyp
     write_session(tmp_path, second)  # the next save cleans up what the cut-short one left
     saved = read_session(tmp_path)
     assert (saved.results["b"] == 3).all() and len(list((tmp_path / "results").iterdir())) == 2
+
+
+def test_sessions_live_in_the_user_data_folder_unless_the_environment_names_one(monkeypatch, tmp_path):
+    from napari_sansa.plugin.core.saved_sessions import new_session_folder, sessions_root
+
+    assert new_session_folder().parent == tmp_path / "sessions"  # NAPARI_SANSA_SESSION_DIR (conftest)
+    monkeypatch.delenv("NAPARI_SANSA_SESSION_DIR")
+    assert sessions_root().parts[-2:] == ("napari-sansa", "sessions")

@@ -69,8 +69,8 @@ class SessionsPanel(QWidget):
         self._deleted.connect(self._after_delete)
         self._build()
         viewer.layers.events.inserted.connect(self._layer_added)
-        viewer.layers.events.removed.connect(self.changed)
-        review.refreshed.connect(self._review_changed)
+        viewer.layers.events.removed.connect(self._layer_removed)
+        review.refreshed.connect(self._start_timer)  # scores and acceptances
         review.result_added.connect(lambda key: self.result_changed(key.image_id))
         for layer in viewer.layers:
             self._watch(layer)
@@ -138,8 +138,11 @@ class SessionsPanel(QWidget):
         if event.value in L.image_layers(self.viewer) and self._offered is None:
             self.offer()
 
-    def _review_changed(self) -> None:
-        self._start_timer()
+    def _layer_removed(self, event) -> None:
+        if not L.is_result(event.value):
+            self.changed()
+        elif L.RESULT_OF in event.value.metadata:  # its labels leave the session
+            self._start_timer()
 
     def changed(self, event=None) -> None:
         """The references (or the images) changed: save them soon."""
@@ -153,9 +156,8 @@ class SessionsPanel(QWidget):
         self._start_timer()
 
     def _start_timer(self) -> None:
-        if (
-            not is_deleted(self) and not self._timer.isActive()
-        ):  # later changes join this save: at most SAVE_AFTER_S lost
+        """Save soon; later changes join this save, so at most SAVE_AFTER_S of work is lost."""
+        if not is_deleted(self) and not self._timer.isActive():
             self._timer.start()
 
     @property
