@@ -38,6 +38,7 @@ from napari_sansa.plugin.core.saved_sessions import (
 from napari_sansa.plugin.core.settings import settings_from
 from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.large import is_lazy
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
 from napari_sansa.plugin.viewer.result_writer import painted_targets
 from napari_sansa.plugin.viewer.session_layers import open_images, restore_layers, restored_keys, snapshot
@@ -172,7 +173,8 @@ class SessionsPanel(QWidget):
             self._timer.start()
             return
         parts = None
-        if self._references_changed:
+        lazy = any(is_lazy(layer.data) for layer in annotation_layers(self.viewer))
+        if self._references_changed and not lazy:  # a mask read from its file stays there
             try:
                 parts = self._parts()
             except SansaError:
