@@ -13,6 +13,7 @@ import pytest
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.files.sessions import SessionContent, read_session, write_session
+from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.samples import cells
 from test_widget import draw_labels_reference, run_and_wait
 
@@ -21,6 +22,7 @@ import json, sys, time
 import numpy as np
 import napari
 from qtpy.QtWidgets import QApplication
+from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.samples import cells
 
 def wait(condition, timeout=600):
@@ -175,3 +177,28 @@ def test_sessions_live_in_the_user_data_folder_unless_the_environment_names_one(
     assert new_session_folder().parent == tmp_path / "sessions"  # NAPARI_SANSA_SESSION_DIR (conftest)
     monkeypatch.delenv("NAPARI_SANSA_SESSION_DIR")
     assert sessions_root().parts[-2:] == ("napari-sansa", "sessions")
+
+
+def test_restored_clicks_boxes_and_masks_give_the_references_that_were_saved(open_widget, qtbot):
+    viewer, widget = open_widget()
+    draw_labels_reference(widget, "cells 0")
+    widget.prompt_image.setCurrentText("cells 1")
+    clicks = widget.add_prompt_layer("points")
+    clicks.add([[40, 50], [60, 70]])
+    L.toggle_point_sign(clicks)  # the next click is negative
+    clicks.add([[5, 5]])
+    boxes = widget.add_prompt_layer("shapes")
+    boxes.add_rectangles(np.array([[10, 20], [90, 120]]))
+    qtbot.waitUntil(lambda: widget.sessions_panel.idle, timeout=30_000)
+    before = widget.plan()
+
+    _, restored_widget = open_widget()
+    restored = restored_widget.restore_session()
+    after = restored_widget.plan()
+    assert restored.references == 2 and restored.results == [] and restored.accepted == []
+    assert [k.plane for k in after.reference_keys] == [k.plane for k in before.reference_keys]
+    for old, new in zip(before.references, after.references):
+        assert sorted(old.prompts) == sorted(new.prompts)
+        for class_id in old.prompts:
+            kinds = lambda prompts: sorted(type(p).__name__ for p in prompts)  # noqa: E731
+            assert kinds(old.prompts[class_id]) == kinds(new.prompts[class_id])

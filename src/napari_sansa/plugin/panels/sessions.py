@@ -12,6 +12,7 @@ from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
+from napari.layers import Labels
 from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QHBoxLayout,
@@ -173,7 +174,8 @@ class SessionsPanel(QWidget):
             self._timer.start()
             return
         parts = None
-        lazy = any(is_lazy(layer.data) for layer in annotation_layers(self.viewer))
+        layers = annotation_layers(self.viewer)
+        lazy = any(isinstance(layer, Labels) and is_lazy(layer.data) for layer in layers)
         if self._references_changed and not lazy:  # a mask read from its file stays there
             try:
                 parts = self._parts()
