@@ -7,7 +7,8 @@ status) is :mod:`.runner`'s, writing results into their layers :mod:`.result_wri
 live preview is :mod:`.preview`'s; the keyboard shortcuts :mod:`.shortcuts`'.
 
 The sections' panels live in their own modules in :mod:`.panels` (model, references with the
-layer → image list, targets, tiling, objects, run controls, review) and :mod:`.exports`.
+layer → image list, targets, tiling, objects, run controls, review, the saved session) and
+:mod:`.exports`.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class SansaWidget(QWidget):
         self.sessions_panel = SessionsPanel(
             self.viewer, self.review_panel, self._record_parts, self._settings, self._restore
         )
+        self.controls.threshold_changed.connect(self.sessions_panel.all_results_changed)  # relabelled
         offered = self.sessions_panel.offered is not None
         self.sections.add(
             "Session", self.sessions_panel, expanded=offered, before="Model", tooltip=SESSION_TIP

@@ -157,6 +157,11 @@ class SessionsPanel(QWidget):
             self._changed.add(image_id)
         self._start_timer()
 
+    def all_results_changed(self, *_) -> None:
+        """Every result's labels changed (relabelled at a new threshold): save them all soon."""
+        self._changed = None
+        self._start_timer()
+
     def _start_timer(self) -> None:
         """Save soon; later changes join this save, so at most SAVE_AFTER_S of work is lost."""
         if not is_deleted(self) and not self._timer.isActive():
