@@ -29,6 +29,12 @@ def private_cache_dir(tmp_path_factory):
         os.environ["NAPARI_SANSA_CACHE_DIR"] = old
 
 
+@pytest.fixture(autouse=True)
+def private_session_dir(monkeypatch, tmp_path):
+    """Sessions the widget saves as it changes go to the test's folder, never the user's."""
+    monkeypatch.setenv("NAPARI_SANSA_SESSION_DIR", str(tmp_path / "sessions"))
+
+
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """(sam2 path, adapter path) of a random-weight SAM2-tiny with SANSA adapters on stages 2-3."""

@@ -29,6 +29,7 @@ def test_the_dock_fits_a_laptop_screen_with_every_section_open(open_widget):
     assert dock.minimumSizeHint().height() < LAPTOP_DOCK
     # in the order of the work: the output is chosen before Run
     assert widget.sections.titles() == [
+        "Session",
         "Model",
         "References",
         "Targets and output",

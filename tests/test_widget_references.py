@@ -325,24 +325,24 @@ def test_a_reference_set_opened_with_napari_brings_its_images_and_prompts_ready_
     ns.save_references(folder, references, {1: "nucleus"}, sources=sources)
 
     viewer, widget = open_widget(sample=None)  # napari's plugins are discovered
-    # npe2's reader (what File › Open Folder and drag and drop use), on the folder and on the file
-    for path in (folder, folder / "references.json"):
-        data = npe2.read([str(path)], plugin_name="napari-sansa", stack=False)
-        names = [(meta["name"], kind) for _, meta, kind in data]
-        assert names == [
-            ("cells 0", "image"),
-            ("cells 0 prompts", "labels"),
-            ("cells 0 prompts", "labels"),
-            ("cells 1", "image"),
-            ("cells 1 prompts", "shapes"),
-            ("cells 1 prompts", "points"),
-        ]
-    with pytest.raises(ValueError):  # any other folder is not ours
-        npe2.read([str(tmp_path)], plugin_name="napari-sansa", stack=False)
+    # npe2's reader (what File › Open and drag and drop use), on the set's references.json
+    data = npe2.read([str(folder / "references.json")], plugin_name="napari-sansa", stack=False)
+    names = [(meta["name"], kind) for _, meta, kind in data]
+    assert names == [  # one prompt layer per kind: both masks in one Labels layer
+        ("cells 0", "image"),
+        ("cells 0 prompts", "labels"),
+        ("cells 1", "image"),
+        ("cells 1 prompts", "points"),
+        ("cells 1 prompts", "shapes"),
+    ]
+    for path in (folder, tmp_path):  # folders are napari's and other plugins' (File › Open Folder)
+        with pytest.raises(ValueError):
+            npe2.read([str(path)], plugin_name="napari-sansa", stack=False)
 
-    viewer.open(folder, plugin="napari-sansa")
+    viewer._open_or_raise_error([str(folder / "references.json")])  # File › Open: no reader choice
     assert [layer.name for layer in L.image_layers(viewer)] == ["cells 0", "cells 1"]
     np.testing.assert_array_equal(viewer.layers["cells 0"].data, image0)
+    np.testing.assert_array_equal(viewer.layers["cells 0 prompts"].data, labels0 * np.isin(labels0, [1, 2]))
     job = widget.plan()
     assert len(job.references) == 2 and job.classes == [1, 2]
     viewer.add_image(samples[2][0], name="target")

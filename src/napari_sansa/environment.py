@@ -15,3 +15,5 @@ KEEP_FREED_MEMORY = "NAPARI_SANSA_KEEP_FREED_MEMORY"
 MPS_FALLBACK = "PYTORCH_ENABLE_MPS_FALLBACK"
 """PyTorch's: ``1`` runs operations Apple GPUs lack on the CPU; napari-sansa sets it on macOS
 unless the user did (``engine/config.py``: ``MPS_CPU_FALLBACK_OPS``)."""
+SESSION_DIR = "NAPARI_SANSA_SESSION_DIR"
+"""Where the widget saves sessions as they change (default: the user data folder)."""

@@ -53,6 +53,7 @@ from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.large import is_lazy
+from napari_sansa.plugin.viewer.layer_data import reference_image_data
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers
 
 REFERENCES_FOLDER = "references"
@@ -158,16 +159,8 @@ def _open_image_for(viewer, name: str, plane: tuple[int, ...], hw: tuple[int, in
 
 def _add_reference_image(viewer, reference, source: dict, index: int):
     """The reference's own pixels as a new image layer, named after where they came from."""
-    image = reference.image
-    data = np.asarray(image.data)
-    if image.channel_axis is not None:
-        data = np.moveaxis(data, image.channel_axis, -1)
-    name = source.get("image") or f"reference {index}"
-    if source.get("plane"):
-        name += f" plane {','.join(map(str, source['plane']))}"
-    limits = image.contrast_limits
-    kwargs = {"contrast_limits": list(limits)} if limits is not None and limits[1] > limits[0] else {}
-    return viewer.add_image(data, name=name, **kwargs)
+    data, meta, _ = reference_image_data(reference.image, source, index)
+    return viewer.add_image(data, **meta)
 
 
 def open_references_in_viewer(
@@ -192,8 +185,7 @@ def open_references_in_viewer(
 
 def recreate_set(viewer, loaded: ReferenceSet, add_prompt_layer: Callable) -> list[str]:
     """A reference set's prompts as prompt layers: on the open images of the same names and
-    sizes, or else on the set's own images, added as layers; returns the names of those added.
-    ``viewer``: napari's, or anything with its ``layers`` and ``add_image`` (the reader's)."""
+    sizes, or else on the set's own images, added as layers; returns the names of those added."""
     added = []
     for i, (reference, source) in enumerate(zip(loaded.references, loaded.sources)):
         plane = tuple(source.get("plane", ()))

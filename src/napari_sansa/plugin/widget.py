@@ -11,7 +11,8 @@ jobs that use it (run, live preview, Check references, Adapt) belong to one owne
 ask it for work and listen to its status line, never to each other.
 
 The sections' panels live in their own modules in :mod:`.panels` (model, references with the
-layer → image list, targets, tiling, objects, run controls, review) and :mod:`.exports`.
+layer → image list, targets, tiling, objects, run controls, review, the saved session) and
+:mod:`.exports`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import exports, notifications
 from napari_sansa.plugin.core.runs import record_parts
+from napari_sansa.plugin.core.saved_sessions import Restored
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
 from napari_sansa.plugin.core.work_queue import ModelOwner
@@ -39,6 +41,7 @@ from napari_sansa.plugin.panels.references import ReferencesPanel
 from napari_sansa.plugin.panels.review import ReviewPanel
 from napari_sansa.plugin.panels.run_controls import RunControls
 from napari_sansa.plugin.panels.sections import Sections, stacked
+from napari_sansa.plugin.panels.sessions import SESSION_TIP, SessionsPanel
 from napari_sansa.plugin.panels.suggestion import SuggestionPanel
 from napari_sansa.plugin.panels.targets import TargetsPanel
 from napari_sansa.plugin.panels.tiling import LargeImagesPanel
@@ -73,6 +76,14 @@ class SansaWidget(QWidget):
         self.destroyed.connect(self.owner.shut)  # napari closing: every job stops after its step
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
+        self.sessions_panel = SessionsPanel(
+            self.viewer, self.review_panel, self._record_parts, self._settings, self._restore
+        )
+        self.controls.threshold_changed.connect(self.sessions_panel.all_results_changed)  # relabelled
+        offered = self.sessions_panel.offered is not None
+        self.sections.add(
+            "Session", self.sessions_panel, expanded=offered, before="Model", tooltip=SESSION_TIP
+        )
         self.viewer.layers.events.inserted.connect(self._layers_changed)
         self.viewer.layers.events.removed.connect(self._layers_changed)
         self._refresh_layers()
@@ -377,6 +388,14 @@ class SansaWidget(QWidget):
         job = self.plan()  # also names the images
         info = self.model.info if self.model is not None else None
         return record_parts(job, self._names, info, self._settings())
+
+    def restore_session(self, folder: str | os.PathLike | None = None) -> Restored:
+        """Bring back a saved session (by default the one the dock offers: its images are open)
+        with its references, results (corrections included), acceptances and model settings."""
+        restored = self.sessions_panel.restore(folder)
+        self.references_panel.class_names.update(restored.class_names)
+        self.references_panel.describe()
+        return restored
 
     def load_run(self, path: str | os.PathLike) -> int:
         """Recreate the references (and model settings) of a reference set or run record; returns how many."""

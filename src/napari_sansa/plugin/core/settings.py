@@ -58,10 +58,15 @@ def load_settings() -> WidgetSettings:
         raw = json.loads(settings_path().read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return WidgetSettings()
+    return settings_from(raw)
+
+
+def settings_from(raw: object) -> WidgetSettings:
+    """Settings from a JSON object: each field as its default's type; a damaged one keeps its default."""
     if not isinstance(raw, dict):
         return WidgetSettings()
     values = {}
-    for f in fields(WidgetSettings):  # each field as its default's type; a damaged one keeps its default
+    for f in fields(WidgetSettings):
         value, kind = raw.get(f.name), type(getattr(WidgetSettings, f.name))
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             with contextlib.suppress(ValueError):

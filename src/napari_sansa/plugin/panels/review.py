@@ -29,6 +29,7 @@ class ReviewPanel(QWidget):
     propagate_requested = Signal(object)  # "Propagate from here" on a stack plane (a TargetKey)
     filled = Signal()  # the first results arrived in an empty list
     result_added = Signal(object)  # a target's result is new (a TargetKey): what was measured of it is stale
+    refreshed = Signal()  # the list changed: a score, an acceptance, a lock
 
     def __init__(self, viewer, describe: Callable[[TargetKey], str]) -> None:
         super().__init__()
@@ -101,6 +102,7 @@ class ReviewPanel(QWidget):
             if key == selected:
                 self.queue.setCurrentItem(item)
         self.queue.blockSignals(False)
+        self.refreshed.emit()
         if empty and self.queue.count():
             self.filled.emit()
 

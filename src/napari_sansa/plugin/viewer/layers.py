@@ -114,56 +114,52 @@ def prompts_of(
     return merge(*parts)
 
 
-def _placement(image_layer) -> dict:
+def placement(image_layer) -> dict:
+    """Where a layer over an image goes: the image's scale and translate."""
     return {"scale": image_layer.scale, "translate": image_layer.translate}
+
+
+def prompt_layer_data(
+    kind: str, image_id: str, image_name: str, shape: tuple[int, ...], class_id: int = 1, **placement
+) -> tuple[object, dict, str]:
+    """An empty prompt layer (``"labels"``, ``"points"`` or ``"shapes"``) as napari layer data,
+    for an image whose labels have ``shape`` (planes + YX), tied to it by ``image_id``;
+    ``placement``: the image's scale and translate."""
+    meta = {"name": f"{image_name} prompts", "metadata": {PROMPTS_FOR: image_id}, **placement}
+    ndim, side = len(shape), min(shape[-2:])
+    if kind == "labels":
+        return np.zeros(shape, np.uint8), meta, "labels"
+    if kind == "points":
+        features = pd.DataFrame(
+            {CLASS: pd.Series([], dtype=int), SIGN: pd.Categorical([], categories=[POSITIVE, NEGATIVE])}
+        )
+        style = {"face_color": SIGN, "face_color_cycle": POINT_COLORS, "size": max(3, side // 40)}
+        defaults = {CLASS: class_id, SIGN: POSITIVE}
+        meta.update(ndim=ndim, features=features, feature_defaults=defaults, **style)
+        return np.empty((0, ndim)), meta, "points"
+    if kind == "shapes":
+        style = {"edge_width": max(1, side // 150), "edge_color": "yellow", "face_color": "transparent"}
+        meta.update(
+            ndim=ndim, features={CLASS: np.empty(0, int)}, feature_defaults={CLASS: class_id}, **style
+        )
+        return None, meta, "shapes"
+    raise ValueError(kind)
+
+
+MODES = {"labels": "paint", "points": "add", "shapes": "add_rectangle"}  # ready to draw
 
 
 def add_prompt_layer(viewer, image_layer, kind: str, class_id: int = 1):
     """A new Labels, Points or Shapes layer for drawing prompts on an image."""
-    image_id = layer_id(image_layer)
     source = image_source(image_layer)
-    meta = {PROMPTS_FOR: image_id}
-    name = f"{image_layer.name} prompts"
+    shape = source.plane_shape + source.hw
+    data, meta, _ = prompt_layer_data(
+        kind, layer_id(image_layer), image_layer.name, shape, class_id, **placement(image_layer)
+    )
+    layer = getattr(viewer, f"add_{kind}")(data, **meta)
     if kind == "labels":
-        layer = viewer.add_labels(
-            np.zeros(source.plane_shape + source.hw, np.uint8),
-            name=name,
-            metadata=meta,
-            **_placement(image_layer),
-        )
         layer.selected_label = class_id
-        layer.mode = "paint"
-    elif kind == "points":
-        layer = viewer.add_points(
-            np.empty((0, image_layer.ndim)),
-            name=name,
-            metadata=meta,
-            ndim=image_layer.ndim,
-            features=pd.DataFrame(
-                {CLASS: pd.Series([], dtype=int), SIGN: pd.Categorical([], categories=[POSITIVE, NEGATIVE])}
-            ),
-            face_color=SIGN,
-            face_color_cycle=POINT_COLORS,
-            size=max(3, min(source.hw) // 40),
-            **_placement(image_layer),
-        )
-        layer.feature_defaults = {CLASS: class_id, SIGN: POSITIVE}
-        layer.mode = "add"
-    elif kind == "shapes":
-        layer = viewer.add_shapes(
-            ndim=image_layer.ndim,
-            name=name,
-            metadata=meta,
-            features={CLASS: np.empty(0, int)},
-            edge_width=max(1, min(source.hw) // 150),
-            edge_color="yellow",
-            face_color="transparent",
-            **_placement(image_layer),
-        )
-        layer.feature_defaults = {CLASS: class_id}
-        layer.mode = "add_rectangle"
-    else:
-        raise ValueError(kind)
+    layer.mode = MODES[kind]
     return layer
 
 
@@ -252,6 +248,6 @@ def ensure_result_layer(
         name=source.name + RESULT_SUFFIX,
         metadata={RESULT_OF: source.image_id},
         visible=visible,
-        **_placement(image),
+        **placement(image),
     )
     return layer, True

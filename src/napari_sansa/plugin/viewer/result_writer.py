@@ -118,12 +118,17 @@ class ResultWriter:
     def _on_paint(self, image_id: str, lead: int, event) -> None:
         if self.layers is not None:
             self.layers.kept.add(image_id)  # the user's labels: keep the layer
-        painted: set[TargetKey] = set()
-        for atom in event.value:
-            indices = atom[0]
-            if lead == 0:
-                painted.add(TargetKey(image_id))
-            elif len(indices[0]):
-                planes = {tuple(int(indices[a][i]) for a in range(lead)) for i in range(len(indices[0]))}
-                painted.update(TargetKey(image_id, p) for p in planes)
-        self.review.lock(painted)
+        self.review.lock(painted_targets(image_id, lead, event))
+
+
+def painted_targets(image_id: str, lead: int, event) -> set[TargetKey]:
+    """The targets (planes) of an image that a paint event of its result layer touched."""
+    painted: set[TargetKey] = set()
+    for atom in event.value:
+        indices = atom[0]
+        if lead == 0:
+            painted.add(TargetKey(image_id))
+        elif len(indices[0]):
+            planes = {tuple(int(indices[a][i]) for a in range(lead)) for i in range(len(indices[0]))}
+            painted.update(TargetKey(image_id, p) for p in planes)
+    return painted
