@@ -200,7 +200,7 @@ def _at_threshold(prediction: Prediction, model: Sansa, threshold: float | None)
         return prediction
     if getattr(prediction, "tiles", 1) > 1:
         return prediction
-    from napari_sansa.engine.runs.results import labels_from_logits
+    from napari_sansa.engine.runs.thresholds import labels_from_logits
 
     labels = labels_from_logits(prediction.logits, threshold, prediction.labels.dtype)
     return replace(prediction, labels=labels)

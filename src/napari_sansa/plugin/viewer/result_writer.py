@@ -88,7 +88,7 @@ class ResultWriter:
     def relabel(self, threshold: float) -> int:
         """Label the kept results again at ``threshold`` (a logit) from their logits, without the
         model; locked (accepted or painted) results stay. Returns how many layers changed."""
-        from napari_sansa.engine.runs.results import labels_from_logits
+        from napari_sansa.engine.runs.thresholds import labels_from_logits
 
         changed = set()
         for key, logits in self.logits.items():
