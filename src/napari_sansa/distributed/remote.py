@@ -130,10 +130,12 @@ class RemoteSansa:
         self.device = f"{info['device']} at {address}"
         self.logits = logits  # send each class's logits back too (the widget's threshold slider)
         self.adaptation = None
+        self.encoder_passes = 0  # counted on the server, not here
         self._references: OrderedDict[str, Any] = OrderedDict()
 
     # ----------------------------------------------------------------- requests
     def _lost(self, done: int | None = None) -> ServerLost:
+        self._references.clear()  # the server's copies are gone with it
         kept = "" if done is None else f" after {done} result(s); finished results are kept"
         return ServerLost(
             f"The SANSA server at {self.address} stopped or the network dropped{kept}. "

@@ -76,6 +76,7 @@ class Runner(QObject):
         self.viewer, self.panels, self._describe, self._gone = viewer, panels, describe, gone
         self.model = None
         self._model_key: tuple | None = None
+        self.remote = None  # a server's model (panels/compute.py): used instead of loading one
         self.worker = None
         self.cancelled = threading.Event()
         self.ready = threading.Event()  # result layers added: the worker may start
@@ -97,6 +98,8 @@ class Runner(QObject):
 
     def model_for(self, settings: WidgetSettings) -> tuple[tuple, Callable]:
         """The settings' model key and a function (for a worker) that loads it, or gives the loaded one."""
+        if self.remote is not None:
+            return ("server", self.remote.address), (lambda model=self.remote: model)
         return model_loader(settings, self.model, self._model_key)
 
     def loaded(self, key: tuple) -> bool:

@@ -26,6 +26,7 @@ from napari_sansa.plugin.core.runs import record_parts
 from napari_sansa.plugin.core.session import Job, TargetKey, plan_job, repropagation_job
 from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
 from napari_sansa.plugin.panels.adapt import AdaptPanel
+from napari_sansa.plugin.panels.compute import ComputePanel
 from napari_sansa.plugin.panels.evaluation import CheckInputs, EvaluationPanel
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.panels.objects import ObjectsPanel
@@ -62,6 +63,7 @@ class SansaWidget(QWidget):
         )
         for relabel in (self.preview.relabel, self.runner.results.relabel):  # from logits, no model
             self.controls.threshold_changed.connect(relabel)
+        self.compute_panel.connected.connect(self._compute_on)
         self.adapt_panel = AdaptPanel(lambda: self.plan().references, self._settings, self.runner)
         self.sections.add(
             "Adapt to these images",
@@ -89,7 +91,9 @@ class SansaWidget(QWidget):
         mp = self.model_panel = ModelPanel()
         self.model_choice, self.sam2_file, self.adapter_file = mp.model_choice, mp.sam2_file, mp.adapter_file
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
-        add("Model", mp, expanded=False, tooltip="Which weights, on which device, at which precision")
+        self.compute_panel = ComputePanel()
+        model = stacked(self.compute_panel, mp)
+        add("Model", model, expanded=False, tooltip="Where it runs, which weights, on which device")
         rp = self.references_panel = ReferencesPanel(self.viewer)
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
         self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
@@ -124,6 +128,20 @@ class SansaWidget(QWidget):
         self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
         add("Export", self.run_files, tooltip="Write the results and references; load references")
         self.shortcuts = add_shortcuts(self, self.run, self.review_panel)
+
+    def connect_server(self, address: str, credentials: str | os.PathLike):
+        """Compute on a SANSA server (``napari-sansa serve``) from now on: runs, live preview,
+        reference checks and suggestions; ``credentials``: a copy of its ``DIR/client``."""
+        return self.compute_panel.connect_server(address, credentials)
+
+    def disconnect_server(self) -> None:
+        """Compute on this computer again."""
+        self.compute_panel.disconnect_server()
+
+    def _compute_on(self, model) -> None:
+        self.runner.remote = model
+        if model is not None:
+            self.runner.adopt(model, ("server", model.address))
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""
