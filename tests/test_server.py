@@ -18,6 +18,7 @@ import pytest
 import tifffile
 
 from napari_sansa.cli.main import main
+from napari_sansa.engine.runs.thresholds import labels_from_logits
 from napari_sansa.samples import cells
 
 SERVER_LIFETIME_S = 600  # a server started here stops by itself after this, whatever happens
@@ -191,7 +192,8 @@ while widget.worker is not None and time.monotonic() < deadline:
     QApplication.processEvents()
     time.sleep(0.01)
 np.save(sys.argv[3], np.stack([viewer.layers[f"cells {i} [SANSA]"].data for i in range(1, 6)]))
-print(json.dumps({"torch": "torch" in sys.modules, "status": widget.status.text()}))
+suggested = widget.suggest_next()
+print(json.dumps({"torch": "torch" in sys.modules, "status": widget.status.text(), "next": suggested}))
 widget.disconnect_server()
 viewer.close()
 """
@@ -212,6 +214,7 @@ def test_a_napari_process_using_the_server_gets_the_local_labels_without_importi
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["torch"] is False
     assert "5 of 5 images segmented" in report["status"]
+    assert report["next"] and report["next"].startswith("cells ")  # ranked on the server
     image, truth = cells(6)[0]
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     expected = model.segment([reference], [image for image, _ in cells(6)[1:]])
@@ -249,3 +252,23 @@ def test_a_server_killed_during_a_run_ends_it_with_one_line_and_keeps_the_finish
     assert 1 <= len(kept) < 5  # the finished results are kept; the run ended
     assert len(shown) == 1 and "stopped or the network dropped" in shown[0]
     assert "\n" not in shown[0]
+
+
+def test_the_live_preview_and_the_threshold_slider_work_through_the_server(server, open_widget, qtbot):
+    viewer, widget = open_widget()
+    remote = widget.connect_server(server.address, server.client)
+    assert widget.model is remote
+    widget.prompt_image.setCurrentText("cells 0")
+    prompts = widget.add_prompt_layer("labels")
+    prompts.brush_size = 20
+    widget.live_preview.setChecked(True)
+    prompts.paint((60, 60), 1)
+    qtbot.waitUntil(lambda: widget.preview.written >= 1 and widget.preview.worker is None, timeout=60_000)
+    preview = widget.preview.last
+    assert preview.model is remote and preview.logits  # the logits the slider needs came back
+    layer = viewer.layers["cells 5 [SANSA preview]"]
+    widget.controls.threshold.setValue(80)  # re-labelled here from the logits: no model call
+    expected = labels_from_logits(preview.logits, widget.controls.threshold_logit, layer.data.dtype)
+    qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
+    widget.disconnect_server()
+    assert widget.runner.remote is None

@@ -163,6 +163,8 @@ def remote_instances(token: str, method: str, options: dict):
     return prediction.instances(method, model=host.loaded(), **options)
 
 
-def remote_rank(references: list, targets: Sequence, scores: Sequence | None) -> list[int]:
-    """``Sansa.rank_for_annotation`` on the server."""
-    return _host().loaded().rank_for_annotation(references, list(targets), scores=scores)
+def remote_rank(references: list, targets: Sequence, scores: Sequence | None) -> list:
+    """Which target to annotate next (``rank_candidates``: each target's case), on the server."""
+    from napari_sansa.engine.runs.annotation_ranking import rank_candidates
+
+    return rank_candidates(_host().loaded(), references, list(targets), scores=scores)

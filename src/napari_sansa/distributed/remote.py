@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -143,19 +144,21 @@ class RemoteSansa:
         )
 
     def _result(self, future, cancel: Cancel = None, done: int | None = None):
-        """A request's answer; :class:`ServerLost` if the connection goes meanwhile."""
-        from distributed.client import FutureCancelledError
+        """A request's answer (``None`` if ``cancel`` came first); :class:`ServerLost` if the
+        connection goes meanwhile (the client then cancels its futures, which ends the wait)."""
+        from concurrent.futures import CancelledError
 
-        while True:
+        finished = threading.Event()
+        future.add_done_callback(lambda _: finished.set())
+        while not finished.wait(POLL_S):
             if self.client.status not in ("running", "connecting", "newly-created"):
                 raise self._lost(done)
-            try:
-                return future.result(timeout=POLL_S)
-            except TimeoutError:
-                if cancel is not None and is_cancelled(cancel):
-                    return None
-            except (FutureCancelledError, OSError) as exc:
-                raise self._lost(done) from exc
+            if cancel is not None and is_cancelled(cancel):
+                return None
+        try:
+            return future.result()
+        except (CancelledError, OSError) as exc:
+            raise self._lost(done) from exc
 
     def call(self, function, *args: Any):
         """Run ``function(*args)`` on the server and return its answer."""
@@ -259,11 +262,15 @@ class RemoteSansa:
         except (OSError, TimeoutError) as exc:
             raise self._lost() from exc
 
+    def rank_candidates(self, references, targets: Sequence, *, scores: Sequence | None = None) -> list:
+        """``annotation_ranking.rank_candidates`` on the server: each target's case, first first."""
+        return self.call(remote_rank, self._referenced(references), list(targets), scores)
+
     def rank_for_annotation(
         self, references, targets: Sequence, *, scores: Sequence | None = None
     ) -> list[int]:
         """``Sansa.rank_for_annotation`` on the server."""
-        return self.call(remote_rank, self._referenced(references), list(targets), scores)
+        return [c.index for c in self.rank_candidates(references, targets, scores=scores)]
 
     def propagate_stack(self, *args: Any, **kwargs: Any):
         raise SansaError(
