@@ -40,10 +40,11 @@ def _model_args(checkpoints) -> list[str]:
 class Served:
     """A ``napari-sansa serve`` subprocess, its address and credentials."""
 
-    def __init__(self, checkpoints, folder: Path) -> None:
+    def __init__(self, checkpoints, folder: Path, port: int | None = None) -> None:
         self.credentials = folder / "credentials"
+        self.port = port or _free_port()
         command = [sys.executable, "-c", "from napari_sansa.cli.main import main; raise SystemExit(main())"]
-        args = ["serve", "--port", str(_free_port()), "--credentials", str(self.credentials)]
+        args = ["serve", "--port", str(self.port), "--credentials", str(self.credentials)]
         if sys.platform != "win32" and os.path.exists("/usr/bin/timeout"):
             command = ["timeout", str(SERVER_LIFETIME_S), *command]
         self.process = subprocess.Popen(
@@ -221,7 +222,7 @@ def test_a_napari_process_using_the_server_gets_the_local_labels_without_importi
     np.testing.assert_array_equal(np.load(out), np.stack([p.labels for p in expected]))
 
 
-def test_a_server_killed_during_a_run_ends_it_with_one_line_and_keeps_the_finished_results(
+def test_a_server_killed_during_a_run_ends_it_with_one_line_and_a_restart_loses_nothing(
     checkpoints, tmp_path, open_widget, qtbot, monkeypatch
 ):
     from napari_sansa.plugin import notifications
@@ -245,13 +246,18 @@ def test_a_server_killed_during_a_run_ends_it_with_one_line_and_keeps_the_finish
 
         widget.run().yielded.connect(kill_after_the_first)
         qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+        kept = [lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]") and lyr.data.any()]
+        assert 1 <= len(kept) < 5  # the finished results are kept; the run ended
+        assert len(shown) == 1 and "stopped or the network dropped" in shown[0]
+        assert "\n" not in shown[0]
+
+        served = Served(checkpoints, tmp_path, served.port)  # the same address and credentials
+        again = widget.run()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+        assert again is not None and len(shown) == 1
+        assert all(viewer.layers[f"cells {i} [SANSA]"].data.any() for i in range(1, 6))
     finally:
         served.stop()
-    assert len(first) == 1
-    kept = [lyr for lyr in viewer.layers if lyr.name.endswith("[SANSA]") and lyr.data.any()]
-    assert 1 <= len(kept) < 5  # the finished results are kept; the run ended
-    assert len(shown) == 1 and "stopped or the network dropped" in shown[0]
-    assert "\n" not in shown[0]
 
 
 def test_the_live_preview_and_the_threshold_slider_work_through_the_server(server, open_widget, qtbot):

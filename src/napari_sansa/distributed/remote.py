@@ -97,11 +97,17 @@ def connect(address: str, credentials: str | os.PathLike, timeout: float = CONNE
     server's ``DIR/client`` folder); one clear error within ``timeout`` if it is refused."""
     import logging
 
-    from distributed import Client
-
     security = client_security(credentials)
     check_address(address)
     logging.getLogger("distributed").setLevel(logging.CRITICAL)  # our own lines say what happened
+    client, info = _open(address, security, timeout)
+    return RemoteSansa(client, address, info, security=security)
+
+
+def _open(address: str, security, timeout: float = CONNECT_TIMEOUT_S) -> tuple[Any, dict]:
+    """A Dask client of the server and what it says of its model."""
+    from distributed import Client
+
     try:
         client = Client(address, security=security, timeout=f"{timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
@@ -110,22 +116,22 @@ def connect(address: str, credentials: str | os.PathLike, timeout: float = CONNE
             "and are these its client credentials?)"
         ) from exc
     try:
-        info = client.submit(model_info, pure=False).result(timeout=REQUEST_TIMEOUT_S)
+        return client, client.submit(model_info, pure=False).result(timeout=REQUEST_TIMEOUT_S)
     except SansaError:
         client.close()
         raise
     except Exception as exc:
         client.close()
         raise SansaError(f"The SANSA server at {address} did not answer: {type(exc).__name__}") from exc
-    return RemoteSansa(client, address, info)
 
 
 class RemoteSansa:
     """A model on a SANSA server, with the run interface of ``Sansa``."""
 
-    def __init__(self, client, address: str, info: dict, *, logits: bool = False) -> None:
+    def __init__(self, client, address: str, info: dict, *, logits: bool = False, security=None) -> None:
         self.client = client
         self.address = address
+        self._security = security  # to connect again after the server restarted
         self.config = info["config"]
         self.info = ServerModelInfo(info["name"], info.get("sam2_size", ""))
         self.device = f"{info['device']} at {address}"
@@ -160,8 +166,18 @@ class RemoteSansa:
         except (CancelledError, OSError) as exc:
             raise self._lost(done) from exc
 
+    def _connected(self) -> None:
+        """Connect again if the connection was lost (the server restarted): a new run just works."""
+        if self.client.status in ("running", "connecting", "newly-created") or self._security is None:
+            return
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=1)
+        self.client, info = _open(self.address, self._security)
+        self.config = info["config"]
+
     def call(self, function, *args: Any):
         """Run ``function(*args)`` on the server and return its answer."""
+        self._connected()
         return self._result(self.client.submit(function, *args, pure=False))
 
     def _referenced(self, references) -> Any:
@@ -170,6 +186,7 @@ class RemoteSansa:
 
         from napari_sansa.engine.inputs.prompts import Reference
 
+        self._connected()
         references = [references] if isinstance(references, Reference) else list(references)
         if not references:
             raise SansaError("No references: give at least one annotated image.")
