@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -136,8 +137,10 @@ def remote_predict(references: list, index: int, image: Any, options: dict, logi
     host = _host()
     model = host.loaded()
     errors: list[str] = []
+    start = time.perf_counter()
     run = model.propagate(references, [image], on_error=lambda i, e: errors.append(str(e)), **options)
     found = next(iter(run), None)
+    seconds = time.perf_counter() - start
     if found is None:
         return {"index": index, "error": errors[0] if errors else "it could not be segmented"}
     return {
@@ -148,6 +151,7 @@ def remote_predict(references: list, index: int, image: Any, options: dict, logi
         "tiles": found.tiles,
         "missing": tuple(found.missing),
         "token": host.keep(found),
+        "seconds": seconds,
     }
 
 

@@ -62,6 +62,7 @@ class RemotePrediction:
     tiles: int = 1
     missing: tuple = ()
     token: str = ""
+    seconds: float = 0.0  # the server's compute, without the trip there and back
     server: RemoteSansa | None = field(default=None, repr=False)
 
     @property
