@@ -250,6 +250,7 @@ def test_a_server_killed_during_a_run_ends_it_with_one_line_and_a_restart_loses_
         assert 1 <= len(kept) < 5  # the finished results are kept; the run ended
         assert len(shown) == 1 and "stopped or the network dropped" in shown[0]
         assert "\n" not in shown[0]
+        assert "Lost" in widget.compute_panel.state.text()
 
         served = Served(checkpoints, tmp_path, served.port)  # the same address and credentials
         again = widget.run()

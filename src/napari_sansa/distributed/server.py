@@ -79,11 +79,21 @@ def _cluster(spec: ModelSpec, host: str, port: int, security, workers: int):
                 scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 env={THREADS_ENV: str(threads)},
             )  # fmt: skip
-    except OSError as exc:
-        raise SansaError(f"Cannot listen on {host}:{port}: {exc}".splitlines()[0]) from None
+    except (OSError, RuntimeError) as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, OSError):
+            raise SansaError(f"Cannot listen on {host}:{port}: {cause}".splitlines()[0]) from None
+        raise SansaError(f"The server could not start: {cause}".splitlines()[0]) from None
     finally:
         if main:
             signal.signal(signal.SIGINT, previous)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first error of a chain (Dask wraps a port in use in two RuntimeErrors)."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def start_server(spec: ModelSpec, credentials, host: str = "127.0.0.1", port: int = 0) -> Server:

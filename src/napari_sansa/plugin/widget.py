@@ -237,7 +237,10 @@ class SansaWidget(QWidget):
         if self.runner.running() or self.evaluation_panel.running():
             notifications.error("A run or a check is already going; cancel it or wait for it to finish.")
             return None
-        return self.runner.start(job or self.plan(), self._settings())
+        worker = self.runner.start(job or self.plan(), self._settings())
+        if worker is not None and self.compute_panel.remote is not None:
+            worker.errored.connect(self.compute_panel.run_failed)
+        return worker
 
     def _check_inputs(self) -> CheckInputs | None:
         """Check references' references, as a run would take them, and the run's model."""

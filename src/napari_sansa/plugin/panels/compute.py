@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from qtpy.QtCore import Signal
@@ -165,17 +164,10 @@ class ComputePanel(QWidget):
         self._connecting = None
         self.connect_button.setEnabled(True)
 
-    def lost(self, message: str) -> None:
-        """The server went away during a run: say so, and offer to connect again."""
-        model, self.remote = self.remote, None
-        if model is not None:
-            model.close()
-            self.connected.emit(None)
-        self.connect_button.setText("Connect")
-        self.state.setText(message)
+    def run_failed(self, exc: Exception) -> None:
+        """A run on the server ended early: say here too when the server went away (the
+        notification said it once; the next run connects again by itself)."""
+        from napari_sansa.distributed import ServerLost
 
-
-def model_source(panel: ComputePanel) -> Callable[[], object] | None:
-    """The server's model while connected (what the widget uses instead of loading one), else None."""
-    model = panel.remote
-    return None if model is None else (lambda: model)
+        if isinstance(exc, ServerLost) and self.remote is not None:
+            self.state.setText(f"Lost {self.remote.address}: the next run connects again.")
