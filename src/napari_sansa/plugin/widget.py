@@ -93,6 +93,7 @@ class SansaWidget(QWidget):
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
         self.compute_panel = ComputePanel()
         model = stacked(self.compute_panel, mp)
+        model.summary_changed = mp.summary_changed  # the folded section still says what runs
         add("Model", model, expanded=False, tooltip="Where it runs, which weights, on which device")
         rp = self.references_panel = ReferencesPanel(self.viewer)
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id

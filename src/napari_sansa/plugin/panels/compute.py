@@ -67,15 +67,22 @@ class ComputePanel(QWidget):
         self.where.setToolTip("Compute here, or on a GPU machine running napari-sansa serve")
         form.addRow("Compute on:", self.where)
         self.address = QLineEdit(placeholderText="tls://HOST:PORT (as napari-sansa serve prints it)")
+        self.address.setToolTip("The server's address, as napari-sansa serve printed it")
         form.addRow("Server:", self.address)
         self.credentials = QLineEdit(placeholderText="a copy of the server's credentials/client folder")
+        self.credentials.setToolTip(
+            "A copy of the folder client/ in the server's --credentials folder (ca.pem, client.pem, "
+            "client.key): keep it private"
+        )
         browse = QPushButton("…", maximumWidth=30)
+        browse.setToolTip("Choose the client credentials folder")
         browse.clicked.connect(self._browse)
         row = QHBoxLayout()
         row.addWidget(self.credentials)
         row.addWidget(browse)
         form.addRow("Credentials:", row)
         self.connect_button = QPushButton("Connect")
+        self.connect_button.setToolTip("Connect to the server (mutual TLS), or disconnect from it")
         self.connect_button.clicked.connect(self._toggle)
         self.state = QLabel("")
         self.state.setWordWrap(True)
