@@ -194,7 +194,13 @@ while widget.worker is not None and time.monotonic() < deadline:
     time.sleep(0.01)
 np.save(sys.argv[3], np.stack([viewer.layers[f"cells {i} [SANSA]"].data for i in range(1, 6)]))
 suggested = widget.suggest_next()
-print(json.dumps({"torch": "torch" in sys.modules, "status": widget.status.text(), "next": suggested}))
+from napari_sansa.engine.inputs.prompts import Mask, Reference
+(image, truth), (target, _) = cells(2)
+found = next(iter(widget.model.propagate([Reference(image, {1: Mask(truth == 1)})], [target])))
+objects = found.instances("watershed")  # made on the server
+report = {"torch": "torch" in sys.modules, "status": widget.status.text(), "next": suggested,
+          "objects": int(objects.labels.max()) == len(objects.table)}
+print(json.dumps(report))
 widget.disconnect_server()
 viewer.close()
 """
@@ -216,6 +222,7 @@ def test_a_napari_process_using_the_server_gets_the_local_labels_without_importi
     assert report["torch"] is False
     assert "5 of 5 images segmented" in report["status"]
     assert report["next"] and report["next"].startswith("cells ")  # ranked on the server
+    assert report["objects"]  # a result's objects, from the server
     image, truth = cells(6)[0]
     reference = Reference(image, {1: Mask(truth == 1), 2: Mask(truth == 2)})
     expected = model.segment([reference], [image for image, _ in cells(6)[1:]])
