@@ -286,3 +286,31 @@ def test_the_live_preview_and_the_threshold_slider_work_through_the_server(serve
     qtbot.waitUntil(lambda: np.array_equal(layer.data, expected), timeout=10_000)
     widget.disconnect_server()
     assert widget.runner.remote is None
+
+
+def test_the_compute_section_connects_refuses_in_one_line_and_remembers(
+    server, open_widget, qtbot, monkeypatch, tmp_path
+):
+    from qtpy.QtCore import Qt
+
+    from napari_sansa.plugin import notifications
+
+    shown: list[str] = []
+    monkeypatch.setattr(notifications, "error", shown.append)
+    _, widget = open_widget()
+    panel = widget.compute_panel
+    panel.where.setCurrentText("a server…")
+    panel.address.setText(server.address)
+    panel.credentials.setText(str(tmp_path))  # no client certificate there
+    qtbot.mouseClick(panel.connect_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: bool(shown) and panel.connect_button.isEnabled(), timeout=30_000)
+    assert len(shown) == 1 and "No client credentials" in shown[0] and panel.remote is None
+    panel.credentials.setText(str(server.client))
+    qtbot.mouseClick(panel.connect_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.remote is not None, timeout=30_000)
+    assert widget.model is panel.remote and "on cpu at tls://" in panel.state.text()
+    _, again = open_widget(sample=None)  # napari started again: the server is remembered
+    assert again.compute_panel.address.text() == server.address
+    assert again.compute_panel.credentials.text() == str(server.client)
+    panel.where.setCurrentText("this computer")  # disconnects
+    assert panel.remote is None and widget.runner.remote is None

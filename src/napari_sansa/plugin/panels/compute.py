@@ -151,12 +151,14 @@ class ComputePanel(QWidget):
             return
         self.state.setText(f"Connecting to {address}…")
         self.connect_button.setEnabled(False)
-        worker = create_worker(connect, address, Path(credentials).expanduser(), _start_thread=False)
-        worker.returned.connect(lambda model: self._connected_in_background(model, address, credentials))
-        worker.errored.connect(self._refused)
-        worker.finished.connect(self._connect_ended)
-        self._connecting = worker
-        worker.start()
+        handlers = {  # given here: an error handled by us is not re-raised by napari
+            "returned": lambda model: self._connected_in_background(model, address, credentials),
+            "errored": self._refused,
+            "finished": self._connect_ended,
+        }
+        folder = Path(credentials).expanduser()
+        self._connecting = create_worker(connect, address, folder, _start_thread=False, _connect=handlers)
+        self._connecting.start()
 
     def _connected_in_background(self, model, address: str, credentials: str) -> None:
         model.logits = True
