@@ -314,3 +314,21 @@ def test_the_compute_section_connects_refuses_in_one_line_and_remembers(
     assert again.compute_panel.credentials.text() == str(server.client)
     panel.where.setCurrentText("this computer")  # disconnects
     assert panel.remote is None and widget.runner.remote is None
+
+
+def test_the_server_serves_no_plain_http(server):
+    """Dask's HTTP endpoints (health, metrics, dashboard) would answer without TLS: none is served."""
+    import urllib.error
+    import urllib.request
+
+    from distributed import Client
+
+    from napari_sansa.distributed.credentials import client_security
+
+    with Client(server.address, security=client_security(server.client), timeout="10s") as client:
+        ports = [client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.http_server.port)]
+        ports += client.run(lambda dask_worker: dask_worker.http_server.port).values()
+    for port in ports:
+        for path in ("/health", "/metrics", "/status", "/json/identity.json"):
+            with pytest.raises(urllib.error.HTTPError, match="404"):
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)

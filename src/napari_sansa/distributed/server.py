@@ -69,14 +69,19 @@ def _cluster(spec: ModelSpec, host: str, port: int, security, workers: int):
     threads = max(1, usable_cpus() // workers)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # workers inherit it
-    no_trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+    settings = {
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+        # Dask's HTTP endpoints (health, metrics, dashboard) speak no TLS: none is served
+        "distributed.scheduler.http.routes": [],
+        "distributed.worker.http.routes": [],
+    }
     try:
-        with dask.config.set(no_trim):
+        with dask.config.set(settings):
             return LocalCluster(
                 n_workers=workers, threads_per_worker=1, processes=True, host=host,
                 scheduler_port=port, protocol="tls://", security=security,
                 dashboard_address=None, silence_logs=logging.CRITICAL,
-                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
                 env={THREADS_ENV: str(threads)},
             )  # fmt: skip
     except (OSError, RuntimeError) as exc:
