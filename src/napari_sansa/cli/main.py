@@ -15,8 +15,10 @@ from napari_sansa.cli.adapt import adapt as adapt_command
 from napari_sansa.cli.adapt import add_parser as add_adapt_parser
 from napari_sansa.cli.evaluate import evaluate as evaluate_command
 from napari_sansa.cli.large import add_options as add_large_options
-from napari_sansa.cli.options import EXIT_USAGE, add_model_options
+from napari_sansa.cli.options import EXIT_USAGE, add_model_options, add_server_options
 from napari_sansa.cli.segment import segment as segment_command
+from napari_sansa.cli.serve import add_parser as add_serve_parser
+from napari_sansa.cli.serve import serve as serve_command
 from napari_sansa.engine.errors import OutputExists, SansaError
 from napari_sansa.engine.objects import OBJECT_METHODS
 
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "images must be readable at the same paths there",
     )
     add_model_options(segment)
+    add_server_options(segment)
     add_adapt_parser(commands)
     _add_evaluate_parser(commands)
     _add_tool_parsers(commands)
@@ -143,6 +146,8 @@ def _add_evaluate_parser(commands) -> None:
         "against its mask",
     )
     add_model_options(evaluate)
+    add_server_options(evaluate)
+    add_serve_parser(commands)
 
 
 def _add_tool_parsers(commands) -> None:
@@ -245,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "segment": segment_command,
         "adapt": adapt_command,
         "evaluate": evaluate_command,
+        "serve": serve_command,
         "download": _download,
         "models": _models,
         "sample-data": _sample_data,

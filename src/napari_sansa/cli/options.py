@@ -58,6 +58,23 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server (napari-sansa serve on another machine)")
+    group.add_argument(
+        "--server",
+        metavar="tls://HOST:PORT",
+        default=None,
+        help="compute on a SANSA server: images are sent to it, outputs written here",
+    )
+    group.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="the server's client credentials (a copy of its credentials folder's client/)",
+    )
+
+
 def gigabytes_to_bytes(gigabytes: float | None, option: str) -> int | None:
     if gigabytes is None:
         return None
@@ -87,13 +104,29 @@ def model_choice(args: argparse.Namespace) -> tuple[SansaConfig, Path | None, Pa
 
 
 def load_model(args: argparse.Namespace):
-    """The model the options ask for: local files, else a published model."""
+    """The model the options ask for: on a server (``--server``), else local files, else a
+    published model."""
+    if getattr(args, "server", None):
+        return _remote_model(args)
     from napari_sansa.engine.model import Sansa
 
     config, sam2, adapter = model_choice(args)
     if sam2 and adapter:
         return Sansa.from_checkpoints(sam2, adapter, config=config)
     return Sansa.from_pretrained(args.model or "universal", cache_dir=args.cache_dir, config=config)
+
+
+def _remote_model(args: argparse.Namespace):
+    from napari_sansa.distributed import check_address, connect
+
+    if getattr(args, "cluster", None) or getattr(args, "scheduler", None):
+        raise SansaError("Give --server or --cluster/--scheduler, not both.")
+    check_address(args.server)
+    if args.credentials is None:
+        raise SansaError(
+            "--server needs --credentials DIR: a copy of the server's credentials folder's client/."
+        )
+    return connect(args.server, args.credentials)
 
 
 def reference_inputs(args: argparse.Namespace):

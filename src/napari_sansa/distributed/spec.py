@@ -60,11 +60,12 @@ class ModelSpec:
 
             fetch_model(self.name, cache_dir=self.cache_dir, progress=False)
 
-    def build(self):
-        """The model (run on a worker: this loads torch and the weights)."""
+    def build(self, *, keep_features: bool = False):
+        """The model (run on a worker: this loads torch and the weights); ``keep_features``: with
+        the config's own feature caches (a server sees the same images again), not a run's."""
         from napari_sansa.engine.model import Sansa
 
-        config = self.worker_config()
+        config = self.config if keep_features else self.worker_config()
         if self.local_files:
             return Sansa.from_checkpoints(self.sam2, self.adapter, config=config)
         return Sansa.from_pretrained(self.name, cache_dir=self.cache_dir, progress=False, config=config)

@@ -24,7 +24,8 @@ from napari_sansa.engine.network.loading import ModelInfo, assemble
 from napari_sansa.engine.network.weights import fetch_model
 from napari_sansa.engine.runs import predicting
 from napari_sansa.engine.runs.annotation_ranking import rank_candidates
-from napari_sansa.engine.runs.results import Estimate, Prediction
+from napari_sansa.engine.runs.estimates import Estimate
+from napari_sansa.engine.runs.results import Prediction
 from napari_sansa.engine.runs.stack import propagate_stack
 from napari_sansa.engine.runs.tiled import OnTile, Output
 from napari_sansa.engine.runs.tiling import AUTO, TileOptions

@@ -149,7 +149,7 @@ class LivePreview(QObject):
 
     def relabel(self, threshold: float) -> None:
         """Show the preview at another threshold (a logit), from its logits: no model call."""
-        from napari_sansa.engine.runs.results import labels_from_logits
+        from napari_sansa.engine.runs.thresholds import labels_from_logits
 
         result = self.last
         if result is None or preview_layer(self.viewer, result.request.source.image_id) is None:

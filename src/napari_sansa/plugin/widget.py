@@ -34,6 +34,7 @@ from napari_sansa.plugin.core.settings import WidgetSettings, load_settings
 from napari_sansa.plugin.core.work_queue import ModelOwner
 from napari_sansa.plugin.model_loading import load_model
 from napari_sansa.plugin.panels.adapt import AdaptPanel
+from napari_sansa.plugin.panels.compute import ComputePanel
 from napari_sansa.plugin.panels.evaluation import CheckInputs, EvaluationPanel
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.panels.objects import ObjectsPanel
@@ -62,8 +63,7 @@ class SansaWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self._names: dict[str, str] = {}  # image id -> layer name, as of the last plan
-        load = lambda settings, cancel: load_model(settings, cancel, self.model_panel.download)  # noqa: E731
-        self.workers = Workers(self._settings, load, parent=self)
+        self.workers = Workers(self._settings, self._load_model, parent=self)
         self._build()
         panels = RunPanels(self.large_panel, self.controls, self.review_panel, self.objects_panel)
         gone = lambda: is_deleted(self)  # noqa: E731
@@ -73,6 +73,7 @@ class SansaWidget(QWidget):
         self.workers.status.connect(self._busy_changed)
         self.workers.model_changed.connect(self.model_panel.show_running)
         self._wire_shortcuts()
+        self.compute_panel.connected.connect(self._compute_on)
         self.destroyed.connect(self.owner.shut)  # napari closing: every job stops after its step
         self.destroyed.connect(self.runner.ready.set)
         self._restore(load_settings())
@@ -129,7 +130,10 @@ class SansaWidget(QWidget):
         mp = self.model_panel = ModelPanel()
         self.model_choice, self.sam2_file, self.adapter_file = mp.model_choice, mp.sam2_file, mp.adapter_file
         self.device, self.precision, self.image_size = mp.device, mp.precision, mp.image_size
-        add("Model", mp, expanded=False, tooltip="Which weights, on which device, at which precision")
+        self.compute_panel = ComputePanel()
+        model = stacked(self.compute_panel, mp)
+        model.summary_changed = mp.summary_changed  # the folded section still says what runs
+        add("Model", model, expanded=False, tooltip="Where it runs, which weights, on which device")
         rp = self.references_panel = ReferencesPanel(self.viewer)
         self.prompt_image, self.prompt_kind, self.class_id = rp.prompt_image, rp.prompt_kind, rp.class_id
         self.toggle_sign, self.references_label = rp.toggle_sign, rp.summary
@@ -175,6 +179,25 @@ class SansaWidget(QWidget):
             before="Review (least confident first)",
             tooltip="Fine-tune SANSA's adapters on the annotated images (SAM2 frozen)",
         )
+
+    def connect_server(self, address: str, credentials: str | os.PathLike):
+        """Compute on a SANSA server (``napari-sansa serve``) from now on: runs, live preview,
+        reference checks and suggestions; ``credentials``: a copy of its ``DIR/client``."""
+        return self.compute_panel.connect_server(address, credentials)
+
+    def disconnect_server(self) -> None:
+        """Compute on this computer again."""
+        self.compute_panel.disconnect_server()
+
+    def _load_model(self, settings: WidgetSettings, cancel):
+        """The model the owner's next job uses (in its worker): a server's while connected
+        (panels/compute.py), else one loaded here (a download shown in the Model section)."""
+        remote = self.compute_panel.remote
+        return remote if remote is not None else load_model(settings, cancel, self.model_panel.download)
+
+    def _compute_on(self, model) -> None:
+        """Connected (a server's model) or disconnected (None): the next job loads its model anew."""
+        self.owner.unload()
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""
@@ -268,7 +291,10 @@ class SansaWidget(QWidget):
     def run(self, job: Job | None = None):
         """Segment every target like the references (what the Run button does): now, or after
         the job in progress (the status line says so); returns the worker (``None``: refused)."""
-        return self.runner.start(job or self.plan(), self._settings())
+        worker = self.runner.start(job or self.plan(), self._settings())
+        if worker is not None and self.compute_panel.remote is not None:
+            worker.errored.connect(self.compute_panel.run_failed)  # the server gone: one line
+        return worker
 
     def _check_inputs(self) -> CheckInputs | None:
         """Check references' references, as a run would take them."""

@@ -8,26 +8,16 @@ needed); "sam" prompts SAM2's decoder from those seeds on the target's cached fe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.objects import OBJECT_METHODS
 from napari_sansa.engine.objects.sam import sam_instances
 from napari_sansa.engine.objects.split import DEFAULT_MIN_SIZE, split_instances
-from napari_sansa.engine.objects.table import object_table
+from napari_sansa.engine.objects.table import Objects, object_table
 from napari_sansa.engine.runtime.runtime import PreparedImage, Runtime
-
-
-class Objects(NamedTuple):
-    """Instance labels ``(H, W)`` int32 (0 = background) and their table, one row per object."""
-
-    labels: np.ndarray
-    table: pd.DataFrame
-
 
 Found = tuple[np.ndarray, dict[int, int], dict[int, float]]  # objects, label -> class, label -> score
 

@@ -7,6 +7,7 @@ Bounding boxes are half-open: ``bbox_row1`` and ``bbox_col1`` are one past the l
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,14 @@ _RENAME = {
     "bbox-2": "bbox_row1",
     "bbox-3": "bbox_col1",
 }
+
+
+class Objects(NamedTuple):
+    """Instance labels ``(H, W)`` int32 (0 = background) and their table, one row per object
+    (here, torch-free, so that objects made on a SANSA server reach a client without torch)."""
+
+    labels: np.ndarray
+    table: pd.DataFrame
 
 
 def _intensity(image: Image | np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:

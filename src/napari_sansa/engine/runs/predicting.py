@@ -27,8 +27,9 @@ from napari_sansa.engine.inputs.large_images import large_image
 from napari_sansa.engine.inputs.prompts import Reference, resolve_reference
 from napari_sansa.engine.network.features import ImageFeatures
 from napari_sansa.engine.network.memory import MemoryEntry, decode_target, encode_memory
+from napari_sansa.engine.runs.estimates import Estimate
 from napari_sansa.engine.runs.reference_crops import crop_references
-from napari_sansa.engine.runs.results import Estimate, Prediction, prediction
+from napari_sansa.engine.runs.results import Prediction, prediction
 from napari_sansa.engine.runs.tiled import OnTile, Output, TiledTarget, run_tiled, tiled_bytes
 from napari_sansa.engine.runs.tiling import TileOptions, count_tiles, tile_grid
 from napari_sansa.engine.runtime.prefetch import Prefetch

@@ -8,10 +8,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from napari_sansa.engine.inputs.prompts import label_dtype
 from napari_sansa.engine.objects.from_prediction import Objects, prediction_objects
 from napari_sansa.engine.objects.split import DEFAULT_MIN_SIZE
+from napari_sansa.engine.runs.estimates import Estimate
+from napari_sansa.engine.runs.thresholds import labels_from_logits
 from napari_sansa.engine.runtime.runtime import HasRuntime, Outcome, PreparedImage, Runtime
+
+__all__ = ["Estimate", "Prediction", "Source", "labels_from_logits", "prediction"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -27,17 +30,6 @@ class Source:
     def live_runtime(self) -> Runtime | None:
         """The runtime, if the model that made the prediction still exists."""
         return self.runtime() if self.runtime is not None else None
-
-
-def labels_from_logits(logits: Mapping[int, np.ndarray], threshold: float, dtype=None) -> np.ndarray:
-    """Class ids from each class's logits, as a prediction's labels are made: where the highest
-    logit is above ``threshold``, its class; elsewhere 0. For re-labelling at another threshold
-    without running the model again."""
-    class_ids = list(logits)
-    stacked = np.stack([np.asarray(logits[c], dtype=np.float32) for c in class_ids])
-    best = stacked.argmax(axis=0)
-    lookup = np.asarray(class_ids, dtype=dtype or label_dtype(class_ids))
-    return np.where(stacked.max(axis=0) > threshold, lookup[best], 0).astype(lookup.dtype)
 
 
 @dataclass(eq=False)
@@ -131,44 +123,3 @@ def prediction(
         tiles=tiles,
         missing=missing,
     )
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """What a run of ``n_targets`` images will cost, from timings measured on this machine."""
-
-    n_targets: int
-    seconds_per_target: float
-    feature_bytes_per_image: int
-    cache_bytes: int
-    encoder_passes: int | None = None  # images plus the extra tiles of large ones
-    tiled_bytes: int = 0  # the most that one tiled target holds while it is segmented
-
-    @property
-    def run_bytes(self) -> int:
-        """Memory the run needs beyond the loaded model and one encoder pass's working memory:
-        cached features and tiled work (tiles in flight, blending)."""
-        return self.memory_bytes + self.tiled_bytes
-
-    @property
-    def seconds(self) -> float:
-        return self.seconds_per_target * self.n_targets
-
-    @property
-    def memory_bytes(self) -> int:
-        """Feature memory the run may hold (bounded by the cache budget)."""
-        return min(self.feature_bytes_per_image * self.passes, self.cache_bytes)
-
-    @property
-    def passes(self) -> int:
-        return self.n_targets if self.encoder_passes is None else self.encoder_passes
-
-    def __str__(self) -> str:
-        minutes = self.seconds / 60
-        when = f"{self.seconds:.0f} s" if minutes < 2 else f"{minutes:.0f} min"
-        tiles = f" in {self.passes} tiles" if self.passes > self.n_targets else ""
-        return (
-            f"about {when} for {self.n_targets} image(s){tiles} ({self.seconds_per_target:.1f} s each), "
-            f"up to {self.memory_bytes / 2**30:.1f} GiB of cached features"
-            + (f" and {self.tiled_bytes / 2**30:.1f} GiB for tiles" if self.tiled_bytes else "")
-        )

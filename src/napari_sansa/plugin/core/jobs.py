@@ -204,7 +204,7 @@ def _at_threshold(prediction: Prediction, model: Sansa, threshold: Threshold) ->
         return prediction, own
     import numpy as np
 
-    from napari_sansa.engine.runs.results import labels_from_logits
+    from napari_sansa.engine.runs.thresholds import labels_from_logits
 
     logits = {c: np.asarray(v, dtype=np.float16) for c, v in prediction.logits.items()}
     labels = labels_from_logits(logits, wanted, prediction.labels.dtype)

@@ -58,7 +58,7 @@ def preview_request(
 def predict_preview(get_model: Callable[[], Sansa], request: PreviewRequest) -> PreviewResult:
     """Predict the request's target (loading the model first if needed), whole: a large image is
     shrunk to the model's input here, where a Run segments it in tiles."""
-    from napari_sansa.engine.runs.results import labels_from_logits
+    from napari_sansa.engine.runs.thresholds import labels_from_logits
 
     model = get_model()
     before = model.encoder_passes

@@ -222,6 +222,12 @@ class ModelOwner:
             self.model = model
         self._loaded(model)
 
+    def unload(self) -> None:
+        """Let the model go (the widget switched between this computer and a server): the next
+        task loads its model anew."""
+        with self._lock:
+            self.model = self.model_key = None
+
     def _loaded(self, model: Model) -> None:
         for listener in self._models:
             listener(model)

@@ -54,7 +54,9 @@ class SuggestionPanel(QWidget):
 
         images = [source.image(key.plane) for key, source in pool]
         try:
-            ranked = rank_candidates(model, job.references, images, scores=[scores[k] for k, _ in pool])
+            rank = getattr(model, "rank_candidates", None)  # a server's model ranks there
+            rank = rank or (lambda *args, **kw: rank_candidates(model, *args, **kw))
+            ranked = rank(job.references, images, scores=[scores[k] for k, _ in pool])
         except SansaError as exc:
             notifications.error(str(exc))
             return None

@@ -111,7 +111,7 @@ class ResultWriter:
         kept = self.logits.get(key)
         if kept is None or at == self.threshold:
             return prediction.labels
-        from napari_sansa.engine.runs.results import labels_from_logits
+        from napari_sansa.engine.runs.thresholds import labels_from_logits
 
         return labels_from_logits(kept, self.threshold, prediction.labels.dtype)
 
