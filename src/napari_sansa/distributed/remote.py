@@ -47,6 +47,8 @@ class ServerModelInfo:
 
     name: str
     sam2_size: str = ""
+    sam2_checkpoint: str = ""  # the files are on the server: a saved session or export names none
+    adapter_checkpoint: str = ""
 
 
 @dataclass(eq=False)

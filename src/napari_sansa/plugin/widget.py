@@ -196,8 +196,9 @@ class SansaWidget(QWidget):
         return remote if remote is not None else load_model(settings, cancel, self.model_panel.download)
 
     def _compute_on(self, model) -> None:
-        """Connected (a server's model) or disconnected (None): the next job loads its model anew."""
-        self.owner.unload()
+        """Connected (a server's model: the next jobs use it) or disconnected (None: the next job
+        loads a model here)."""
+        self.owner.use(model)
 
     def _choices(self) -> dict[str, object]:
         """The run choices remembered with the model's (settings field -> its combo box)."""

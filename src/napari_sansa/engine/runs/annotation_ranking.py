@@ -21,7 +21,6 @@ Images large enough to be segmented in tiles are not encoded whole, so their nov
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,24 +28,11 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.engine.inputs.prompts import Reference
 from napari_sansa.engine.runs import predicting
+from napari_sansa.engine.runs.candidates import Candidate
 from napari_sansa.engine.runs.tiling import TileOptions, tile_grid
 from napari_sansa.engine.runtime.runtime import HasRuntime, ImageLike, Runtime
 
 NOVELTY_WEIGHT = 0.5
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One target's case for being annotated next (see the module docstring)."""
-
-    index: int  # the target's position in the list given
-    uncertainty: float  # 1 - confidence, in [0, 1]
-    novelty: float  # cosine distance to the nearest reference's pooled features, in [0, 2]
-    priority: float  # the combined, scaled criteria, in [0, 1]: higher = annotate sooner
-
-    @property
-    def confidence(self) -> float:
-        return 1.0 - self.uncertainty
 
 
 def pooled_features(runtime: Runtime, image: ImageLike) -> np.ndarray | None:

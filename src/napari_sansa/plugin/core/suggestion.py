@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from napari_sansa.plugin.core.session import ImageSource, Job, TargetKey
 
 if TYPE_CHECKING:  # torch loads when a suggestion is asked for, not when napari starts
-    from napari_sansa.engine.runs.annotation_ranking import Candidate
+    from napari_sansa.engine.runs.candidates import Candidate
 
 NO_RESULTS = "Run first: Suggest next ranks the images the last run segmented."
 NO_CANDIDATES = (

@@ -222,11 +222,14 @@ class ModelOwner:
             self.model = model
         self._loaded(model)
 
-    def unload(self) -> None:
-        """Let the model go (the widget switched between this computer and a server): the next
-        task loads its model anew."""
+    def use(self, model: Model | None) -> None:
+        """The widget switched between this computer and a server: the next tasks use ``model``
+        (a server's), or (``None``) load theirs anew."""
         with self._lock:
-            self.model = self.model_key = None
+            self.model = model
+            self.model_key = None if model is None else self._settings().model_key()
+        if model is not None:
+            self._loaded(model)
 
     def _loaded(self, model: Model) -> None:
         for listener in self._models:

@@ -50,12 +50,13 @@ class SuggestionPanel(QWidget):
         if not pool or not job.references:
             notifications.error(suggestion.NO_CANDIDATES)
             return None
-        from napari_sansa.engine.runs.annotation_ranking import rank_candidates
-
         images = [source.image(key.plane) for key, source in pool]
         try:
-            rank = getattr(model, "rank_candidates", None)  # a server's model ranks there
-            rank = rank or (lambda *args, **kw: rank_candidates(model, *args, **kw))
+            rank = getattr(model, "rank_candidates", None)  # a server's model ranks there (no torch here)
+            if rank is None:
+                from napari_sansa.engine.runs.annotation_ranking import rank_candidates
+
+                rank = lambda *args, **kw: rank_candidates(model, *args, **kw)  # noqa: E731
             ranked = rank(job.references, images, scores=[scores[k] for k, _ in pool])
         except SansaError as exc:
             notifications.error(str(exc))
