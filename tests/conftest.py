@@ -149,3 +149,17 @@ def open_widget(make_napari_viewer, checkpoints, monkeypatch, tmp_path, load_onc
         return viewer, widget
 
     return make
+
+
+@pytest.fixture
+def exported(qtbot):
+    """``exported(widget, folder, **options)``: the widget's export, as the Export… button starts
+    it (in a worker), waited for; the files it wrote."""
+
+    def export(widget, folder, **options):
+        worker = widget.export(folder, **options)
+        assert worker is not None
+        qtbot.waitUntil(lambda: not widget.run_files.job.running(), timeout=120_000)
+        return widget.run_files.written
+
+    return export

@@ -12,7 +12,7 @@ from qtpy.QtCore import Qt
 from test_widget import draw_labels_reference, run_and_wait
 
 
-def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget, qtbot, tmp_path):
+def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget, qtbot, tmp_path, exported):
     viewer, widget = open_widget()
     draw_labels_reference(widget)
     for i in (1, 3, 4, 5):  # one target is enough
@@ -41,7 +41,7 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     widget.objects_panel.list.setCurrentRow(0)
     assert viewer.layers.selection.active.name == layer.name and layer.selected_label == listed[0][1]
 
-    written = widget.export(tmp_path / "out")
+    written = exported(widget, tmp_path / "out")
     names = sorted(p.name for p in written)
     assert "cells 2_objects.csv" in names and "cells 2_objects.tif" in names
     from napari_sansa.plugin.exports import export_summary
@@ -56,7 +56,7 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     for action in widget.run_files.format_actions.values():
         action.setChecked(True)
     assert widget.run_files.export_formats() == ("geojson", "coco")
-    written = widget.export(tmp_path / "tools", formats=widget.run_files.export_formats())
+    written = exported(widget, tmp_path / "tools", formats=widget.run_files.export_formats())
     assert export_summary(written).endswith("1 QuPath GeoJSON file(s), coco.json and the references")
     geojson = json.loads((tmp_path / "tools" / "cells 2_objects.geojson").read_text())
     coco = json.loads((tmp_path / "tools" / "coco.json").read_text())

@@ -277,9 +277,8 @@ class Runner(QObject):
         self.worker = None
         self.panels.controls.running(False)
         self.panels.review.refresh()
-        for image_id in self._through:
-            self.panels.objects.layers.link(image_id)
         self.panels.objects.refresh()
+        self.panels.objects.link(self._through)  # in a worker; the list follows when done
         self._show_status("")
 
     def _show_status(self, running: str) -> None:

@@ -307,27 +307,39 @@ class SansaWidget(QWidget):
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
 
-    def suggest_next(self) -> str | None:
+    def suggest_next(self):
         """Name the unannotated image (or plane) whose annotation should help most, show it and
-        say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
+        say why (the *Suggest next* button). Returns at once: the name when the images' features
+        are at hand, else the worker that encodes and ranks them, whose answer lands in
+        :attr:`suggestion`; ``None`` when there is none yet (told why)."""
         panel = self.suggestion_panel
-        key = panel.suggest(self.model, self.plan(), self.scores, self.runner.running())
-        if key is None:
-            return None
+        found = panel.suggest(self.model, self.plan(), self.scores, self.runner.running(), self._suggested)
+        return self._suggested(found) if isinstance(found, TargetKey) else found
+
+    def _suggested(self, key: TargetKey) -> str:
         self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
         return self._describe_key(key)
 
+    @property
+    def suggestion(self) -> str | None:
+        """The last *Suggest next*'s answer (``None`` while it is being worked out)."""
+        return self.suggestion_panel.suggestion
+
     # ------------------------------------------------------------------ export
-    def export(
-        self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()
-    ) -> list[Path]:
+    def export(self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()):
         """Write every result layer (one file per image or stack), objects, the reference set and
-        class names; ``formats``: also "geojson" (QuPath) and/or "coco"."""
+        class names; ``formats``: also "geojson" (QuPath) and/or "coco". Files that would be
+        replaced without ``overwrite`` are refused at once (:class:`SansaError`); the files are
+        written in a worker, which this returns (progress and Cancel in the dock; the files in
+        ``run_files.written`` when it is done)."""
+        if self.run_files.job.running():
+            raise SansaError("An export is going: wait for it to finish, or cancel it.")
         objects = self.objects_panel.layers.export_later(folder, overwrite)
         extra = {"formats": formats, "object_layers": self.objects_panel.layers}
-        return exports.export_run(
+        plan = exports.plan_export(
             self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects, **extra
         )
+        return self.run_files.write(plan)
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the references as a reference set (a new or empty folder, or over a set)."""

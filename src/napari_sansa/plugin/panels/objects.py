@@ -3,7 +3,8 @@
 With output "objects", each finished target's classes are split into objects in the run's
 worker thread (:meth:`ObjectsPanel.splitter`), and the main thread only writes them into the
 image's objects layer (:mod:`.objects_layers`). The list shows objects least confident first;
-selecting one moves the viewer to its plane and centres it.
+selecting one moves the viewer to its plane and centres it. After a run through the stack,
+the objects are linked through the planes in a worker (:meth:`ObjectsPanel.link`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sansa.engine.objects import OBJECT_METHODS
+from napari_sansa.plugin.background import BackgroundJob
+from napari_sansa.plugin.core.linking import link_stacks
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, plane_columns
@@ -62,6 +65,8 @@ class ObjectsPanel(QWidget):
         self.list.setToolTip("Objects, least confident first: select one to go to it")
         self.list.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.list)
+        self.linking = BackgroundJob("Linking objects", "Leave the objects unlinked: ids per plane")
+        box.addWidget(self.linking)
         self.output.currentTextChanged.connect(self._output_changed)
         self._output_changed(self.output.currentText())
 
@@ -82,6 +87,22 @@ class ObjectsPanel(QWidget):
         self.layers.write(source, key, objects.labels, objects.table)
         if not running or time.monotonic() - self._shown > REFRESH_EVERY_S:
             self.refresh()
+
+    def link(self, image_ids) -> object | None:
+        """Give each object of these stacks one id through the planes, in a worker (after a run
+        through the stack); the layers and the list follow on napari's thread. Returns the
+        worker (``None``: no stack of objects)."""
+        stacks = self.layers.to_link(image_ids)
+        if not stacks:
+            return None
+
+        def done(found: dict) -> None:
+            for image_id, (stack, tables) in found.items():
+                self.layers.set_linked(image_id, stack, tables)
+            self.linking.status.setText("")
+            self.refresh()
+
+        return self.linking.start(link_stacks, stacks, done=done)
 
     def refresh(self) -> None:
         """Give the layers their tables and list the least confident objects."""
