@@ -82,3 +82,25 @@ def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget
     for plane in set(features["plane"]):
         on_plane = features.loc[features["plane"] == plane, "label"]
         assert set(on_plane) == set(np.unique(layer.data[plane][layer.data[plane] > 0]))
+
+
+def test_objects_of_a_stack_run_through_it_are_linked_through_the_planes_in_a_worker(open_widget, qtbot):
+    from napari_sansa.engine.objects.split import link_planes
+
+    viewer, widget = open_widget("cells_stack")
+    widget.prompt_image.setCurrentText("cells stack")
+    prompt = widget.add_prompt_layer("labels")
+    prompt.data[0, 100:140, 100:150] = 1
+    prompt.refresh()
+    widget.objects_panel.output.setCurrentText("objects")
+    assert widget.through_stacks
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not widget.objects_panel.linking.running(), timeout=60_000)
+    layer = viewer.layers["cells stack [SANSA objects]"]
+    np.testing.assert_array_equal(layer.data, link_planes(layer.data))  # one id per object through the planes
+    features = layer.features
+    assert (features.groupby("label")["plane"].nunique() > 1).any()  # objects that span planes
+    for plane in set(features["plane"]):
+        on_plane = features.loc[features["plane"] == plane, "label"]
+        assert set(on_plane) == set(np.unique(layer.data[plane][layer.data[plane] > 0]))
