@@ -97,9 +97,10 @@ def pump(seconds: float) -> None:
         time.sleep(0.002)
 
 
-def running(result) -> Callable[[], bool]:
-    """Whether what a widget call returned is still at work (a napari worker), else done."""
-    return lambda: bool(getattr(result, "is_running", False))
+def working(answer: list, busy: Callable[[], bool]) -> Callable[[], bool]:
+    """Whether a widget call whose return value is ``answer[0]`` is still at work: a worker
+    (until ``busy()`` says it is done), or the answer itself (done: the call did the work)."""
+    return lambda: not isinstance(answer[0], (str, list, type(None))) and busy()
 
 
 def open_widget(image_size: int, hw: tuple[int, int]):
@@ -140,13 +141,14 @@ def measure(image_size: int, hw: tuple[int, int], steps: int) -> dict[str, dict]
     out["run"] = probe.measure(widget.run, lambda: widget.worker is not None)
     widget.model.clear_cache()  # as Adapt leaves it
     suggested: list = []
+    answer = lambda: widget.suggestion is None  # noqa: E731
     out["suggest"] = probe.measure(
-        lambda: suggested.append(widget.suggest_next()), lambda: running(suggested[0])()
+        lambda: suggested.append(widget.suggest_next()), working(suggested, answer)
     )
     folder = Path(tempfile.mkdtemp()) / "export"
     exported: list = []
     start = lambda: exported.append(widget.export(folder, formats=("geojson",)))  # noqa: E731
-    out["export"] = probe.measure(start, lambda: running(exported[0])())
+    out["export"] = probe.measure(start, working(exported, lambda: widget.run_files.job.running()))
     adapt = widget.adapt_panel
     out["adapt"] = probe.measure(lambda: adapt.start(steps), lambda: adapt.worker is not None)
     slider = widget.controls.threshold

@@ -9,6 +9,7 @@ the answer to the handler. Cancel stops the generator at its next ``yield``.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
@@ -17,6 +18,9 @@ from napari_sansa.engine.errors import SansaError
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.progress import Progress
 from napari_sansa.plugin.qt_lifetime import is_deleted
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
 
 
 class BackgroundJob(QWidget):
@@ -52,7 +56,7 @@ class BackgroundJob(QWidget):
         """Whether a job's worker is going."""
         return self.worker is not None
 
-    def start(self, work: Callable[..., Generator], *args, done: Callable[[object], None]):
+    def start(self, work: Callable[..., Generator], *args, done: Callable[[object], None]) -> GeneratorWorker:
         """``work(*args)`` in a worker; ``done(answer)`` on napari's thread; returns the worker."""
         from napari.qt.threading import create_worker
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import (
@@ -58,6 +59,10 @@ from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.large import is_lazy, snapshot
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
+
 
 REFERENCES_FOLDER = "references"
 EXPORT_CHOICES = {
@@ -304,7 +309,7 @@ class RunFileButtons(QWidget):
         for button in (save_button, load_button):
             row.addWidget(button)
 
-    def write(self, plan: ExportPlan):
+    def write(self, plan: ExportPlan) -> GeneratorWorker:
         """Write the plan's files in a worker (progress and Cancel below the buttons); returns
         the worker. When it is done, :attr:`written` holds the files and the user is told."""
         self.written = None

@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
@@ -42,6 +43,9 @@ from napari_sansa.plugin.runner import Runner, RunPanels
 from napari_sansa.plugin.shortcuts import add_shortcuts
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
 
 
 class SansaWidget(QWidget):
@@ -307,7 +311,7 @@ class SansaWidget(QWidget):
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
 
-    def suggest_next(self):
+    def suggest_next(self) -> str | GeneratorWorker | None:
         """Name the unannotated image (or plane) whose annotation should help most, show it and
         say why (the *Suggest next* button). Returns at once: the name when the images' features
         are at hand, else the worker that encodes and ranks them, whose answer lands in
@@ -326,7 +330,9 @@ class SansaWidget(QWidget):
         return self.suggestion_panel.suggestion
 
     # ------------------------------------------------------------------ export
-    def export(self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()):
+    def export(
+        self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()
+    ) -> GeneratorWorker:
         """Write every result layer (one file per image or stack), objects, the reference set and
         class names; ``formats``: also "geojson" (QuPath) and/or "coco". Files that would be
         replaced without ``overwrite`` are refused at once (:class:`SansaError`); the files are

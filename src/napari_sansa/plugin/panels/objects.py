@@ -10,7 +10,8 @@ the objects are linked through the planes in a worker (:meth:`ObjectsPanel.link`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -29,6 +30,10 @@ from napari_sansa.plugin.core.linking import link_stacks
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, plane_columns
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
+
 
 OUTPUTS = ("classes", "objects")
 MAX_LISTED = 500  # the least confident objects; a list of all of a stack's would be slow to build
@@ -88,7 +93,7 @@ class ObjectsPanel(QWidget):
         if not running or time.monotonic() - self._shown > REFRESH_EVERY_S:
             self.refresh()
 
-    def link(self, image_ids) -> object | None:
+    def link(self, image_ids: Iterable[str]) -> GeneratorWorker | None:
         """Give each object of these stacks one id through the planes, in a worker (after a run
         through the stack); the layers and the list follow on napari's thread. Returns the
         worker (``None``: no stack of objects)."""

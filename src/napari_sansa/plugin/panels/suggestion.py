@@ -11,6 +11,7 @@ the progress, and the suggestion comes when it is ready.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from qtpy.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -20,6 +21,9 @@ from napari_sansa.plugin.background import BackgroundJob
 from napari_sansa.plugin.core import suggestion
 from napari_sansa.plugin.core.session import ImageSource, Job, TargetKey
 from napari_sansa.plugin.viewer import layers as L
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
 
 
 class SuggestionPanel(QWidget):
@@ -52,7 +56,7 @@ class SuggestionPanel(QWidget):
         scores: Mapping[TargetKey, float],
         busy: bool,
         chosen: Callable[[TargetKey], object],
-    ):
+    ) -> TargetKey | GeneratorWorker | None:
         """Rank the job's unannotated results, show the first and say why. Returns at once: the
         first's key when its features are at hand, else the worker that encodes and ranks them
         (then ``chosen(key)``); ``None``: told why not."""
