@@ -212,7 +212,9 @@ def section(runs: dict[str, dict]) -> str:
             "records the gaps between its ticks while the widget works: the longest gap is the longest "
             "freeze a user feels; the median gap shows how smoothly napari runs meanwhile (10 ms: "
             "undisturbed). SAM2-tiny with random weights on the CPU, six images of cells, three of them "
-            "annotated (references), three targets. Goal: every stall at most 0.5 s.",
+            "annotated (references), three targets. Goal: every stall at most 0.5 s. Each column is "
+            "one run (its command and the machine's load below; the load average counts the "
+            "benchmark itself, about 2 while it computes).",
             "",
             header,
             "| --- |" + " --- |" * len(labels),
