@@ -215,3 +215,17 @@ def slow_server():
     handler.stop.set()
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def exported(qtbot):
+    """``exported(widget, folder, **options)``: the widget's export, as the Export… button starts
+    it (in a worker), waited for; the files it wrote."""
+
+    def export(widget, folder, **options):
+        worker = widget.export(folder, **options)
+        assert worker is not None
+        qtbot.waitUntil(lambda: not widget.run_files.job.running(), timeout=120_000)
+        return widget.run_files.written
+
+    return export

@@ -12,7 +12,7 @@ from qtpy.QtCore import Qt
 from test_widget import draw_labels_reference, run_and_wait
 
 
-def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget, qtbot, tmp_path):
+def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget, qtbot, tmp_path, exported):
     viewer, widget = open_widget()
     draw_labels_reference(widget)
     for i in (1, 3, 4, 5):  # one target is enough
@@ -41,7 +41,7 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     widget.objects_panel.list.setCurrentRow(0)
     assert viewer.layers.selection.active.name == layer.name and layer.selected_label == listed[0][1]
 
-    written = widget.export(tmp_path / "out")
+    written = exported(widget, tmp_path / "out")
     names = sorted(p.name for p in written)
     assert "cells 2_objects.csv" in names and "cells 2_objects.tif" in names
     from napari_sansa.plugin.exports import export_summary
@@ -56,7 +56,7 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     for action in widget.run_files.format_actions.values():
         action.setChecked(True)
     assert widget.run_files.export_formats() == ("geojson", "coco")
-    written = widget.export(tmp_path / "tools", formats=widget.run_files.export_formats())
+    written = exported(widget, tmp_path / "tools", formats=widget.run_files.export_formats())
     assert export_summary(written).endswith("1 QuPath GeoJSON file(s), coco.json and the references")
     geojson = json.loads((tmp_path / "tools" / "cells 2_objects.geojson").read_text())
     coco = json.loads((tmp_path / "tools" / "coco.json").read_text())
@@ -79,6 +79,28 @@ def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget
     features = layer.features
     assert set(features["plane"]) == set(range(1, layer.data.shape[0]))
     assert features["label"].is_unique
+    for plane in set(features["plane"]):
+        on_plane = features.loc[features["plane"] == plane, "label"]
+        assert set(on_plane) == set(np.unique(layer.data[plane][layer.data[plane] > 0]))
+
+
+def test_objects_of_a_stack_run_through_it_are_linked_through_the_planes_in_a_worker(open_widget, qtbot):
+    from napari_sansa.engine.objects.split import link_planes
+
+    viewer, widget = open_widget("cells_stack")
+    widget.prompt_image.setCurrentText("cells stack")
+    prompt = widget.add_prompt_layer("labels")
+    prompt.data[0, 100:140, 100:150] = 1
+    prompt.refresh()
+    widget.objects_panel.output.setCurrentText("objects")
+    assert widget.through_stacks
+    widget.run()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
+    qtbot.waitUntil(lambda: not widget.objects_panel.linking.running(), timeout=60_000)
+    layer = viewer.layers["cells stack [SANSA objects]"]
+    np.testing.assert_array_equal(layer.data, link_planes(layer.data))  # one id per object through the planes
+    features = layer.features
+    assert (features.groupby("label")["plane"].nunique() > 1).any()  # objects that span planes
     for plane in set(features["plane"]):
         on_plane = features.loc[features["plane"] == plane, "label"]
         assert set(on_plane) == set(np.unique(layer.data[plane][layer.data[plane] > 0]))

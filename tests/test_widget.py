@@ -163,8 +163,35 @@ def test_review_queue_lists_least_confident_first_and_shows_the_target(open_widg
     assert viewer.dims.current_step[0] == order[3].plane[0]
 
 
+def test_export_writes_in_a_worker_and_cancel_leaves_only_whole_files(open_widget, qtbot, tmp_path):
+    import imageio.v3 as iio
+
+    viewer, widget = open_widget()
+    draw_labels_reference(widget)
+    run_and_wait(widget, qtbot)
+    out = tmp_path / "out"
+    worker = widget.export(out, formats=("geojson",))
+    assert worker is not None and not isinstance(worker, list)  # the files are written in a worker
+    job = widget.run_files.job
+    assert not job.cancel_button.isHidden()  # with a progress bar and Cancel in the dock
+    job.cancel_button.click()
+    qtbot.waitUntil(lambda: not job.running(), timeout=60_000)
+    assert widget.run_files.written is None and job.status.text() == "Export cancelled."
+    assert job.cancel_button.isHidden()
+    labels = sorted(out.glob("*.png"))
+    assert len(labels) < 5 and not (out / "references").exists()  # stopped before the end
+    for path in labels:  # what was written is whole
+        np.testing.assert_array_equal(iio.imread(path), result(viewer, path.stem).data)
+    assert not [p for p in out.iterdir() if p.suffix not in (".png", ".geojson")]  # no partial file
+
+    widget.export(out, overwrite=True, formats=("geojson",))  # the export done anew, whole
+    qtbot.waitUntil(lambda: not job.running(), timeout=60_000)
+    assert len([p for p in widget.run_files.written if p.suffix == ".png"]) == 5
+    assert job.status.text().startswith("Exported 5 label file(s), 5 QuPath GeoJSON file(s)")
+
+
 def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
-    open_widget, qtbot, tmp_path, monkeypatch
+    open_widget, qtbot, tmp_path, monkeypatch, exported
 ):
     import dataclasses
 
@@ -181,7 +208,7 @@ def test_export_writes_labels_and_a_reference_set_that_loads_anywhere(
     plan = widget.plan
     monkeypatch.setattr(widget, "plan", lambda: dataclasses.replace(plan(), class_names={1: "nucleus"}))
     out = tmp_path / "out"
-    written = widget.export(out)
+    written = exported(widget, out)
     names = sorted(p.relative_to(out).as_posix() for p in written)
     assert names == [
         "cells 2.png",

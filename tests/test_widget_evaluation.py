@@ -61,6 +61,10 @@ def test_check_references_needs_a_mask_and_another_reference(open_widget, qtbot,
     assert "needs a reference with a mask and at least one other" in errors[-1]
 
 
+def rows_text(widget) -> str:
+    return "\n".join(widget.review.item(i).text() for i in range(widget.review.count()))
+
+
 def test_ground_truth_by_name_adds_iou_to_the_review_list(open_widget, qtbot):
     viewer, widget = open_widget()
     mask_reference(widget, 0)
@@ -73,7 +77,8 @@ def test_ground_truth_by_name_adds_iou_to_the_review_list(open_widget, qtbot):
     viewer.add_labels(other, name="cells 2_mask")
     panel = widget.evaluation_panel
     assert [panel.truth.itemText(i) for i in range(panel.truth.count())][:2] == [NO_TRUTH, BY_NAME]
-    panel.truth.setCurrentText(BY_NAME)
+    panel.truth.setCurrentText(BY_NAME)  # the IoUs are measured in a worker, then listed
+    qtbot.waitUntil(lambda: "IoU" in rows_text(widget) and not panel.truth_job.running(), timeout=30_000)
     rows = [widget.review.item(i).text() for i in range(widget.review.count())]
     assert any("cells 1" in row and row.endswith("IoU 1.00") for row in rows)
     assert any("cells 2" in row and "IoU" in row for row in rows)
@@ -91,6 +96,9 @@ def test_a_chosen_truth_layer_scores_the_image_it_fits(open_widget, qtbot):
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
     viewer.add_labels(np.zeros((256, 320), np.uint8), name="empty truth")
     widget.evaluation_panel.truth.setCurrentText("empty truth")
+    qtbot.waitUntil(
+        lambda: "IoU" in rows_text(widget) and not widget.evaluation_panel.truth_job.running(), timeout=30_000
+    )
     rows = [widget.review.item(i).text() for i in range(widget.review.count())]
     predicted = [i for i in range(1, 6) if viewer.layers[f"cells {i} [SANSA]"].data.any()]
     assert sum(row.endswith("IoU 0.00") for row in rows) == len(predicted)  # all predicted is false

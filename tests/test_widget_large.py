@@ -42,7 +42,7 @@ def large_viewer(open_widget, levels=None, scale=(0.5, 0.5)):
 
 
 def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
-    open_widget, qtbot, monkeypatch, tmp_path
+    open_widget, qtbot, monkeypatch, tmp_path, exported
 ):
     from napari.layers import Labels
 
@@ -99,7 +99,7 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
     assert any(widget._names[k.image_id] == "mosaic" for k in widget.locked)
 
     # export: a large result is an OME-Zarr store equal to the layer, next to the small files
-    written = widget.export(tmp_path / "out")
+    written = exported(widget, tmp_path / "out")
     store = tmp_path / "out" / "mosaic.ome.zarr"
     assert store in written
     group = zarr.open_group(str(store), mode="r")
@@ -115,7 +115,7 @@ def test_a_multiscale_target_fills_a_zarr_backed_layer_tile_by_tile(
 
     from napari_sansa.files.polygons import label_regions
 
-    widget.export(tmp_path / "tools", formats=("geojson",))
+    exported(widget, tmp_path / "tools", formats=("geojson",))
     features = json.loads((tmp_path / "tools" / "mosaic_objects.geojson").read_text())["features"]
     assert len(features) == len(list(label_regions(np.asarray(layer.data[...])))) > 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+import threading
+
+from qtpy.QtCore import Qt, QTimer
 
 from napari_sansa.plugin.core.suggestion import NO_RESULTS
 from napari_sansa.samples import cells
@@ -96,3 +98,61 @@ def test_candidates_are_the_unannotated_results_and_the_reason_ranks_them():
         "Annotate stack [1] next: 2nd least confident result (0.40) and 2nd least like the "
         "references (feature distance 0.20) of 3."
     )
+
+
+def ticking():
+    """A 5 ms timer on napari's event loop, counting its ticks."""
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(5)
+    return timer, ticks
+
+
+def test_suggest_next_without_cached_features_encodes_in_a_worker_while_napari_goes_on(
+    open_widget, qtbot, encoder_calls
+):
+    viewer, widget = open_widget()
+    annotate(widget, "cells 0")
+    run_and_wait(widget, qtbot)
+    cached = widget.suggest_next()  # the run's features: at once
+    widget.model.clear_cache()  # as Adapt leaves it
+    calls = encoder_calls(widget.model)
+    timer, ticks = ticking()
+    worker = widget.suggest_next()
+    assert not isinstance(worker, str) and worker is not None  # returned at once: the work goes on
+    assert widget.suggestion is None
+    assert not widget.suggestion_panel.job.cancel_button.isHidden()  # progress and Cancel in the dock
+    qtbot.waitUntil(lambda: widget.suggestion is not None, timeout=120_000)
+    timer.stop()
+    assert calls  # the images were encoded (in the worker)
+    assert ticks  # napari's event loop went on meanwhile
+    assert widget.suggestion == cached == expected(widget)
+    assert widget.prompt_image.currentText() == cached.split(" [")[0]
+    assert widget.suggestion_panel.reason.text().startswith(f"Annotate {cached} next:")
+
+
+def test_suggest_next_while_the_model_is_busy_waits_for_it_in_a_worker(open_widget, qtbot):
+    _, widget = open_widget()
+    annotate(widget, "cells 0")
+    run_and_wait(widget, qtbot)
+    taken, release = threading.Event(), threading.Event()
+
+    def adapt():  # another job (Adapt) holds the model
+        with widget.model.runtime.lock:
+            taken.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=adapt)
+    thread.start()
+    taken.wait(10)
+    timer, ticks = ticking()
+    worker = widget.suggest_next()
+    assert not isinstance(worker, str) and worker is not None  # napari does not wait for the lock
+    qtbot.wait(100)
+    assert ticks and widget.suggestion is None
+    release.set()
+    qtbot.waitUntil(lambda: widget.suggestion is not None, timeout=60_000)
+    timer.stop()
+    thread.join()
+    assert widget.suggestion == expected(widget)

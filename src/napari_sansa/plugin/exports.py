@@ -2,7 +2,8 @@
 
 Export writes one label file per image or stack, the run's references as a reference set in
 ``references/`` and ``classes.csv`` when classes are named; it checks every file first and
-writes nothing if one would be replaced without leave. Loading takes a reference set (or an
+writes nothing if one would be replaced without leave, then writes in a worker (napari's thread
+only takes the layers' data), with a progress bar and Cancel. Loading takes a reference set (or an
 older ``sansa_run.json``) and recreates its references as prompt layers: on the open images of
 the same names, or else on the set's own images, added as new layers.
 :class:`RunFileButtons` is the widget's Export… / Load references… row.
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import (
@@ -23,6 +25,7 @@ from qtpy.QtWidgets import (
     QMenu,
     QMessageBox,
     QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -30,6 +33,7 @@ from napari_sansa.engine.errors import OutputExists, SansaError
 from napari_sansa.engine.inputs.images import image_hw
 from napari_sansa.files.class_table import CLASSES_FILE, planned_class_table, write_class_table
 from napari_sansa.files.coco import COCO_FILE
+from napari_sansa.files.images import write_labels
 from napari_sansa.files.label_stores import write_labels_store
 from napari_sansa.files.outputs import EXPORT_FORMATS, RunExports, safe_name
 from napari_sansa.files.reference_sets import (
@@ -42,19 +46,25 @@ from napari_sansa.files.reference_sets import (
     save_references,
 )
 from napari_sansa.plugin import notifications
+from napari_sansa.plugin.background import BackgroundJob
+from napari_sansa.plugin.core.export_job import ExportPlan, ExportStep, write_export
 from napari_sansa.plugin.core.record import (
     RECORD_NAME,
     RecordedReference,
-    export_labels,
     planned_labels,
     read_record,
 )
 from napari_sansa.plugin.core.runs import ExportParts, recreate_reference
+from napari_sansa.plugin.core.work_queue import ModelOwner
 from napari_sansa.plugin.panels.model import ModelPanel
 from napari_sansa.plugin.viewer import layers as L
-from napari_sansa.plugin.viewer.large import is_lazy
+from napari_sansa.plugin.viewer.large import is_lazy, snapshot
 from napari_sansa.plugin.viewer.layer_data import reference_image_data
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
+
 
 REFERENCES_FOLDER = "references"
 EXPORT_CHOICES = {
@@ -63,7 +73,7 @@ EXPORT_CHOICES = {
 }
 
 
-def export_run(
+def plan_export(
     viewer,
     folder: str | os.PathLike,
     parts: Callable[[], ExportParts],
@@ -71,11 +81,14 @@ def export_run(
     objects: Callable[[], list[Path]] | None = None,
     formats: Sequence[str] = (),
     object_layers: ObjectLayers | None = None,
-) -> list[Path]:
-    """Write every result layer, then the run's reference set and class names ``parts()`` gives
-    (and, with ``objects``, what it writes: the objects layers and their tables). ``formats``
-    (:data:`EXPORT_FORMATS`): also QuPath GeoJSON per image and/or one COCO file, of the objects
-    in ``object_layers`` where an image has them, else of its class regions."""
+) -> ExportPlan:
+    """Check every file an export would write (refusing, before any is written, one that would
+    be replaced without ``overwrite``) and take the layers' data now, on napari's thread; the
+    plan's steps then write (:func:`~.core.export_job.write_export`, in a worker): every result
+    layer, ``objects()``'s files (the objects layers and their tables), files for other tools
+    (``formats``, :data:`EXPORT_FORMATS`: QuPath GeoJSON per image and/or one COCO file, of the
+    objects in ``object_layers`` where an image has them, else of its class regions), and the
+    run's reference set and class names ``parts()`` gives."""
     folder = Path(folder)
     results, large = {}, {}
     for layer in L.image_layers(viewer):
@@ -83,7 +96,7 @@ def export_run(
         if result is not None and is_lazy(result.data):  # zarr-backed: streamed to OME-Zarr
             large[layer.name] = result
         elif result is not None:
-            results[layer.name] = np.asarray(result.data)
+            results[layer.name] = snapshot(result.data)  # a copy: painting goes on meanwhile
     if not results and not large:
         raise SansaError("There is nothing to export yet: run SANSA first.")
     run = parts()
@@ -93,24 +106,33 @@ def export_run(
     class_ids = [c for ref in run.references for c in ref.prompts]
     planned_class_table(folder, run.class_names, class_ids, overwrite)  # refuses before writing
     for_tools = _tool_exports(viewer, folder, run, formats, overwrite, object_layers)
-    planned_labels(results, folder, overwrite)
+    files = planned_labels(results, folder, overwrite)
     stores = planned_labels({n: r.data for n, r in large.items()}, folder, overwrite)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = export_labels(results, folder, overwrite=overwrite)
+    steps = [
+        ExportStep(name, partial(_write_labels, files[name], labels)) for name, labels in results.items()
+    ]
     for name, result in large.items():
-        written.append(write_labels_store(result.data, stores[name], scale=result.scale, overwrite=overwrite))
-    written += objects() if objects is not None else []
-    written += for_tools()
+        write = partial(write_labels_store, result.data, stores[name], scale=result.scale, overwrite=True)
+        steps.append(ExportStep(name, lambda write=write: [write()]))
+    steps += [ExportStep("objects", objects)] if objects is not None else []
+    steps += [ExportStep(", ".join(formats), for_tools)] if formats else []
     if run.references:
-        written.append(_save_set(set_folder, run, overwrite))
-    table = write_class_table(folder, run.class_names, class_ids, overwrite)
-    return written + ([table] if table is not None else [])
+        steps.append(ExportStep("references", lambda: [_save_set(set_folder, run, overwrite)]))
+    table = partial(write_class_table, folder, run.class_names, class_ids, overwrite)
+    steps.append(ExportStep("class names", lambda: [p for p in [table()] if p is not None]))
+    folder.mkdir(parents=True, exist_ok=True)
+    return ExportPlan(folder, steps)
+
+
+def _write_labels(path: Path, labels: np.ndarray) -> list[Path]:
+    return [write_labels(path, labels, overwrite=True)]  # checked when planned
 
 
 def _tool_exports(
     viewer, folder: Path, run: ExportParts, formats: Sequence[str], overwrite: bool, object_layers
 ) -> Callable[[], list[Path]]:
-    """Check now that no GeoJSON or COCO file would be replaced; the returned call writes them."""
+    """Check now that no GeoJSON or COCO file would be replaced, and take the labels and objects
+    they are made of; the returned call writes them."""
     if not formats:
         return list
     pairs = [(layer, L.result_layer(viewer, L.layer_id(layer))) for layer in L.image_layers(viewer)]
@@ -124,12 +146,15 @@ def _tool_exports(
     options = {"overwrite": overwrite, "names": names}
     planned = RunExports(formats, targets, folder, run.class_names, class_ids, **options)
     live = object_layers.live() if object_layers is not None else {}
+    taken = []
+    for (layer, result), target in zip(pairs, targets):
+        image_id = L.layer_id(layer)
+        objects = object_layers.objects(image_id) if image_id in live else None
+        data = result.data[0] if result.multiscale else result.data  # level 0, read by tile
+        taken.append((target, snapshot(data), objects and (np.array(objects[0]), objects[1])))
 
     def write() -> list[Path]:
-        for (layer, result), target in zip(pairs, targets):
-            image_id = L.layer_id(layer)
-            objects = object_layers.objects(image_id) if image_id in live else None
-            data = result.data[0] if result.multiscale else result.data  # level 0, read by tile
+        for target, data, objects in taken:
             planned.add(target, data, objects)
         return planned.finish()
 
@@ -232,18 +257,26 @@ def _save_set(folder: str | os.PathLike, run: ExportParts, overwrite: bool) -> P
 
 class RunFileButtons(QWidget):
     """Export…, Save references… and Load references…: file dialogs around ``export(folder,
-    overwrite)``, ``save(folder, overwrite)`` and ``load(path)``."""
+    overwrite)``, ``save(folder, overwrite)`` and ``load(path)``; below them, the export in
+    progress (:meth:`write`: its progress bar and Cancel)."""
 
     def __init__(
         self,
-        export: Callable[..., list[Path]],
+        export: Callable[..., object],
         load: Callable[[str], int],
         save: Callable[..., Path],
+        owner: ModelOwner | None = None,
     ) -> None:
+        """``owner``: the model's owner, whose queue an export goes through (never beside a run)."""
         super().__init__()
         self._export, self._load, self._save = export, load, save
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
+        self.written: list[Path] | None = None  # the last export's files, once it has finished
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        layout.addLayout(row)
+        self.job = BackgroundJob("Export", "Stop after the file in progress (files are written whole)", owner)
+        layout.addWidget(self.job)
         export_button = QPushButton("Export…")
         formats_button = QPushButton("▾")  # its menu: the formats for other tools Export… adds
         formats_button.setFixedWidth(formats_button.fontMetrics().horizontalAdvance("▾") + 16)
@@ -271,6 +304,18 @@ class RunFileButtons(QWidget):
         for button in (save_button, load_button):
             row.addWidget(button)
 
+    def write(self, plan: ExportPlan) -> GeneratorWorker:
+        """Write the plan's files in a worker (progress and Cancel below the buttons); returns
+        the worker. When it is done, :attr:`written` holds the files and the user is told."""
+        self.written = None
+
+        def done(written: list[Path]) -> None:
+            self.written = written
+            self.job.status.setText(f"Exported {export_summary(written)} to {plan.folder}")
+            notifications.info(self.job.status.text())
+
+        return self.job.start(write_export, plan, done=done)
+
     def export_formats(self) -> tuple[str, ...]:
         """The formats for other tools ticked in Export…'s menu (:data:`EXPORT_FORMATS`)."""
         return tuple(fmt for fmt in EXPORT_FORMATS if self.format_actions[fmt].isChecked())
@@ -290,10 +335,8 @@ class RunFileButtons(QWidget):
     def _export_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export labels to")
         export = partial(self._export, formats=self.export_formats())
-        written = self._with_leave(export, folder) if folder else None
-        if written is None:
-            return
-        notifications.info(f"Exported {export_summary(written)} to {folder}")
+        if folder:
+            self._with_leave(export, folder)  # the export's worker tells when it is done
 
     def _save_clicked(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Save the references into (a new or empty folder)")

@@ -269,9 +269,8 @@ class Runner(QObject):
             self.results.layers.remove_empty()
         self.worker = None
         self.panels.review.refresh()
-        for image_id in self._through:
-            self.panels.objects.layers.link(image_id)
         self.panels.objects.refresh()
+        self.panels.objects.link(self._through)  # in a worker; the list follows when done
         self._show_status("")
 
     def _show_status(self, running: str) -> None:

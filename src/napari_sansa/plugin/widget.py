@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtWidgets import QVBoxLayout, QWidget
@@ -54,6 +55,9 @@ from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
 from napari_sansa.plugin.viewer.relabelling import Relabelling
 from napari_sansa.plugin.workers import Workers
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
 
 
 class SansaWidget(QWidget):
@@ -156,7 +160,7 @@ class SansaWidget(QWidget):
         to_review = stacked(self.review_panel, self.objects_panel)
         review = add("Review (least confident first)", to_review, expanded=False)  # until results come
         self.review_panel.filled.connect(lambda: review.expand())
-        self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next)
+        self.suggestion_panel = SuggestionPanel(self.viewer, self.suggest_next, self.owner)
         add("Annotate next", self.suggestion_panel, tooltip="Which image to annotate next, and why")
         self.evaluation_panel = EvaluationPanel(
             self.viewer,
@@ -169,7 +173,7 @@ class SansaWidget(QWidget):
         add(
             "How good is it?", self.evaluation_panel, expanded=False, tooltip="Check references, ground truth"
         )
-        self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references)
+        self.run_files = exports.RunFileButtons(self.export, self.load_run, self.save_references, self.owner)
         add("Export", self.run_files, tooltip="Write the results and references; load references")
         self.adapt_panel = AdaptPanel(lambda: self.plan().references, self.owner)
         add(
@@ -381,31 +385,42 @@ class SansaWidget(QWidget):
         """Turn a (corrected) result into one more reference for the next run."""
         self.review_panel.use_as_reference(key)
 
-    def suggest_next(self) -> str | None:
+    def suggest_next(self) -> str | GeneratorWorker | None:
         """Name the unannotated image (or plane) whose annotation should help most, show it and
-        say why (the *Suggest next* button); ``None`` when there is none yet (told why)."""
-        if self.owner.busy:
-            notifications.error(
-                f"{self.owner.running.name} is going: ask for a suggestion when it has finished."
-            )
-            return None
-        key = self.suggestion_panel.suggest(self.model, self.plan(), self.scores, False)
-        if key is None:
-            return None
+        say why (the *Suggest next* button). Returns at once: the name when the images' features
+        are at hand, else the worker that encodes and ranks them, whose answer lands in
+        :attr:`suggestion`; ``None`` when there is none yet (told why)."""
+        panel = self.suggestion_panel
+        running = self.owner.has("Run")  # it ranks the results of the last run: refused during one
+        found = panel.suggest(self.model, self.plan(), self.scores, running, self._suggested)
+        return self._suggested(found) if isinstance(found, TargetKey) else found
+
+    def _suggested(self, key: TargetKey) -> str:
         self.prompt_image.setCurrentText(self._names[key.image_id])  # prompts go on it next
         return self._describe_key(key)
+
+    @property
+    def suggestion(self) -> str | None:
+        """The last *Suggest next*'s answer (``None`` while it is being worked out)."""
+        return self.suggestion_panel.suggestion
 
     # ------------------------------------------------------------------ export
     def export(
         self, folder: str | os.PathLike, overwrite: bool = False, formats: Sequence[str] = ()
-    ) -> list[Path]:
+    ) -> GeneratorWorker:
         """Write every result layer (one file per image or stack), objects, the reference set and
-        class names; ``formats``: also "geojson" (QuPath) and/or "coco"."""
+        class names; ``formats``: also "geojson" (QuPath) and/or "coco". Files that would be
+        replaced without ``overwrite`` are refused at once (:class:`SansaError`); the files are
+        written in a worker, which this returns (progress and Cancel in the dock; the files in
+        ``run_files.written`` when it is done)."""
+        if self.run_files.job.running():
+            raise SansaError("An export is going: wait for it to finish, or cancel it.")
         objects = self.objects_panel.layers.export_later(folder, overwrite)
         extra = {"formats": formats, "object_layers": self.objects_panel.layers}
-        return exports.export_run(
+        plan = exports.plan_export(
             self.viewer, folder, self._record_parts, overwrite=overwrite, objects=objects, **extra
         )
+        return self.run_files.write(plan)
 
     def save_references(self, folder: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the references as a reference set (a new or empty folder, or over a set)."""

@@ -63,6 +63,10 @@ class FeatureCache:
     def __contains__(self, key: bytes) -> bool:
         return key in self._items or (self.disk is not None and key in self.disk)
 
+    def in_memory(self, key: bytes) -> bool:
+        """Whether the features are at hand without an encoder pass or a disk read."""
+        return key in self._items
+
     @property
     def nbytes(self) -> int:
         return self._bytes

@@ -15,7 +15,6 @@ import numpy as np
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.inputs.prompts import Prompt
-from napari_sansa.files.images import write_labels
 from napari_sansa.files.outputs import layer_labels_file
 from napari_sansa.files.overwrite import refuse_existing
 from napari_sansa.files.prompts import (
@@ -37,12 +36,6 @@ def planned_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool
     planned = {name: layer_labels_file(folder, name, labels) for name, labels in results.items()}
     refuse_existing(planned.values(), "label files", overwrite=overwrite)
     return planned
-
-
-def export_labels(results: dict[str, np.ndarray], folder: Path, overwrite: bool = False) -> list[Path]:
-    """Write each image's labels; refuse (before writing anything) if a file exists."""
-    planned = planned_labels(results, folder, overwrite)
-    return [write_labels(planned[name], labels, overwrite=overwrite) for name, labels in results.items()]
 
 
 @dataclass(frozen=True)

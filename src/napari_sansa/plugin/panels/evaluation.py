@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -36,15 +36,16 @@ from qtpy.QtWidgets import (
 
 from napari_sansa.engine.errors import SansaError
 from napari_sansa.engine.evaluation.leave_one_out import HeldOut, leave_one_out, mask_references
-from napari_sansa.engine.metrics.scores import score_classes
-from napari_sansa.engine.metrics.truth import truth_from_labels
 from napari_sansa.files.truth import TRUTH_ENDINGS
 from napari_sansa.plugin import notifications
+from napari_sansa.plugin.background import BackgroundJob
 from napari_sansa.plugin.core.jobs import Started
 from napari_sansa.plugin.core.session import TargetKey
+from napari_sansa.plugin.core.truth_scores import TruthPair, measure_ious
 from napari_sansa.plugin.core.work_queue import ModelOwner, Task
 from napari_sansa.plugin.qt_lifetime import is_deleted
 from napari_sansa.plugin.viewer import layers as L
+from napari_sansa.plugin.viewer.large import plane_of, snapshot
 from napari_sansa.plugin.viewer.reference_layers import choose
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ class EvaluationPanel(QGroupBox):
         self._names: list[str] = []  # per reference of the check: what the table calls it
         self._ref_keys: list[TargetKey] = []  # per reference of the check: its image and plane
         self._ious: dict[TargetKey, float | None] = {}
+        self._pending: dict[TargetKey, TruthPair] = {}  # asked for, to measure in a worker
+        self._generation = 0  # a new truth or result makes IoUs measured before it stale
         box = QVBoxLayout(self)
         row = QHBoxLayout()
         self.check_button, self.cancel_button = QPushButton("Check references"), QPushButton("Cancel")
@@ -139,7 +142,10 @@ class EvaluationPanel(QGroupBox):
         self.truth.currentTextChanged.connect(self._truth_changed)
         form.addRow("Ground truth", self.truth)
         box.addLayout(form)
-        review.result_added.connect(lambda key: self._ious.pop(key, None))
+        self.truth_job = BackgroundJob("Scoring against the truth", "Leave the IoUs out of the review list")
+        self.truth_job.idle.connect(self._measure)  # IoUs asked for meanwhile
+        box.addWidget(self.truth_job)
+        review.result_added.connect(self._forget)
         review.truth_iou = self.iou
         self.reset_choices()
 
@@ -270,7 +276,7 @@ class EvaluationPanel(QGroupBox):
 
     def _truth_changed(self, _text: str = "") -> None:
         """A truth is no reference: its layers leave the references; the IoUs are measured anew."""
-        self._ious.clear()
+        self._forget()
         truths = [self._truth_for(image) for image in L.image_layers(self.viewer)]
         for layer in {id(t): t for t in truths if t is not None}.values():
             choose(layer, None)
@@ -292,23 +298,48 @@ class EvaluationPanel(QGroupBox):
         )
 
     def iou(self, key: TargetKey) -> float | None:
-        """A result's mean IoU over the classes in it or in its truth (None: no truth for it)."""
-        if key not in self._ious:
-            self._ious[key] = self._measure(key)
-        return self._ious[key]
+        """A result's mean IoU over the classes in it or in its truth; ``None``: no truth for it,
+        or not measured yet (a worker measures it; the review list shows it when it is done)."""
+        if key not in self._ious and key not in self._pending:
+            pair = self._pair(key)
+            if pair is None:
+                self._ious[key] = None
+            else:
+                self._pending[key] = pair
+                QTimer.singleShot(0, self._measure)  # once for all the keys the list asks for
+        return self._ious.get(key)
 
-    def _measure(self, key: TargetKey) -> float | None:
+    def _pair(self, key: TargetKey) -> TruthPair | None:
+        """The result's labels and its truth's, taken now (copies), if it has a truth."""
         image, result = L.find_image(self.viewer, key.image_id), L.result_layer(self.viewer, key.image_id)
         truth = self._truth_for(image) if image is not None else None
         if truth is None or result is None:
             return None
-        true = np.asarray(truth.data[key.plane] if key.plane else truth.data)
-        predicted = np.asarray(result.data[key.plane] if key.plane else result.data)
-        if true.shape != predicted.shape:
-            return None
-        try:
-            classes = truth_from_labels(true, self._mask_mode(), source=truth.name).classes
-        except SansaError:
-            return None
-        ious = score_classes(predicted, classes)["iou"].dropna()
-        return float(ious.mean()) if len(ious) else None
+        true = plane_of(truth.data, key.plane) if key.plane else truth.data
+        predicted = plane_of(result.data, key.plane) if key.plane else result.data
+        return TruthPair(snapshot(true), snapshot(predicted), self._mask_mode(), truth.name)
+
+    def _measure(self) -> None:
+        """Measure the pending IoUs in a worker; the review list is refreshed with them."""
+        if not self._pending or self.truth_job.running() or is_deleted(self):
+            return
+        pairs, self._pending = self._pending, {}
+        generation = self._generation
+
+        def done(found: dict) -> None:
+            if generation == self._generation:  # neither the truth nor a result changed meanwhile
+                self._ious.update(found)
+            self.truth_job.status.setText("")
+            self._review.refresh()
+
+        self.truth_job.start(measure_ious, pairs, done=done)
+
+    def _forget(self, key: TargetKey | None = None) -> None:
+        """A new result, or a new truth (``None``): its IoUs are measured anew."""
+        self._generation += 1
+        if key is None:
+            self._ious.clear()
+            self._pending.clear()
+        else:
+            self._ious.pop(key, None)
+            self._pending.pop(key, None)

@@ -3,13 +3,15 @@
 With output "objects", each finished target's classes are split into objects in the run's
 worker thread (:meth:`ObjectsPanel.splitter`), and the main thread only writes them into the
 image's objects layer (:mod:`.objects_layers`). The list shows objects least confident first;
-selecting one moves the viewer to its plane and centres it.
+selecting one moves the viewer to its plane and centres it. After a run through the stack,
+the objects are linked through the planes in a worker (:meth:`ObjectsPanel.link`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
@@ -23,9 +25,15 @@ from qtpy.QtWidgets import (
 )
 
 from napari_sansa.engine.objects import OBJECT_METHODS
+from napari_sansa.plugin.background import BackgroundJob
+from napari_sansa.plugin.core.linking import link_stacks
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, plane_columns
+
+if TYPE_CHECKING:  # napari loads with the widget, not with this module
+    from napari.qt.threading import GeneratorWorker
+
 
 OUTPUTS = ("classes", "objects")
 MAX_LISTED = 500  # the least confident objects; a list of all of a stack's would be slow to build
@@ -62,6 +70,8 @@ class ObjectsPanel(QWidget):
         self.list.setToolTip("Objects, least confident first: select one to go to it")
         self.list.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.list)
+        self.linking = BackgroundJob("Linking objects", "Leave the objects unlinked: ids per plane")
+        box.addWidget(self.linking)
         self.output.currentTextChanged.connect(self._output_changed)
         self._output_changed(self.output.currentText())
 
@@ -82,6 +92,22 @@ class ObjectsPanel(QWidget):
         self.layers.write(source, key, objects.labels, objects.table)
         if not running or time.monotonic() - self._shown > REFRESH_EVERY_S:
             self.refresh()
+
+    def link(self, image_ids: Iterable[str]) -> GeneratorWorker | None:
+        """Give each object of these stacks one id through the planes, in a worker (after a run
+        through the stack); the layers and the list follow on napari's thread. Returns the
+        worker (``None``: no stack of objects)."""
+        stacks = self.layers.to_link(image_ids)
+        if not stacks:
+            return None
+
+        def done(found: dict) -> None:
+            for image_id, (stack, tables) in found.items():
+                self.layers.set_linked(image_id, stack, tables)
+            self.linking.status.setText("")
+            self.refresh()
+
+        return self.linking.start(link_stacks, stacks, done=done)
 
     def refresh(self) -> None:
         """Give the layers their tables and list the least confident objects."""

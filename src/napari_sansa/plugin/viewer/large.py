@@ -78,6 +78,12 @@ def is_lazy(array) -> bool:
     return not isinstance(array, np.ndarray)
 
 
+def snapshot(array):
+    """A layer's NumPy data copied, for a worker to read while the user goes on painting; lazy
+    data as it is (read on demand, in the worker)."""
+    return array if is_lazy(array) else np.array(array)
+
+
 def plane_of(array, plane: tuple[int, ...]):
     """A plane of an array without reading it: a view (numpy, dask) or a :class:`PlaneView`."""
     if not plane:

@@ -61,25 +61,24 @@ class ObjectLayers:
             layer.refresh()
         return layer
 
-    def link(self, image_id: str) -> None:
-        """Give each object of a stack one id through the planes (3D-connected), in the layer and
-        its table: the table keeps a row per object and plane, ``label`` the object's id."""
-        from napari_sansa.engine.objects.split import link_planes
+    def to_link(self, image_ids) -> dict[str, tuple[np.ndarray, dict]]:
+        """The stacks' objects and tables to link (:mod:`~.core.linking`), taken now (copies),
+        by image id; images without a stack of objects are left out."""
+        out = {}
+        for image_id in image_ids:
+            layer = objects_layer(self.viewer, image_id)
+            if layer is not None and layer.ndim == 3 and image_id in self._tables:
+                out[image_id] = (np.array(layer.data), dict(self._tables[image_id]))
+        return out
 
+    def set_linked(self, image_id: str, stack: np.ndarray, tables: dict) -> None:
+        """Give a stack's objects layer and tables their linked ids (one per object through the planes)."""
         layer = objects_layer(self.viewer, image_id)
-        if layer is None or layer.ndim != 3 or image_id not in self._tables:
-            return
-        data = np.asarray(layer.data)
-        linked = link_planes(data)
-        for plane, rows in self._tables[image_id].items():
-            found = data[plane] > 0
-            old, new = np.unique(np.stack([data[plane][found], linked[plane][found]]), axis=1)
-            rows = rows.copy()
-            rows["label"] = rows["label"].map(dict(zip(old.tolist(), new.tolist())))
-            rows["index"] = rows["label"]
-            self._tables[image_id][plane] = rows.dropna(subset=["label"]).astype({"label": int, "index": int})
-        layer.data = linked
-        self._next_id[image_id] = int(linked.max(initial=0))
+        if layer is None or image_id not in self._tables:
+            return  # closed meanwhile
+        self._tables[image_id] = tables
+        layer.data = stack
+        self._next_id[image_id] = int(stack.max(initial=0))
         self._stale.add(image_id)
 
     def _add(self, source: ImageSource):
@@ -114,7 +113,8 @@ class ObjectLayers:
         return {i: layer for i, layer in found.items() if layer is not None}
 
     def export_later(self, folder: str | os.PathLike, overwrite: bool = False) -> Callable[[], list[Path]]:
-        """Check now that no objects file would be overwritten; the returned call writes them."""
+        """Check now that no objects file would be overwritten and take the objects (a copy:
+        the user may go on editing); the returned call writes them (in a worker)."""
         from napari_sansa.files.objects import write_objects
         from napari_sansa.files.outputs import objects_paths, safe_name
         from napari_sansa.files.overwrite import refuse_existing
@@ -125,10 +125,13 @@ class ObjectLayers:
         paths = [p for name in planned.values() for p in objects_paths(folder, name)]
         refuse_existing(paths, "objects files", overwrite=overwrite)
 
+        taken = {name: self.objects(image_id) for image_id, name in planned.items()}
+        taken = {name: (np.array(labels), table) for name, (labels, table) in taken.items()}
+
         def write() -> list[Path]:
             written = []
-            for image_id, name in planned.items():
-                written += write_objects(folder, name, *self.objects(image_id), overwrite=True)
+            for name, (labels, table) in taken.items():
+                written += write_objects(folder, name, labels, table, overwrite=True)
             return written
 
         return write
