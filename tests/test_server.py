@@ -193,7 +193,11 @@ while widget.worker is not None and time.monotonic() < deadline:
     QApplication.processEvents()
     time.sleep(0.01)
 np.save(sys.argv[3], np.stack([viewer.layers[f"cells {i} [SANSA]"].data for i in range(1, 6)]))
-suggested = widget.suggest_next()
+suggested = widget.suggest_next()  # a worker: the server ranks
+while not isinstance(suggested, str) and widget.suggestion is None and time.monotonic() < deadline:
+    QApplication.processEvents()
+    time.sleep(0.01)
+suggested = suggested if isinstance(suggested, str) else widget.suggestion
 from napari_sansa.engine.inputs.prompts import Mask, Reference
 (image, truth), (target, _) = cells(2)
 found = next(iter(widget.model.propagate([Reference(image, {1: Mask(truth == 1)})], [target])))

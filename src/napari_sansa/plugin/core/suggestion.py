@@ -67,7 +67,7 @@ def ranking(
     everything = [reference.image for reference in references] + list(images)
     for done, image in enumerate(everything):
         yield Progress(done, len(everything), "Encoding the images to compare")
-        pooled_features(model, image)
+        pooled_features(model.runtime, image)
     return rank_candidates(model, references, images, scores=scores)
 
 
