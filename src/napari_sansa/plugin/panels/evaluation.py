@@ -123,16 +123,31 @@ class EvaluationPanel(QGroupBox):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         box.addWidget(self.status)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(["Image", "Class", "IoU"])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
-        self.table.verticalHeader().hide()
-        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setMaximumHeight(130)
-        self.table.currentCellChanged.connect(lambda r, *_: self._show(r))
-        self.table.hide()  # until there is something to show
+        self.table = self._results_table()
         box.addWidget(self.table)
+        box.addLayout(self._truth_form())
+        self.truth_job = BackgroundJob("Scoring against the truth", "Leave the IoUs out of the review list")
+        self.truth_job.idle.connect(self._measure)  # IoUs asked for meanwhile
+        box.addWidget(self.truth_job)
+        review.result_added.connect(self._forget)
+        review.truth_iou = self.iou
+        self.reset_choices()
+
+    def _results_table(self) -> QTableWidget:
+        """The check's table (lowest IoU first); a row shows its reference; hidden until filled."""
+        table = QTableWidget(0, len(COLUMNS))
+        table.setHorizontalHeaderLabels(["Image", "Class", "IoU"])
+        table.horizontalHeader().setSectionResizeMode(0, QHeaderView.Stretch)
+        table.verticalHeader().hide()
+        table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        table.setMaximumHeight(130)
+        table.currentCellChanged.connect(lambda r, *_: self._show(r))
+        table.hide()
+        return table
+
+    def _truth_form(self) -> QFormLayout:
+        """The *Ground truth* choice, whose IoUs the review list shows."""
         form = QFormLayout()
         self.truth = QComboBox()
         self.truth.setToolTip(
@@ -141,13 +156,7 @@ class EvaluationPanel(QGroupBox):
         )
         self.truth.currentTextChanged.connect(self._truth_changed)
         form.addRow("Ground truth", self.truth)
-        box.addLayout(form)
-        self.truth_job = BackgroundJob("Scoring against the truth", "Leave the IoUs out of the review list")
-        self.truth_job.idle.connect(self._measure)  # IoUs asked for meanwhile
-        box.addWidget(self.truth_job)
-        review.result_added.connect(self._forget)
-        review.truth_iou = self.iou
-        self.reset_choices()
+        return form
 
     # ------------------------------------------------------------------ check references
     def running(self) -> bool:
