@@ -224,8 +224,12 @@ def test_saving_references_without_any_says_so(open_widget, errors):
 def test_objects_of_a_stack_run_through_the_stack_keep_one_id_through_the_planes(make_napari_viewer):
     import pandas as pd
 
+    from napari_sansa.plugin.core.linking import linked
     from napari_sansa.plugin.core.session import ImageSource, TargetKey
     from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, objects_layer
+
+    def linked_stacks(stacks):
+        return {image_id: linked(stack, tables) for image_id, (stack, tables) in stacks.items()}
 
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((4, 64, 64), np.uint8), name="volume")
@@ -239,7 +243,8 @@ def test_objects_of_a_stack_run_through_the_stack_keep_one_id_through_the_planes
         plane[(rr - 45) ** 2 + (cc - 40 - 2 * z) ** 2 <= 36] = second
         table = pd.DataFrame({"label": [1, 2], "class": [1, 1], "area": [113, 113]})
         layers.write(source, TargetKey("v", (z,)), plane, table)
-    layers.link("v")
+    for image_id, (stack, tables) in linked_stacks(layers.to_link(["v"])).items():  # a worker's work
+        layers.set_linked(image_id, stack, tables)
     layers.sync()
     data = objects_layer(viewer, "v").data
     top = {int(data[z, 20, 15 + 2 * z]) for z in range(4)}
