@@ -74,6 +74,9 @@ def main() -> int:
     if sys.argv[1:] == ["adapt"]:  # only that one
         adapting()
         return 0
+    if sys.argv[1:] == ["sessions"]:  # only those
+        sessions_and_server()
+        return 0
     viewer, widget, _ = annotated_cells(LARGE)
     widget.prompt_image.setCurrentText("cells 1")
     points = widget.add_prompt_layer("points")
@@ -102,9 +105,10 @@ def main() -> int:
     large_images()
     check_references()
     adapting()
+    sessions_and_server()
     print(
         "wrote widget.png, laptop.png, reference.png, own-data.png, stack.png, objects.png, large.png, "
-        f"check-references.png and adapt.png to {OUT}"
+        f"check-references.png, adapt.png, restore.png and server.png to {OUT}"
     )
     return 0
 
@@ -334,13 +338,45 @@ def adapting() -> None:
     while len(panel.plot.ious) < 2 and panel.worker is not None and time.time() - start < 1800:
         app.processEvents()
         time.sleep(0.05)
+    widget.run()  # asked during Adapt: it waits its turn, and the Run section's status line says so
+    settle(0.5)
     scroll_to(panel)
     for layer in viewer.layers:
         layer.visible = layer.name in ("cells 0", "cells 0 prompts")
     settle()
     viewer.screenshot(str(OUT / "adapt.png"), canvas_only=False)
-    panel.cancel()
+    widget.cancel()  # what the status line shows: Adapt, and the Run that waits for it
     wait(panel)
+    viewer.close()
+
+
+def sessions_and_server() -> None:
+    """A laptop screen (1366x768) after napari was closed and opened again on the same images:
+    the Session section offers Restore; then the Model section set to compute on a server."""
+    os.environ["NAPARI_SANSA_SESSION_DIR"] = tempfile.mkdtemp()
+    viewer, widget, _ = annotated_cells(LAPTOP)
+    widget.run()
+    wait(widget)
+    app, start = QApplication.instance(), time.time()
+    while not widget.sessions_panel.idle and time.time() - start < 120:  # saved
+        app.processEvents()
+        time.sleep(0.05)
+    viewer.close()
+    viewer = napari.Viewer()
+    maximised(viewer, LAPTOP)
+    viewer.open_sample("napari-sansa", "cells")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
+    viewer.reset_view()
+    settle()
+    viewer.screenshot(str(OUT / "restore.png"), canvas_only=False)
+    widget.sections.section("Model").expand()
+    panel = widget.compute_panel
+    panel.where.setCurrentText(panel.where.itemText(1))
+    panel.address.setText("tls://gpu-box.lab:8786")
+    panel.credentials.setText(str(Path.home() / "sansa-client"))
+    scroll_to(panel)
+    settle()
+    viewer.screenshot(str(OUT / "server.png"), canvas_only=False)
     viewer.close()
 
 
