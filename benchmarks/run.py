@@ -218,6 +218,7 @@ def stall_probe(n_images, image_size):
         NAPARI_SANSA_SAM2_CHECKPOINT=str(sam2),
         NAPARI_SANSA_ADAPTER_CHECKPOINT=str(adapter),
         NAPARI_SANSA_CONFIG_DIR=tempfile.mkdtemp(),
+        NAPARI_SANSA_SESSION_DIR=tempfile.mkdtemp(),  # never the user's saved sessions
     )
     viewer = napari.Viewer()
     for i, image in enumerate(images(n_images, 41, (256, 320))):

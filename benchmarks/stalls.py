@@ -115,6 +115,7 @@ def open_widget(image_size: int, hw: tuple[int, int]):
         NAPARI_SANSA_SAM2_CHECKPOINT=str(sam2),
         NAPARI_SANSA_ADAPTER_CHECKPOINT=str(adapter),
         NAPARI_SANSA_CONFIG_DIR=tempfile.mkdtemp(),
+        NAPARI_SANSA_SESSION_DIR=tempfile.mkdtemp(),  # never the user's saved sessions
         NAPARI_SANSA_CACHE_DIR=tempfile.mkdtemp(),
     )
     viewer = napari.Viewer()

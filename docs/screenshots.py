@@ -29,6 +29,13 @@ OUT = Path(__file__).parent / "images"
 LARGE, LAPTOP = (1920, 1080), (1366, 768)  # napari maximised on these screens
 
 
+def new_viewer():
+    """A napari viewer whose dock saves its session apart from the other pictures' (none offers
+    another's Restore)."""
+    os.environ["NAPARI_SANSA_SESSION_DIR"] = tempfile.mkdtemp()
+    return napari.Viewer()
+
+
 def maximised(viewer, size) -> None:
     """The window as napari maximised on a screen of ``size`` (Xvfb has no window manager to do it)."""
     viewer.window._qt_window.setGeometry(0, 0, *size)
@@ -116,7 +123,7 @@ def main() -> int:
 def annotated_cells(screen):
     """napari maximised on ``screen`` with the cells sample, the dock, and cells 0's nuclei and
     granules painted in a prompt layer: (viewer, widget, prompt layer)."""
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     maximised(viewer, screen)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -153,7 +160,7 @@ def own_data() -> None:
     """An instance mask opened from a file and a points layer made with napari's own button."""
     from skimage.measure import label
 
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     viewer.window._qt_window.resize(1500, 1000)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -179,7 +186,7 @@ def own_data() -> None:
 
 def through_the_stack() -> None:
     """A time-lapse with one annotated plane, segmented through the stack."""
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     viewer.window._qt_window.resize(1500, 1000)
     viewer.open_sample("napari-sansa", "drifting_cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -207,7 +214,7 @@ def objects() -> None:
     from napari_sansa.plugin.core.session import TargetKey
     from napari_sansa.plugin.viewer import layers as L
 
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     viewer.window._qt_window.resize(1500, 1000)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -229,7 +236,7 @@ def objects() -> None:
 def large_images() -> None:
     """A 1536x1920 mosaic (6x6 fields of the cells sample) opened as a 3-level pyramid and
     segmented in 512 px tiles from one annotated field, into a zarr-backed Labels layer."""
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     viewer.window._qt_window.resize(1500, 1000)
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
     widget.image_size.setValue(512)
@@ -290,7 +297,7 @@ def check_references() -> None:
     """Check references on a laptop screen (1366x768): three mask references, each predicted
     from the other two; the table lists IoU per class, lowest first, and its first row shows
     that reference's image. Random test weights: the IoUs show the plumbing, not SANSA."""
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     maximised(viewer, LAPTOP)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -319,7 +326,7 @@ def check_references() -> None:
 def adapting() -> None:
     """The Adapt to these images… section while it trains on a laptop screen (1366x768; four
     images annotated with masks, random test weights)."""
-    viewer = napari.Viewer()
+    viewer = new_viewer()
     maximised(viewer, LAPTOP)
     viewer.open_sample("napari-sansa", "cells")
     _, widget = viewer.window.add_plugin_dock_widget("napari-sansa", "SANSA few-shot segmentation")
@@ -353,8 +360,7 @@ def adapting() -> None:
 def sessions_and_server() -> None:
     """A laptop screen (1366x768) after napari was closed and opened again on the same images:
     the Session section offers Restore; then the Model section set to compute on a server."""
-    os.environ["NAPARI_SANSA_SESSION_DIR"] = tempfile.mkdtemp()
-    viewer, widget, _ = annotated_cells(LAPTOP)
+    viewer, widget, _ = annotated_cells(LAPTOP)  # its session saved in a folder of its own
     widget.run()
     wait(widget)
     app, start = QApplication.instance(), time.time()
