@@ -415,6 +415,8 @@ class SansaWidget(QWidget):
         ``run_files.written`` when it is done)."""
         if self.run_files.job.running():
             raise SansaError("An export is going: wait for it to finish, or cancel it.")
+        if self.owner.has("Run"):  # the layers are taken now: a run's later results would be missed
+            raise SansaError("A run is going: export its results when it has finished, or cancel it.")
         objects = self.objects_panel.layers.export_later(folder, overwrite)
         extra = {"formats": formats, "object_layers": self.objects_panel.layers}
         plan = exports.plan_export(
