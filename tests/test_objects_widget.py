@@ -66,13 +66,19 @@ def test_objects_output_gives_a_layer_with_its_table_and_exports_it(open_widget,
     assert [i["file_name"] for i in coco["images"]] == ["cells 2"]
 
 
-def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget, qtbot):
+def stack_with_objects(open_widget):
+    """The stack sample with a box-shaped mask on its first plane, objects asked for."""
     viewer, widget = open_widget("cells_stack")
     widget.prompt_image.setCurrentText("cells stack")
     prompt = widget.add_prompt_layer("labels")
     prompt.data[0, 100:140, 100:150] = 1
     prompt.refresh()
     widget.objects_panel.output.setCurrentText("objects")
+    return viewer, widget
+
+
+def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget, qtbot):
+    viewer, widget = stack_with_objects(open_widget)
     widget.stack_mode.setCurrentText("independent planes")  # through the stack links objects up
     run_and_wait(widget, qtbot)
     layer = viewer.layers["cells stack [SANSA objects]"]
@@ -87,12 +93,7 @@ def test_a_stack_gets_objects_per_plane_with_ids_unique_in_the_layer(open_widget
 def test_objects_of_a_stack_run_through_it_are_linked_through_the_planes_in_a_worker(open_widget, qtbot):
     from napari_sansa.engine.objects.split import link_planes
 
-    viewer, widget = open_widget("cells_stack")
-    widget.prompt_image.setCurrentText("cells stack")
-    prompt = widget.add_prompt_layer("labels")
-    prompt.data[0, 100:140, 100:150] = 1
-    prompt.refresh()
-    widget.objects_panel.output.setCurrentText("objects")
+    viewer, widget = stack_with_objects(open_widget)
     assert widget.through_stacks
     widget.run()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120_000)
