@@ -101,3 +101,13 @@ def test_the_model_is_loaded_once_per_settings_and_replaced_only_by_the_owner():
     adapted = object()
     owner.replace(adapted)
     assert heard == [first, second, adapted] and owner.loaded()
+
+
+def test_the_end_of_the_job_in_progress_goes_before_the_jobs_that_wait():
+    owner, executor, _ = _owner([WidgetSettings()], [])
+    owner.submit(Task("Run", lambda get_model: None))
+    owner.submit(Task("Adapt", lambda get_model: None))
+    owner.submit(Task("Linking objects", lambda get_model: None, first=True))  # the run's objects
+    executor.end()
+    executor.end()
+    assert executor.started == ["Run", "Linking objects", "Adapt"]

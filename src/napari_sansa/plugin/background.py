@@ -35,11 +35,16 @@ class BackgroundJob(QWidget):
     idle = Signal()  # a job has finished (done, failed or cancelled): another may start
 
     def __init__(
-        self, name: str, cancel_tip: str = "Stop after the step in progress", owner: ModelOwner | None = None
+        self,
+        name: str,
+        cancel_tip: str = "Stop after the step in progress",
+        owner: ModelOwner | None = None,
+        first: bool = False,
     ) -> None:
-        """``owner``: the model's owner, whose queue the job goes through (else it runs at once)."""
+        """``owner``: the model's owner, whose queue the job goes through (else it runs at once);
+        ``first``: before the jobs that wait (it finishes the job in progress)."""
         super().__init__()
-        self.name, self.owner = name, owner
+        self.name, self.owner, self.first = name, owner, first
         self.worker = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -86,7 +91,9 @@ class BackgroundJob(QWidget):
             self._begin()
             self.worker.start()
             return self.worker
-        task = Task(self.name, _owned, (work, model, *args), handlers=handlers, begin=self._begin)
+        task = Task(
+            self.name, _owned, (work, model, *args), handlers=handlers, begin=self._begin, first=self.first
+        )
         if self.owner.submit(task) is None:
             return None
         self.worker = task.worker

@@ -145,7 +145,7 @@ class SansaWidget(QWidget):
         self.targets_panel = TargetsPanel()
         self.targets, self.stack_mode = self.targets_panel.list, self.targets_panel.stack_mode
         self.large_panel = LargeImagesPanel(self._chosen_pixel_size)
-        self.objects_panel = ObjectsPanel(self.viewer)
+        self.objects_panel = ObjectsPanel(self.viewer, self.owner)
         output = stacked(self.targets_panel, self.large_panel, self.objects_panel.choice)
         add("Targets and output", output, tooltip="The images to segment, and what a run gives")
         c = self.controls = RunControls(self.run, self.cancel)

@@ -54,6 +54,7 @@ class Task:
     handlers: dict[str, Callable] = field(default_factory=dict)
     begin: Callable[[], None] | None = None  # main thread, just before its worker starts
     supersede: bool = False  # a newer task of its name replaces a waiting one (else: refused)
+    first: bool = False  # goes before the waiting tasks: the end of the job in progress (linking its objects)
     cancel: threading.Event = field(default_factory=threading.Event)
     worker: Any = None  # what the executor made of it
     settings: WidgetSettings | None = None  # the model settings it runs with (taken when it starts)
@@ -138,7 +139,7 @@ class ModelOwner:
             return None
         if self.executor is not None:
             self.executor.prepare(task, lambda: self.model_for(task))
-        self.waiting.append(task)
+        self.waiting.insert(0 if task.first else len(self.waiting), task)
         if self.running is None:
             self._next()
         else:

@@ -28,6 +28,7 @@ from napari_sansa.engine.objects import OBJECT_METHODS
 from napari_sansa.plugin.background import BackgroundJob
 from napari_sansa.plugin.core.linking import link_stacks
 from napari_sansa.plugin.core.session import ImageSource, TargetKey
+from napari_sansa.plugin.core.work_queue import ModelOwner
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.objects_layers import ObjectLayers, plane_columns
 
@@ -44,7 +45,9 @@ class ObjectsPanel(QWidget):
     """The list of objects to check; ``choice``, placed before Run, holds the output choice and
     the splitting method."""
 
-    def __init__(self, viewer) -> None:
+    def __init__(self, viewer, owner: ModelOwner | None = None) -> None:
+        """``owner``: the model's owner, whose queue linking a stack's objects goes through
+        (right after the run that made them, before any run that waits)."""
         super().__init__()
         self.viewer = viewer
         self.layers = ObjectLayers(viewer)
@@ -70,7 +73,8 @@ class ObjectsPanel(QWidget):
         self.list.setToolTip("Objects, least confident first: select one to go to it")
         self.list.currentItemChanged.connect(lambda item, _: self._show(item))
         box.addWidget(self.list)
-        self.linking = BackgroundJob("Linking objects", "Leave the objects unlinked: ids per plane")
+        tip = "Leave the objects unlinked: ids per plane"
+        self.linking = BackgroundJob("Linking objects", tip, owner, first=True)  # before a next run
         box.addWidget(self.linking)
         self.output.currentTextChanged.connect(self._output_changed)
         self._output_changed(self.output.currentText())
