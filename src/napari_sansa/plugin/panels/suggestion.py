@@ -31,7 +31,7 @@ class SuggestionPanel(QWidget):
     """The *Suggest next* button, its one-line reason, and the ranking in progress when it has
     images to encode (in a worker, with progress and Cancel)."""
 
-    def __init__(self, viewer, suggest: Callable[[], object], owner: ModelOwner | None = None) -> None:
+    def __init__(self, viewer, suggest: Callable[[], object], owner: ModelOwner) -> None:
         """``owner``: the model's owner, whose queue a ranking that encodes images goes through."""
         super().__init__()
         self.viewer = viewer
@@ -84,10 +84,8 @@ class SuggestionPanel(QWidget):
             return None
         if ranked is not None:
             return self._first(pool, ranked)
-        work = (suggestion.ranking, job.references, images, given)
         done = lambda ranked: chosen(self._first(pool, ranked))  # noqa: E731
-        if self.job.owner is None:
-            return self.job.start(suggestion.ranking, model, *work[1:], done=done)
+        work = (suggestion.ranking, job.references, images, given)
         return self.job.start(*work, done=done, model=True)  # the owner's model, in its turn
 
     def _first(self, pool: list[tuple[TargetKey, ImageSource]], ranked: list) -> TargetKey:
