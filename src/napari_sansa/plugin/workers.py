@@ -5,7 +5,6 @@ handlers on napari's thread; the owner's news become Qt signals for the dock.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 from qtpy.QtCore import QObject, Signal
@@ -13,6 +12,7 @@ from qtpy.QtCore import QObject, Signal
 from napari_sansa.plugin import notifications
 from napari_sansa.plugin.core.settings import WidgetSettings
 from napari_sansa.plugin.core.work_queue import Loader, Model, ModelOwner, Task
+from napari_sansa.plugin.qt_lifetime import ThreadNews
 
 
 class Workers(QObject):
@@ -27,7 +27,9 @@ class Workers(QObject):
         super().__init__(parent)
         self.owner = ModelOwner(settings, load, self, notifications.error)
         self.owner.on_status(self.status.emit)
-        self.owner.on_model(self._emit_model)
+        self._model_news = ThreadNews()  # a model loaded in a worker reaches napari's thread
+        self._model_news.news.connect(self.model_changed)
+        self.owner.on_model(self._model_news.emit)
 
     def prepare(self, task: Task, get_model: Callable[[], Model]) -> None:
         from napari.qt.threading import create_worker
@@ -47,8 +49,3 @@ class Workers(QObject):
 
         if isinstance(task.worker, GeneratorWorker):
             task.worker.quit()
-
-    def _emit_model(self, model: Model) -> None:
-        """From the worker thread that loaded it: a queued signal to napari's thread."""
-        with contextlib.suppress(RuntimeError):  # the widget is gone (napari closing)
-            self.model_changed.emit(model)

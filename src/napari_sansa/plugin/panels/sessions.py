@@ -37,7 +37,7 @@ from napari_sansa.plugin.core.saved_sessions import (
     sessions_root,
 )
 from napari_sansa.plugin.core.settings import settings_from
-from napari_sansa.plugin.qt_lifetime import is_deleted
+from napari_sansa.plugin.qt_lifetime import ThreadNews, is_deleted
 from napari_sansa.plugin.viewer import layers as L
 from napari_sansa.plugin.viewer.large import is_lazy
 from napari_sansa.plugin.viewer.reference_layers import annotation_layers
@@ -51,8 +51,6 @@ class SessionsPanel(QWidget):
     """Saves the session as it changes; offers Restore; lists and deletes saved sessions."""
 
     summary_changed = Signal(str)
-    _saved = Signal(object)  # from the saving thread: None, or what went wrong
-    _deleted = Signal(object)
 
     def __init__(self, viewer, review, parts, settings, apply_settings) -> None:
         """``parts()``: the references as a run takes them (an :class:`~.core.runs.ExportParts`);
@@ -67,8 +65,9 @@ class SessionsPanel(QWidget):
         self._reference_images: set[str] = set()  # as of the last save
         self._timer = QTimer(self, singleShot=True, interval=int(SAVE_AFTER_S * 1000))
         self._timer.timeout.connect(self._save_now)
-        self._saved.connect(self._after_save)
-        self._deleted.connect(self._after_delete)
+        self._saved, self._deleted = ThreadNews(), ThreadNews()  # from the saving thread: None, or
+        self._saved.news.connect(self._after_save)  # what went wrong
+        self._deleted.news.connect(self._after_delete)
         self._build()
         viewer.layers.events.inserted.connect(self._layer_added)
         viewer.layers.events.removed.connect(self._layer_removed)
