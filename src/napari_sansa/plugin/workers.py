@@ -34,10 +34,20 @@ class Workers(QObject):
     def prepare(self, task: Task, get_model: Callable[[], Model]) -> None:
         from napari.qt.threading import create_worker
 
+        handlers = {**task.handlers, "finished": lambda: self._finished(task)}
         task.worker = create_worker(
-            task.work, get_model, *task.args, _start_thread=False, _connect=task.handlers, **task.kwargs
+            task.work, get_model, *task.args, _start_thread=False, _connect=handlers, **task.kwargs
         )
-        task.worker.finished.connect(lambda: self.owner.finished(task))
+
+    def _finished(self, task: Task) -> None:
+        """The task's own ``finished`` handler, then the owner's word, in one slot: between the
+        two, nothing may see the task's panel idle while the owner still counts it as working."""
+        try:
+            finished = task.handlers.get("finished")
+            if finished is not None:
+                finished()
+        finally:
+            self.owner.finished(task)
 
     def start(self, task: Task) -> None:
         task.worker.start()
